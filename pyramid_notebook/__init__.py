@@ -1,0 +1,29 @@
+"""pyramid_notebook: give each user of a Pyramid site their own Jupyter Notebook shell.
+
+Use ``config.include("pyramid_notebook")`` and map the views in
+:mod:`pyramid_notebook.views` from your own views; see the README.
+"""
+
+SETTINGS_ACTION = "pyramid_notebook.settings"
+
+
+def includeme(config):
+    """Read and validate the ``pyramid_notebook.*`` settings once.
+
+    The parsed :class:`~pyramid_notebook.settings.NotebookSettings` and a
+    :class:`~pyramid_notebook.notebookmanager.NotebookManager` built from them
+    are stored on the registry. A missing or malformed setting raises
+    :class:`pyramid.exceptions.ConfigurationError` naming it when the
+    configuration is committed.
+    """
+    # Imported here so that the notebook daemon, which imports this package,
+    # does not pay for Pyramid at start-up.
+    from pyramid_notebook.notebookmanager import NotebookManager
+    from pyramid_notebook.settings import parse_settings
+
+    def register():
+        settings = parse_settings(config.get_settings(), maybe_dotted=config.maybe_dotted)
+        config.registry.pyramid_notebook_settings = settings
+        config.registry.pyramid_notebook_manager = NotebookManager.from_settings(settings)
+
+    config.action(SETTINGS_ACTION, register)

@@ -1,0 +1,53 @@
+"""Read and write a notebook's ``context.json``, which lives beside its pid file.
+
+The context is how the web site and the daemon talk: the site writes what the
+notebook should be (startup script, greeting, port, secret token), the daemon
+completes it (pid, notebook name) and the proxy reads the port and token back.
+It holds a secret, so it is written owner-only, and atomically so that a reader
+never sees half a file.
+"""
+import contextlib
+import json
+import os
+import tempfile
+
+CONTEXT_FILE_NAME = "context.json"
+
+
+def get_context_file(pid_file: str) -> str:
+    """The path of the context file that belongs to ``pid_file``."""
+    return os.path.join(os.path.dirname(os.path.abspath(pid_file)), CONTEXT_FILE_NAME)
+
+
+def read_context(pid_file: str):
+    """Return the context dict, or ``None`` when it is missing or corrupt."""
+    try:
+        with open(get_context_file(pid_file), encoding="utf-8") as f:
+            context = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return context if isinstance(context, dict) else None
+
+
+def write_context(pid_file: str, context: dict) -> None:
+    """Atomically replace the context file with ``context`` (mode 0600)."""
+    path = get_context_file(pid_file)
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".context-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(context, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def update_context(pid_file: str, **changes) -> dict:
+    """Merge ``changes`` into the context on disk and return the result."""
+    context = read_context(pid_file) or {}
+    context.update(changes)
+    write_context(pid_file, context)
+    return context
+

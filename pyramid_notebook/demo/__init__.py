@@ -1,0 +1,38 @@
+"""The pyramid_notebook demo site: ``pserve development.ini``."""
+import os
+
+from pyramid.config import Configurator
+
+from pyramid_notebook.demo.models import setup_database
+from pyramid_notebook.demo.security import DemoSecurityPolicy, Root
+
+
+def _dbsession(request):
+    session = request.registry.dbsession_factory()
+    request.add_finished_callback(lambda r: session.close())
+    return session
+
+
+def main(global_config, **settings):
+    """Make the demo WSGI application."""
+    here = os.path.dirname(os.path.abspath(global_config.get("__file__", "development.ini")))
+    settings.setdefault("pyramid_notebook.demo.config_file", global_config.get("__file__", ""))
+    # Let the environment override the folder without editing the INI file.
+    if os.environ.get("PYRAMID_NOTEBOOK_FOLDER"):
+        settings["pyramid_notebook.notebook_folder"] = os.environ["PYRAMID_NOTEBOOK_FOLDER"]
+    settings.setdefault("sqlalchemy.url", f"sqlite:///{os.path.join(here, 'demo.sqlite')}")
+
+    with Configurator(settings=settings, root_factory=Root) as config:
+        config.set_security_policy(DemoSecurityPolicy(settings.get("demo.secret", "not a secret, demo only")))
+        config.include("pyramid_notebook")
+        config.registry.dbsession_factory = setup_database(settings["sqlalchemy.url"])
+        config.add_request_method(_dbsession, "dbsession", reify=True)
+        config.add_route("home", "/")
+        config.add_route("login", "/login")
+        config.add_route("logout", "/logout")
+        config.add_route("shell1", "/shell1")
+        config.add_route("shell2", "/shell2")
+        config.add_route("shutdown_notebook", "/notebook/shutdown")
+        config.add_route("notebook_proxy", "/notebook/*remainder")
+        config.scan("pyramid_notebook.demo.views")
+        return config.make_wsgi_app()

@@ -1,0 +1,60 @@
+"""Demo security: two fixed users, a login form (auth ticket cookie) or HTTP Basic auth."""
+import hmac
+
+from pyramid.authentication import AuthTktCookieHelper, extract_http_basic_credentials
+from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
+
+#: The demo's users and their passwords. Never do this in a real site.
+USERS = {"user": "password", "user2": "password"}
+
+
+def check_password(username, password) -> bool:
+    """True if ``password`` is the demo password of ``username``."""
+    expected = USERS.get(username)
+    return expected is not None and hmac.compare_digest(expected.encode(), (password or "").encode())
+
+
+class Root:
+    """Every logged-in user may open a shell."""
+
+    __acl__ = [(Allow, Authenticated, "shell")]
+
+    def __init__(self, request):
+        self.request = request
+
+
+class DemoSecurityPolicy:
+    """Pyramid 2 security policy: HTTP Basic credentials or a signed login cookie."""
+
+    def __init__(self, secret):
+        self.cookie = AuthTktCookieHelper(secret, hashalg="sha512", http_only=True, samesite="Lax")
+
+    def identity(self, request):
+        """The username of the logged-in user, or ``None``."""
+        credentials = extract_http_basic_credentials(request)
+        if credentials is not None:
+            return credentials.username if check_password(credentials.username, credentials.password) else None
+        ticket = self.cookie.identify(request)
+        if ticket and ticket["userid"] in USERS:
+            return ticket["userid"]
+        return None
+
+    def authenticated_userid(self, request):
+        """Same as :meth:`identity`: the username."""
+        return self.identity(request)
+
+    def permits(self, request, context, permission):
+        """ACL check with the user's principals."""
+        principals = [Everyone]
+        userid = self.identity(request)
+        if userid:
+            principals += [Authenticated, "user:" + userid]
+        return ACLHelper().permits(context, principals, permission)
+
+    def remember(self, request, userid, **kw):
+        """Headers that set the login cookie."""
+        return self.cookie.remember(request, userid, **kw)
+
+    def forget(self, request, **kw):
+        """Headers that clear the login cookie."""
+        return self.cookie.forget(request, **kw)

@@ -1,0 +1,135 @@
+"""Demo views: home, login/logout, two shells, shutdown and the notebook proxy."""
+import html
+from urllib.parse import urlsplit
+
+from pyramid.httpexceptions import HTTPForbidden, HTTPFound
+from pyramid.response import Response
+from pyramid.security import forget, remember
+from pyramid.view import forbidden_view_config, view_config
+
+from pyramid_notebook import startup
+from pyramid_notebook.demo.models import Base, Item
+from pyramid_notebook.demo.security import check_password
+from pyramid_notebook.views import launch_notebook, notebook_proxy, shutdown_notebook
+
+LAYOUT = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>pyramid_notebook demo</title></head>
+<body>{body}</body></html>
+"""
+
+HOME = """<h1>pyramid_notebook demo</h1>
+<p id="whoami">Logged in as <strong>{user}</strong>. <a href="/logout">Log out</a></p>
+<p>The demo database has {count} item(s).</p>
+<ul>
+<li><a id="shell1" href="/shell1">Shell 1</a>: the site's <code>app</code>, <code>request</code>,
+    <code>root</code> and <code>registry</code></li>
+<li><a id="shell2" href="/shell2">Shell 2</a>: also <code>a</code>, <code>b</code>, <code>fn()</code> and the
+    SQLAlchemy models</li>
+<li><a id="shutdown" href="/notebook/shutdown">Shut down my notebook</a></li>
+</ul>
+"""
+
+LOGIN = """<h1>Log in</h1>
+<p class="error">{error}</p>
+<form method="post" action="/login">
+<input type="hidden" name="came_from" value="{came_from}">
+<label>Username <input type="text" name="username" id="username" autofocus></label>
+<label>Password <input type="password" name="password" id="password"></label>
+<button type="submit" id="login">Log in</button>
+</form>
+<p>Users: <code>user</code> / <code>password</code> and <code>user2</code> / <code>password</code>.</p>
+"""
+
+
+def page(body, status=200):
+    """A demo HTML page."""
+    return Response(LAYOUT.format(body=body), status=status, content_type="text/html", charset="utf-8")
+
+
+def _local_path(url) -> str:
+    """Only redirect to paths on this site after login (no open redirect)."""
+    parts = urlsplit(url or "/")
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return "/"
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+@view_config(route_name="home", permission="shell")
+def home(request):
+    """The home page with links to the shells."""
+    count = request.dbsession.query(Item).count()
+    return page(HOME.format(user=html.escape(request.authenticated_userid), count=count))
+
+
+@view_config(route_name="login")
+def login(request):
+    """Login form; on success redirect back where the user came from."""
+    came_from = _local_path(request.params.get("came_from", "/"))
+    error = ""
+    if request.method == "POST":
+        username = request.POST.get("username", "")
+        if check_password(username, request.POST.get("password", "")):
+            return HTTPFound(came_from, headers=remember(request, username))
+        error = "Wrong username or password."
+    body = LOGIN.format(error=html.escape(error), came_from=html.escape(came_from))
+    return page(body, status=400 if error else 200)
+
+
+@view_config(route_name="logout")
+def logout(request):
+    """Forget the login and go to the login page."""
+    return HTTPFound("/login", headers=forget(request))
+
+
+@forbidden_view_config()
+def forbidden(request):
+    """Send people who are not logged in to the login form; refuse everything else."""
+    if request.authenticated_userid is None and request.method == "GET" and \
+            "text/html" in request.headers.get("Accept", ""):
+        return HTTPFound("/login?came_from=" + request.path_qs.replace("&", "%26"))
+    return page("<h1>Forbidden</h1><p>Log in first, as a user who may use the shell.</p>", status=403)
+
+
+def _config_file(request):
+    return request.registry.settings["pyramid_notebook.demo.config_file"]
+
+
+@view_config(route_name="shell1", permission="shell")
+def shell1(request):
+    """A notebook with the Pyramid bootstrap variables."""
+    nb = {}
+    startup.make_startup(nb, _config_file(request))
+    return launch_notebook(request, request.authenticated_userid, notebook_context=nb)
+
+
+@view_config(route_name="shell2", permission="shell")
+def shell2(request):
+    """A notebook with the bootstrap, a few test variables and the SQLAlchemy models."""
+    nb = {}
+    startup.make_startup(nb, _config_file(request))
+    startup.add_script(nb, 'a = "foo"')
+    startup.add_greeting(nb, "* **a** - a test variable")
+    startup.add_script(nb, 'b = "bar"')
+    startup.add_greeting(nb, "* **b** - another test variable")
+    startup.add_script(nb, 'def fn():\n    print("Hello there")')
+    startup.add_greeting(nb, "* **fn()** - a test function")
+    startup.add_script(nb, "dbsession = request.dbsession")
+    startup.add_greeting(nb, "* **dbsession** - the demo's SQLAlchemy session")
+    startup.include_sqlalchemy_models(nb, Base)
+    return launch_notebook(request, request.authenticated_userid, notebook_context=nb)
+
+
+@view_config(route_name="shutdown_notebook", permission="shell")
+def shutdown(request):
+    """Stop the user's notebook and go home."""
+    shutdown_notebook(request, request.authenticated_userid)
+    return HTTPFound(request.route_url("home"))
+
+
+@view_config(route_name="notebook_proxy", permission="shell", require_csrf=False)
+def proxy(request):
+    """Everything under /notebook/ goes to the logged-in user's own notebook."""
+    username = request.authenticated_userid
+    if not username:
+        raise HTTPForbidden()
+    return notebook_proxy(request, username)

@@ -1,0 +1,249 @@
+"""Start, find and stop one daemonized Jupyter server per user."""
+import contextlib
+import fcntl
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+import urllib3
+
+from pyramid_notebook import contextfile
+from pyramid_notebook.ports import NoFreePort, pick_port
+from pyramid_notebook.process import get_daemon_process, remove_stale_pid_file, terminate_daemon
+from pyramid_notebook.utils import username_to_folder_name
+
+DAEMON_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server", "notebook_daemon.py")
+LOCK_FOLDER = ".locks"
+#: Context keys the manager and daemon add; they never count as a context change.
+RUNTIME_KEYS = ("http_port", "pid", "token", "kill_timeout", "started_at", "stopped_at", "state", "notebook_name")
+
+
+class NotebookStartError(RuntimeError):
+    """The notebook daemon died or did not answer in time while starting.
+
+    ``log_tail`` holds the end of the daemon's ``notebook.stderr.log``.
+    """
+
+    def __init__(self, message, log_tail=""):
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+__all__ = ["NotebookManager", "NotebookStartError", "NoFreePort"]
+
+
+class NotebookManager:
+    """Manage per-user notebook daemons under ``notebook_folder``.
+
+    Each user gets ``notebook_folder/<user>/`` holding their files, the daemon's
+    pid file, ``context.json`` and logs. All methods are safe to call from many
+    threads and web server processes at once: a per-user file lock serialises
+    starts and stops of the same user.
+    """
+
+    def __init__(self, notebook_folder, min_port=41000, port_range=100, kill_timeout=3600, python=None,
+                 startup_timeout=60.0):
+        self.notebook_folder = os.path.abspath(notebook_folder)
+        self.min_port = int(min_port)
+        self.port_range = int(port_range)
+        self.kill_timeout = int(kill_timeout)
+        self.python = python or sys.executable
+        self.startup_timeout = float(startup_timeout)
+        # Readiness polls reuse connections; one pool per port, made on demand.
+        self._http = urllib3.PoolManager(maxsize=4, retries=False, timeout=urllib3.Timeout(connect=1, read=10))
+
+    @classmethod
+    def from_settings(cls, settings):
+        """Build a manager from :class:`~pyramid_notebook.settings.NotebookSettings`."""
+        return cls(settings.notebook_folder, min_port=settings.port_base, port_range=settings.port_range,
+                   kill_timeout=settings.kill_timeout, python=settings.python,
+                   startup_timeout=settings.startup_timeout)
+
+    # --- where things are -------------------------------------------------
+
+    def get_work_folder(self, name) -> str:
+        """The user's folder; raises :class:`~pyramid_notebook.utils.BadUsername` for unusable names."""
+        return os.path.join(self.notebook_folder, username_to_folder_name(name))
+
+    def get_pid_file(self, name) -> str:
+        """Path of the user's daemon pid file."""
+        return os.path.join(self.get_work_folder(name), "notebook.pid")
+
+    @contextlib.contextmanager
+    def _lock(self, lock_name):
+        folder = os.path.join(self.notebook_folder, LOCK_FOLDER)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        # A fresh open file per acquisition: flock then excludes other threads too.
+        with open(os.path.join(folder, lock_name + ".lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def user_lock(self, name):
+        """Exclusive lock held while one user's notebook is started or stopped."""
+        return self._lock("user-" + username_to_folder_name(name))
+
+    # --- state ------------------------------------------------------------
+
+    def get_context(self, name):
+        """The user's context dict as last written, or ``None``."""
+        return contextfile.read_context(self.get_pid_file(name))
+
+    def is_running(self, name) -> bool:
+        """True if the user's daemon process is alive."""
+        return get_daemon_process(self.get_pid_file(name)) is not None
+
+    def get_notebook_status(self, name):
+        """The context of the user's running notebook, or ``None`` if it is not running."""
+        pid_file = self.get_pid_file(name)
+        proc = get_daemon_process(pid_file)
+        if proc is None:
+            return None
+        context = contextfile.read_context(pid_file)
+        if not context or context.get("pid") != proc.pid:
+            return None
+        return context
+
+    # --- start and stop ---------------------------------------------------
+
+    def start_notebook_on_demand(self, name, context):
+        """Make sure the user's notebook runs with ``context``; return ``(context, created)``.
+
+        A running notebook with the same ``context_hash`` is reused; one with a
+        different hash is restarted. Dead daemons, stale pid files and corrupt
+        context files are cleaned up on the way.
+        """
+        with self.user_lock(name):
+            running = self.get_notebook_status(name)
+            if running and running.get("context_hash") == context.get("context_hash") and \
+                    self._answers(running, timeout=2):
+                return running, False
+            if self.is_running(name):
+                self._stop(name)
+            return self._start(name, context), True
+
+    def start_notebook(self, name, context, fg=False):
+        """Start the user's notebook with ``context`` and wait until it answers.
+
+        With ``fg=True`` run it in the foreground instead (blocks; for debugging).
+        Returns the completed context.
+        """
+        if fg:
+            return self._start(name, context, fg=True)
+        with self.user_lock(name):
+            return self._start(name, context)
+
+    def stop_notebook(self, name) -> bool:
+        """Stop the user's notebook; return True if one was running."""
+        with self.user_lock(name):
+            return self._stop(name)
+
+    def _stop(self, name) -> bool:
+        return terminate_daemon(self.get_pid_file(name), timeout=10)
+
+    def _reserved_ports(self, own_folder):
+        """Ports promised to other users' notebooks that are running or starting."""
+        reserved = set()
+        try:
+            entries = os.listdir(self.notebook_folder)
+        except FileNotFoundError:
+            return reserved
+        for entry in entries:
+            folder = os.path.join(self.notebook_folder, entry)
+            if folder == own_folder or entry == LOCK_FOLDER:
+                continue
+            pid_file = os.path.join(folder, "notebook.pid")
+            context = contextfile.read_context(pid_file)
+            if not context or not context.get("http_port"):
+                continue
+            starting = context.get("state") == "starting" and \
+                time.time() - context.get("starting_at", 0) < self.startup_timeout
+            if starting or get_daemon_process(pid_file) is not None:
+                reserved.add(context["http_port"])
+        return reserved
+
+    def _start(self, name, context, fg=False):
+        work_folder = self.get_work_folder(name)
+        pid_file = self.get_pid_file(name)
+        os.makedirs(work_folder, mode=0o700, exist_ok=True)
+        remove_stale_pid_file(pid_file)
+
+        context = {k: v for k, v in context.items() if k not in RUNTIME_KEYS}
+        context["kill_timeout"] = int(context.get("kill_timeout") or self.kill_timeout)
+        with self._lock("ports"):
+            port = pick_port(self.min_port, self.port_range, self._reserved_ports(work_folder))
+            context.update(http_port=port, token=secrets.token_urlsafe(32), state="starting",
+                           starting_at=time.time())
+            if "{port}" in (context.get("websocket_url") or ""):
+                context["websocket_url"] = context["websocket_url"].replace("{port}", str(port))
+            contextfile.write_context(pid_file, context)
+
+        cmd = [self.python, DAEMON_SCRIPT, "fg" if fg else "start", pid_file, work_folder, str(port),
+               str(context["kill_timeout"])]
+        if fg:
+            subprocess.run(cmd, check=False)
+            return contextfile.read_context(pid_file)
+        # Do not wait for the launcher: daemonocle's parent lingers a second after
+        # forking. We poll the server instead and reap the launcher afterwards.
+        launcher = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, close_fds=True, cwd=work_folder)
+        try:
+            return self._wait_until_ready(name, launcher, context)
+        except BaseException:
+            terminate_daemon(pid_file, timeout=5)
+            raise
+        finally:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                launcher.wait(timeout=5)
+            if launcher.stderr:
+                launcher.stderr.close()
+
+    def _answers(self, context, timeout) -> bool:
+        url = f"http://127.0.0.1:{context['http_port']}{context.get('notebook_path') or '/notebook/'}api/status"
+        try:
+            r = self._http.request("GET", url, headers={"Authorization": "token " + context.get("token", "")},
+                                   timeout=urllib3.Timeout(connect=timeout, read=timeout))
+        except urllib3.exceptions.HTTPError:
+            return False
+        return r.status == 200
+
+    def _wait_until_ready(self, name, launcher, context):
+        pid_file = self.get_pid_file(name)
+        work_folder = self.get_work_folder(name)
+        deadline = time.monotonic() + self.startup_timeout
+        delay = 0.01
+        while True:
+            latest = contextfile.read_context(pid_file) or {}
+            if latest.get("pid") and latest.get("token") == context["token"]:
+                if get_daemon_process(pid_file, pid=latest["pid"]) is None:
+                    raise NotebookStartError("The notebook server exited while starting.",
+                                             self._log_tail(work_folder))
+                if self._answers(latest, timeout=1):
+                    return latest
+            code = launcher.poll()
+            if code not in (None, 0):
+                raise NotebookStartError(f"The notebook launcher failed (exit status {code}).",
+                                         self._log_tail(work_folder, launcher))
+            if time.monotonic() > deadline:
+                raise NotebookStartError(
+                    f"The notebook server did not answer within {self.startup_timeout:g} seconds.",
+                    self._log_tail(work_folder))
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+
+    @staticmethod
+    def _log_tail(work_folder, launcher=None, lines=30) -> str:
+        text = ""
+        with contextlib.suppress(OSError):
+            with open(os.path.join(work_folder, "notebook.stderr.log"), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 16384))
+                text = f.read().decode("utf-8", "replace")
+        if launcher is not None and launcher.stderr:
+            with contextlib.suppress(Exception):
+                text += launcher.stderr.read(16384).decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,103 @@
+"""Find, check and end notebook daemon processes — only ones we started.
+
+A pid file can outlive its process and the pid can be reused by anything, so we
+only ever signal a pid whose command line shows it is our daemon serving that
+very pid file.
+"""
+import os
+import signal
+
+import psutil
+
+DAEMON_SCRIPT = "notebook_daemon.py"
+
+
+def read_pid_file(pid_file: str):
+    """Return the pid in ``pid_file`` or ``None`` if missing or unreadable."""
+    try:
+        with open(pid_file, encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def get_daemon_process(pid_file: str, pid=None):
+    """Return the live ``psutil.Process`` of the daemon behind ``pid_file``, or ``None``.
+
+    ``None`` when there is no pid, the process is gone or a zombie, or the pid now
+    belongs to some unrelated process.
+    """
+    pid = pid if pid is not None else read_pid_file(pid_file)
+    if not pid:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    pid_file = os.path.abspath(pid_file)
+    if any(arg.endswith(DAEMON_SCRIPT) for arg in cmdline) and pid_file in cmdline:
+        return proc
+    return None
+
+
+def remove_stale_pid_file(pid_file: str) -> bool:
+    """Delete ``pid_file`` if no daemon of ours runs behind it. Return True if removed."""
+    if os.path.exists(pid_file) and get_daemon_process(pid_file) is None:
+        try:
+            os.unlink(pid_file)
+        except FileNotFoundError:
+            pass
+        return True
+    return False
+
+
+def terminate_daemon(pid_file: str, timeout: float = 10.0) -> bool:
+    """Stop the daemon behind ``pid_file``; return True if one was running.
+
+    SIGTERM lets Jupyter shut its kernels down and save state; if the server
+    hangs past ``timeout`` we SIGKILL it together with the kernels it started,
+    so nothing is orphaned.
+    """
+    proc = get_daemon_process(pid_file)
+    if proc is None:
+        remove_stale_pid_file(pid_file)
+        return False
+    try:
+        children = proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    try:
+        proc.send_signal(signal.SIGTERM)
+    except psutil.NoSuchProcess:
+        pass
+    gone, alive = psutil.wait_procs([proc], timeout=timeout)
+    if alive:
+        for p in [proc] + children:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs([proc] + children, timeout=5)
+    else:
+        # Jupyter stops its kernels on SIGTERM; give stragglers a moment, then end them.
+        _, leftover = psutil.wait_procs(children, timeout=5)
+        for p in leftover:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+    # daemonocle removes the pid file on a clean exit; after SIGKILL we do.
+    remove_stale_pid_file(pid_file)
+    return True
+
+
+def pid_alive(pid) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, TypeError, ValueError):
+        return False
+

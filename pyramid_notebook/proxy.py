@@ -1,0 +1,131 @@
+"""Stream an HTTP request to a notebook server on localhost and its answer back.
+
+Bodies stream both ways in chunks (no whole-body buffering), connections to
+each notebook are kept alive and reused, hop-by-hop headers are dropped and the
+usual ``X-Forwarded-*`` headers are added. The proxy authenticates to the
+notebook with the notebook's per-start secret; the browser never sees it.
+"""
+import threading
+
+import urllib3
+from pyramid.response import Response
+
+CHUNK_SIZE = 64 * 1024
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+    "transfer-encoding", "upgrade",
+})
+# Replaced by the proxy: the browser's credentials for the site are not the notebook's.
+REPLACED_REQUEST_HEADERS = frozenset({"host", "authorization", "content-length"})
+TIMEOUT = urllib3.Timeout(connect=5.0, read=300.0)
+
+_pool_manager = None
+_pool_lock = threading.Lock()
+
+
+class UpstreamError(Exception):
+    """The notebook server could not be reached."""
+
+
+def get_pool_manager() -> urllib3.PoolManager:
+    """One connection pool manager per process, made on first use (after any fork)."""
+    global _pool_manager
+    if _pool_manager is None:
+        with _pool_lock:
+            if _pool_manager is None:
+                _pool_manager = urllib3.PoolManager(num_pools=256, maxsize=32, block=False, retries=False)
+    return _pool_manager
+
+
+def _connection_tokens(value: str) -> set:
+    return {t.strip().lower() for t in value.split(",") if t.strip()}
+
+
+def upstream_headers(request, port: int, token: str) -> dict:
+    """Headers for the notebook: the browser's minus hop-by-hop ones, plus forwarding info."""
+    drop = HOP_BY_HOP | REPLACED_REQUEST_HEADERS | _connection_tokens(request.headers.get("Connection", ""))
+    headers = urllib3.HTTPHeaderDict()
+    for name, value in request.headers.items():
+        if name.lower() not in drop and not name.lower().startswith("x-forwarded-"):
+            headers.add(name, value)
+    prior = request.headers.get("X-Forwarded-For")
+    client = request.client_addr or ""
+    headers["X-Forwarded-For"] = f"{prior}, {client}" if prior else client
+    headers["X-Forwarded-Host"] = request.host
+    headers["X-Forwarded-Proto"] = request.scheme
+    headers["Host"] = f"127.0.0.1:{port}"
+    headers["Authorization"] = f"token {token}"
+    return headers
+
+
+class _LimitedInput:
+    """File-like view of ``wsgi.input`` that yields exactly ``length`` bytes."""
+
+    def __init__(self, stream, length):
+        self.stream = stream
+        self.remaining = length
+
+    def read(self, size=-1):
+        if self.remaining <= 0:
+            return b""
+        size = self.remaining if size is None or size < 0 else min(size, self.remaining)
+        data = self.stream.read(size)
+        self.remaining -= len(data)
+        return data
+
+
+def _request_body(request):
+    """(body, content length) streaming straight from the WSGI input."""
+    length = request.content_length
+    stream = request.environ["wsgi.input"]
+    if length:
+        return _LimitedInput(stream, length), length
+    if request.environ.get("wsgi.input_terminated"):
+        # Chunked upload the server has de-chunked for us: stream it chunked again.
+        return iter(lambda: stream.read(CHUNK_SIZE), b""), None
+    return None, 0
+
+
+class StreamingBody:
+    """WSGI app_iter relaying the notebook's answer chunk by chunk."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+
+    def __iter__(self):
+        yield from self.upstream.stream(CHUNK_SIZE, decode_content=False)
+
+    def close(self):
+        # A partly read answer must not go back to the pool with bytes pending.
+        if not self.upstream.isclosed():
+            self.upstream.close()
+        self.upstream.release_conn()
+
+
+def proxy_request(request, port: int, token: str) -> Response:
+    """Forward ``request`` to the notebook on ``127.0.0.1:port`` and return its streamed answer.
+
+    Raises :class:`UpstreamError` if the notebook does not answer.
+    """
+    body, length = _request_body(request)
+    headers = upstream_headers(request, port, token)
+    if length is not None and (length or request.method in ("POST", "PUT", "PATCH")):
+        headers["Content-Length"] = str(length)
+    pool = get_pool_manager().connection_from_host("127.0.0.1", port, scheme="http")
+    try:
+        upstream = pool.urlopen(
+            request.method, request.path_qs, body=body, headers=headers, redirect=False, retries=False,
+            preload_content=False, decode_content=False, assert_same_host=False, timeout=TIMEOUT,
+            chunked=length is None,
+        )
+    except urllib3.exceptions.HTTPError as e:
+        raise UpstreamError(str(e)) from e
+
+    drop = HOP_BY_HOP | _connection_tokens(upstream.headers.get("Connection", ""))
+    headerlist = [(k, v) for k, v in upstream.headers.items() if k.lower() not in drop]
+    app_iter = StreamingBody(upstream)
+    if request.method == "HEAD":
+        app_iter.close()
+        app_iter = []
+    return Response(status=f"{upstream.status} {upstream.reason or ''}".strip(), headerlist=headerlist,
+                    app_iter=app_iter)

@@ -1,0 +1,222 @@
+#!/usr/bin/env python
+"""Run one user's Jupyter server as a daemon.
+
+Usage::
+
+    python notebook_daemon.py start|stop|status|restart|fg PID_FILE WORK_FOLDER PORT KILL_TIMEOUT [extra notebook args]
+
+``context.json`` beside ``PID_FILE`` says what the notebook should be (the web
+site writes it); the daemon completes it with its pid, port and notebook name.
+The server binds 127.0.0.1:PORT, serves WORK_FOLDER and answers only requests
+carrying the per-start secret (or the login cookie the proxy's requests earned).
+Logs go to ``notebook.stdout.log`` and ``notebook.stderr.log`` in WORK_FOLDER.
+After KILL_TIMEOUT seconds the server shuts itself down (dead man's switch).
+"""
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+
+# Run as a script, sys.path[0] is this folder: drop it so nothing here shadows a
+# top-level module, and make the package importable from an uninstalled checkout.
+_here = os.path.dirname(os.path.abspath(__file__))
+if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
+    sys.path.pop(0)
+try:
+    import pyramid_notebook  # noqa: F401
+except ImportError:  # pragma: no cover - running from a checkout that is not installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(_here)))
+
+from pyramid_notebook.contextfile import read_context, write_context  # noqa: E402
+from pyramid_notebook.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
+
+ACTIONS = ("start", "stop", "status", "restart", "fg")
+USAGE = __doc__.split("Usage::")[1].split("``context.json``")[0].strip()
+STOP_TIMEOUT = 10.0
+
+WELCOME = """# Welcome to your shell
+
+This notebook runs inside the web site, as the web site. Be careful: what you do here happens for real.
+"""
+
+
+def default_notebook_name(context: dict) -> str:
+    """``default-<hash>.ipynb``: one welcome notebook per distinct context."""
+    digest = str(context.get("context_hash") or "")[:8]
+    return f"default-{digest}.ipynb" if digest else "default.ipynb"
+
+
+def write_default_notebook(path: str, greeting: str) -> None:
+    """Create the welcome notebook once; never overwrite what the user has."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    nb = new_notebook(
+        cells=[new_markdown_cell(WELCOME), new_markdown_cell(greeting or ""), new_code_cell("")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    try:
+        with open(path, "x", encoding="utf-8") as f:
+            nbformat.write(nb, f)
+    except FileExistsError:
+        pass
+
+
+def _write_private(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def prepare_work_folder(work_folder: str, port: int, context: dict) -> dict:
+    """Write this user's Jupyter config, IPython startup script and welcome notebook.
+
+    Returns the environment the server (and so its kernels) runs with.
+    """
+    jupyter_dir = os.path.join(work_folder, ".jupyter")
+    runtime_dir = os.path.join(jupyter_dir, "runtime")
+    data_dir = os.path.join(jupyter_dir, "data")
+    startup_dir = os.path.join(work_folder, ".ipython", "profile_default", "startup")
+    for d in (jupyter_dir, runtime_dir, data_dir, startup_dir):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+
+    _write_private(os.path.join(startup_dir, "00-pyramid-notebook.py"), context.get("startup") or "")
+
+    # A fresh cookie secret per start: login cookies from an earlier run stop working.
+    cookie_secret_file = os.path.join(runtime_dir, "cookie_secret")
+    _write_private(cookie_secret_file, secrets.token_hex(32))
+
+    server = {
+        "ip": "127.0.0.1",
+        "port": port,
+        "port_retries": 0,
+        "open_browser": False,
+        "root_dir": work_folder,
+        "base_url": context.get("notebook_path") or "/notebook/",
+        "allow_origin": context.get("allow_origin") or "",
+        "websocket_url": context.get("websocket_url") or "",
+        "extra_template_paths": list(context.get("extra_template_paths") or []),
+        "identity_provider_class": "pyramid_notebook.server.identity.ProxyIdentityProvider",
+        "cookie_secret_file": cookie_secret_file,
+        "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
+    }
+    config = {
+        "ServerApp": server,
+        # Empty: the page config would echo IdentityProvider.token into the HTML.
+        "IdentityProvider": {"token": ""},
+        "ProxyIdentityProvider": {
+            "proxy_token": context["token"],
+            "cookie_name": f"pyramid-notebook-{port}",
+        },
+    }
+    _write_private(os.path.join(jupyter_dir, "jupyter_server_config.json"), json.dumps(config, indent=2))
+
+    name = context["notebook_name"]
+    write_default_notebook(os.path.join(work_folder, name), context.get("greeting") or "")
+
+    env = dict(os.environ)
+    env.update(
+        JUPYTER_CONFIG_DIR=jupyter_dir,
+        JUPYTER_RUNTIME_DIR=runtime_dir,
+        JUPYTER_DATA_DIR=data_dir,
+        IPYTHONDIR=os.path.join(work_folder, ".ipython"),
+    )
+    env.pop("JUPYTER_TOKEN", None)
+    return env
+
+
+def run_notebook(pid_file: str, work_folder: str, port: int, kill_timeout: int, extra_args: list) -> None:
+    """The daemon's worker: complete the context, then run Jupyter until stopped."""
+    import signal
+
+    context = read_context(pid_file) or {}
+    context.setdefault("token", secrets.token_urlsafe(32))
+    context.setdefault("notebook_name", default_notebook_name(context))
+    context.update(
+        pid=os.getpid(), http_port=port, kill_timeout=kill_timeout, started_at=time.time(), state="running"
+    )
+    write_context(pid_file, context)
+    os.environ.update(prepare_work_folder(work_folder, port, context))
+    os.chdir(work_folder)
+
+    # Dead man's switch: SIGTERM ourselves, which Jupyter handles by stopping its
+    # kernels and exiting cleanly.
+    timer = threading.Timer(kill_timeout, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.daemon = True
+    timer.start()
+
+    from notebook.app import JupyterNotebookApp
+
+    try:
+        JupyterNotebookApp.launch_instance(argv=list(extra_args))
+    finally:
+        latest = read_context(pid_file) or {}
+        if latest.get("pid") == os.getpid():
+            latest.update(state="stopped", stopped_at=time.time())
+            write_context(pid_file, latest)
+
+
+def status(pid_file: str) -> int:
+    """Print the daemon's state; exit status 0 when running, 1 when not."""
+    proc = get_daemon_process(pid_file)
+    context = read_context(pid_file) or {}
+    if proc is None:
+        print("not running")
+        return 1
+    print(f"running pid={proc.pid} port={context.get('http_port')} notebook={context.get('notebook_name')}")
+    return 0
+
+
+def make_daemon(pid_file: str, work_folder: str, port: int, kill_timeout: int, extra_args: list, detach=True):
+    """A daemonocle ``Daemon`` that runs :func:`run_notebook`."""
+    import daemonocle
+
+    return daemonocle.Daemon(
+        name="notebook_daemon",
+        worker=lambda: run_notebook(pid_file, work_folder, port, kill_timeout, extra_args),
+        pid_file=pid_file,
+        work_dir=work_folder,
+        stdout_file=os.path.join(work_folder, "notebook.stdout.log") if detach else None,
+        stderr_file=os.path.join(work_folder, "notebook.stderr.log") if detach else None,
+        close_open_files=True,
+        detach=detach,
+        stop_timeout=STOP_TIMEOUT,
+    )
+
+
+def main(argv=None) -> int:
+    """Command-line entry point; see the module docstring."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 5 or argv[0] not in ACTIONS:
+        print(f"Usage: {USAGE}", file=sys.stderr)
+        return 2
+    action, pid_file, work_folder, port, kill_timeout, *extra_args = argv
+    try:
+        port, kill_timeout = int(port), int(kill_timeout)
+    except ValueError:
+        print("PORT and KILL_TIMEOUT must be whole numbers", file=sys.stderr)
+        return 2
+
+    # Our pid checks match the absolute pid file path on the daemon's command line.
+    if not (os.path.isabs(pid_file) and os.path.isabs(work_folder)):
+        script = os.path.abspath(__file__)
+        args = [action, os.path.abspath(pid_file), os.path.abspath(work_folder), str(port), str(kill_timeout)]
+        os.execv(sys.executable, [sys.executable, script] + args + extra_args)
+
+    os.makedirs(work_folder, mode=0o700, exist_ok=True)
+    if action == "status":
+        return status(pid_file)
+    if action in ("stop", "restart"):
+        stopped = terminate_daemon(pid_file, timeout=STOP_TIMEOUT)
+        print("stopped" if stopped else "not running")
+        if action == "stop":
+            return 0
+    remove_stale_pid_file(pid_file)
+    make_daemon(pid_file, work_folder, port, kill_timeout, extra_args, detach=(action != "fg")).start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

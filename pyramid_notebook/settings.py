@@ -1,0 +1,122 @@
+"""The ``pyramid_notebook.*`` settings, parsed and validated once at start-up."""
+import dataclasses
+import os
+import sys
+from typing import Callable, Optional
+
+from pyramid.exceptions import ConfigurationError
+
+PREFIX = "pyramid_notebook."
+
+
+@dataclasses.dataclass(frozen=True)
+class NotebookSettings:
+    """Validated ``pyramid_notebook.*`` settings; see the README for each one."""
+
+    #: Folder holding one sub-folder per user: their files, logs and state.
+    notebook_folder: str
+    #: Hard cap: a notebook stops itself this many seconds after it started.
+    kill_timeout: int = 3600
+    #: Callable ``(request, port) -> response`` that proxies websockets, or ``None``
+    #: to point the browser straight at the notebook's localhost port (pserve mode).
+    websocket_proxy: Optional[Callable] = None
+    #: Serve notebook pages from this origin (``https://shell.example.com``) instead.
+    alternative_domain: str = ""
+    #: First localhost port handed to notebook servers.
+    port_base: int = 41000
+    #: How many ports from ``port_base`` on may be used.
+    port_range: int = 100
+    #: Seconds a launch waits for a new notebook server to answer.
+    startup_timeout: float = 60.0
+    #: Python interpreter that runs the daemons (default: the web server's own).
+    python: str = sys.executable
+
+
+def _int(settings, name, default, minimum=0, maximum=None):
+    raw = settings.get(PREFIX + name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ConfigurationError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigurationError(f"{PREFIX}{name} must be {bounds}, got {value}")
+    return value
+
+
+def _float(settings, name, default, minimum):
+    raw = settings.get(PREFIX + name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise ConfigurationError(f"{PREFIX}{name} must be a number of seconds, got {raw!r}") from None
+    if not value > minimum:
+        raise ConfigurationError(f"{PREFIX}{name} must be more than {minimum}, got {value}")
+    return value
+
+
+def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
+    """Build :class:`NotebookSettings` from a Pyramid settings dict.
+
+    Raises :class:`pyramid.exceptions.ConfigurationError` naming the setting that
+    is missing or malformed.
+    """
+    folder = (settings.get(PREFIX + "notebook_folder") or "").strip()
+    if not folder:
+        raise ConfigurationError(
+            f"{PREFIX}notebook_folder is missing: set it to a folder where each user's notebook files go"
+        )
+    folder = os.path.abspath(os.path.expanduser(folder))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigurationError(f"{PREFIX}notebook_folder {folder!r} exists but is not a folder")
+
+    proxy = (settings.get(PREFIX + "websocket_proxy") or "").strip()
+    websocket_proxy = None
+    if proxy:
+        try:
+            websocket_proxy = (maybe_dotted or _resolve)(proxy)
+        except Exception as e:  # ImportError, AttributeError, ValueError from the resolver
+            raise ConfigurationError(f"{PREFIX}websocket_proxy {proxy!r} cannot be imported: {e}") from None
+        if not callable(websocket_proxy):
+            raise ConfigurationError(f"{PREFIX}websocket_proxy {proxy!r} is not callable")
+
+    alternative_domain = (settings.get(PREFIX + "alternative_domain") or "").strip().rstrip("/")
+    if alternative_domain and not alternative_domain.startswith(("http://", "https://")):
+        raise ConfigurationError(
+            f"{PREFIX}alternative_domain must be an origin like https://shell.example.com, "
+            f"got {alternative_domain!r}"
+        )
+
+    port_base = _int(settings, "port_base", NotebookSettings.port_base, 1024, 65535)
+    port_range = _int(settings, "port_range", NotebookSettings.port_range, 1, 65536 - port_base)
+    python = (settings.get(PREFIX + "python") or "").strip() or sys.executable
+    return NotebookSettings(
+        notebook_folder=folder,
+        kill_timeout=_int(settings, "kill_timeout", NotebookSettings.kill_timeout, 1),
+        websocket_proxy=websocket_proxy,
+        alternative_domain=alternative_domain,
+        port_base=port_base,
+        port_range=port_range,
+        startup_timeout=_float(settings, "startup_timeout", NotebookSettings.startup_timeout, 0),
+        python=python,
+    )
+
+
+def _resolve(dotted):
+    from pyramid.path import DottedNameResolver
+
+    return DottedNameResolver().resolve(dotted)
+
+
+def get_notebook_settings(registry) -> NotebookSettings:
+    """The settings parsed by ``config.include("pyramid_notebook")``."""
+    try:
+        return registry.pyramid_notebook_settings
+    except AttributeError:
+        raise RuntimeError(
+            'pyramid_notebook is not configured: call config.include("pyramid_notebook")'
+        ) from None

@@ -1,0 +1,171 @@
+"""The three things a site does with notebooks: launch one, shut it down, and proxy to it.
+
+These are helpers called from the site's own views, which decide who the user
+is and whether they may have a shell at all::
+
+    @view_config(route_name="shell", permission="shell")
+    def shell(request):
+        nb = {}
+        startup.make_startup(nb, config_file)
+        return launch_notebook(request, request.user.username, notebook_context=nb)
+"""
+import html
+import logging
+
+from pyramid.httpexceptions import (
+    HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInternalServerError, HTTPServiceUnavailable,
+)
+
+from pyramid_notebook.notebookmanager import NotebookStartError
+from pyramid_notebook.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin
+from pyramid_notebook.ports import NoFreePort
+from pyramid_notebook.proxy import UpstreamError, proxy_request
+from pyramid_notebook.settings import get_notebook_settings
+from pyramid_notebook.utils import BadUsername, make_dict_hash, route_to_alt_domain
+
+logger = logging.getLogger(__name__)
+
+#: Route the site maps to ``notebook_proxy``; its path is the notebooks' base URL.
+PROXY_ROUTE_NAME = "notebook_proxy"
+#: Key in ``request.environ`` under which the websocket proxy finds the notebook's context.
+CONTEXT_ENVIRON_KEY = "pyramid_notebook.context"
+
+PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title></head>
+<body><h1>{title}</h1><p>{message}</p>{details}</body></html>
+"""
+
+
+def error_page(exc_class, title, message, details=""):
+    """An HTTP exception of ``exc_class`` with a small, escaped HTML page."""
+    extra = f"<pre>{html.escape(details)}</pre>" if details else ""
+    body = PAGE.format(title=html.escape(title), message=html.escape(message), details=extra)
+    return exc_class(body=body, content_type="text/html", charset="utf-8")
+
+
+def get_notebook_manager(request):
+    """The :class:`~pyramid_notebook.notebookmanager.NotebookManager` of this site."""
+    get_notebook_settings(request.registry)  # a clear error if includeme was not called
+    return request.registry.pyramid_notebook_manager
+
+
+def _require_user(username):
+    if not username:
+        raise error_page(HTTPForbidden, "Forbidden", "You must be logged in to use a notebook.")
+
+
+def _notebook_base_path(request) -> str:
+    try:
+        return request.route_path(PROXY_ROUTE_NAME, remainder="")
+    except KeyError:
+        return request.script_name + "/notebook/"
+
+
+def fill_context_defaults(request, notebook_context) -> dict:
+    """Return a copy of ``notebook_context`` with every key the daemon needs filled in."""
+    settings = get_notebook_settings(request.registry)
+    context = dict(notebook_context or {})
+    context.setdefault("startup", "")
+    context.setdefault("greeting", "")
+    context.setdefault("extra_template_paths", [])
+    if not isinstance(context["extra_template_paths"], list):
+        raise TypeError("notebook_context['extra_template_paths'] must be a list of folders")
+    context.setdefault("notebook_path", _notebook_base_path(request))
+    context.setdefault("kill_timeout", settings.kill_timeout)
+    site_origin = normalize_origin(route_to_alt_domain(request, request.host_url))
+    context.setdefault("allow_origin", site_origin)
+    if "websocket_url" not in context:
+        if settings.websocket_proxy:
+            context["websocket_url"] = ""  # same origin: websockets come through the proxy
+        else:
+            # pserve mode: the browser opens websockets straight to the notebook's port.
+            host = site_origin.split("://", 1)[1].rsplit(":", 1)[0] if "://" in site_origin else "localhost"
+            context["websocket_url"] = f"ws://{host}:{{port}}"
+    context.pop("context_hash", None)
+    context["context_hash"] = make_dict_hash(context)
+    return context
+
+
+def launch_on_demand(request, username, notebook_context):
+    """Start the user's notebook unless it already runs with the same context; return its context."""
+    _require_user(username)
+    context = fill_context_defaults(request, notebook_context)
+    manager = get_notebook_manager(request)
+    try:
+        context, created = manager.start_notebook_on_demand(username, context)
+    except BadUsername as e:
+        raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
+    except NoFreePort as e:
+        raise error_page(HTTPServiceUnavailable, "No notebook slot free", str(e)) from None
+    except NotebookStartError as e:
+        logger.error("Notebook for %r failed to start: %s\n%s", username, e, e.log_tail)
+        raise error_page(HTTPInternalServerError, "The notebook failed to start", str(e) +
+                         " The end of its log follows.", e.log_tail) from None
+    if created:
+        logger.info("Started notebook for %r on port %s", username, context.get("http_port"))
+    return context
+
+
+def launch_notebook(request, username, notebook_context):
+    """Start (or reuse) the user's notebook and redirect to its default notebook page.
+
+    :param username: the authenticated user's name; each user has their own notebook.
+    :param notebook_context: dict of context keys (``startup``, ``greeting``, ...),
+        usually built with :mod:`pyramid_notebook.startup`.
+    :return: :class:`pyramid.httpexceptions.HTTPFound`
+    """
+    context = launch_on_demand(request, username, notebook_context)
+    path = context["notebook_path"].rstrip("/") + "/notebooks/" + context["notebook_name"]
+    url = route_to_alt_domain(request, request.host_url + path)
+    return HTTPFound(url)
+
+
+def shutdown_notebook(request, username):
+    """Stop the user's notebook if it runs. Returns True if one was stopped.
+
+    The user's files stay in their folder for the next launch.
+    """
+    _require_user(username)
+    try:
+        return get_notebook_manager(request).stop_notebook(username)
+    except BadUsername as e:
+        raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
+
+
+def notebook_proxy(request, username):
+    """Proxy ``request`` to the user's own notebook.
+
+    Cross-origin state-changing requests and websocket handshakes are refused
+    with 403. A websocket handshake goes to the ``pyramid_notebook.websocket_proxy``
+    callable as ``websocket_proxy(request, port)``, with the notebook's context in
+    ``request.environ["pyramid_notebook.context"]``.
+    """
+    _require_user(username)
+    if is_cross_site_request(request):
+        raise error_page(HTTPForbidden, "Cross-origin request refused",
+                         "This request to your notebook came from another web site and was refused.")
+    manager = get_notebook_manager(request)
+    try:
+        context = manager.get_notebook_status(username)
+    except BadUsername as e:
+        raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
+    if not context or not context.get("http_port") or not context.get("token"):
+        raise error_page(HTTPBadGateway, "Your notebook is not running",
+                         "It may have been shut down or timed out. Launch it again from the site.")
+    port = context["http_port"]
+
+    if is_websocket_upgrade(request):
+        websocket_proxy = get_notebook_settings(request.registry).websocket_proxy
+        if websocket_proxy is None:
+            raise error_page(HTTPBadRequest, "Websockets are not proxied here",
+                             "pyramid_notebook.websocket_proxy is not set, so the notebook page connects its "
+                             "websockets straight to the notebook's own port.")
+        request.environ[CONTEXT_ENVIRON_KEY] = context
+        return websocket_proxy(request, port)
+
+    try:
+        return proxy_request(request, port, context["token"])
+    except UpstreamError as e:
+        logger.warning("Notebook of %r on port %s did not answer: %s", username, port, e)
+        raise error_page(HTTPBadGateway, "Your notebook does not answer",
+                         "The notebook server could not be reached. Launch it again from the site.") from None

@@ -1,0 +1,68 @@
+"""pyramid_notebook: a per-user Jupyter Notebook shell embedded in a Pyramid site."""
+import os
+
+from setuptools import find_packages, setup
+
+here = os.path.abspath(os.path.dirname(__file__))
+with open(os.path.join(here, "README.rst"), encoding="utf-8") as f:
+    long_description = f.read()
+
+install_requires = [
+    "pyramid>=2.0,<3",
+    "notebook>=7,<8",
+    "jupyter_server>=2.4,<3",
+    "ipykernel>=6",
+    "nbformat>=5",
+    "daemonocle>=1.2,<2",
+    "psutil>=5",
+    "urllib3>=2,<3",
+    "requests>=2.28",
+]
+
+demo_requires = [
+    "waitress>=2",
+    "SQLAlchemy>=2,<3",
+    "transaction",
+    "zope.sqlalchemy>=2",
+    "pyramid_tm",
+]
+
+test_requires = demo_requires + [
+    "pytest>=7",
+    "pytest-timeout",
+    "webtest",
+]
+
+setup(
+    name="pyramid_notebook",
+    version="0.4.0.dev0",
+    description="Embed a per-user Jupyter Notebook shell in your Pyramid web site",
+    long_description=long_description,
+    long_description_content_type="text/x-rst",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Framework :: Pyramid",
+        "Framework :: Jupyter",
+        "Topic :: Internet :: WWW/HTTP :: WSGI :: Application",
+        "License :: OSI Approved :: MIT License",
+    ],
+    author="pyramid_notebook developers",
+    url="https://github.com/websauna/pyramid_notebook",
+    license="MIT",
+    keywords="web pyramid jupyter notebook ipython shell",
+    packages=find_packages(exclude=["tests", "tests.*"]),
+    include_package_data=True,
+    zip_safe=False,
+    python_requires=">=3.11",
+    install_requires=install_requires,
+    extras_require={
+        "demo": demo_requires,
+        "test": test_requires,
+        "uwsgi": ["uwsgi>=2.0.22"],
+    },
+    entry_points={
+        "paste.app_factory": ["demo = pyramid_notebook.demo:main"],
+        "paste.server_runner": ["demo_server = pyramid_notebook.demo.server:serve"],
+    },
+)

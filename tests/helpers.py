@@ -1,0 +1,133 @@
+"""Test helpers: real servers on loopback, waiting with deadlines, cleanup by pid."""
+import json
+import os
+import random
+import re
+import socket
+import threading
+import time
+import uuid
+
+import psutil
+import requests
+import waitress.server
+
+from pyramid_notebook.process import terminate_daemon
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def random_port_base(size=20) -> int:
+    """A start for a notebook port range unlikely to collide with another test run."""
+    return random.randrange(42000, 60000 - size)
+
+
+def wait_for(condition, timeout=30.0, interval=0.05, message="condition"):
+    """Poll ``condition()`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def stop_all_notebooks(notebook_folder):
+    """Stop every daemon under ``notebook_folder`` (only pids recorded there, and only ours)."""
+    if not os.path.isdir(notebook_folder):
+        return
+    for entry in os.listdir(notebook_folder):
+        pid_file = os.path.join(notebook_folder, entry, "notebook.pid")
+        if os.path.exists(pid_file):
+            terminate_daemon(pid_file, timeout=10)
+
+
+def daemons_under(folder):
+    """Live notebook daemon processes whose command line points into ``folder``."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if any(a.endswith("notebook_daemon.py") for a in cmdline) and any(a.startswith(str(folder)) for a in cmdline):
+            found.append(proc)
+    return found
+
+
+class WSGIServerThread:
+    """A real waitress server on a free loopback port, in a background thread."""
+
+    def __init__(self, app, threads=8):
+        self.server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=threads,
+                                                    clear_untrusted_proxy_headers=True)
+        self.port = self.server.effective_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        wait_for(lambda: _answers(self.url), timeout=10, message="waitress to listen")
+        return self
+
+    def __exit__(self, *exc):
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+def _answers(url):
+    try:
+        requests.get(url + "/login", timeout=1)
+        return True
+    except requests.ConnectionError:
+        return False
+
+
+def login(base_url, username="user", password="password") -> requests.Session:
+    """A requests session logged in to the demo through its login form."""
+    s = requests.Session()
+    r = s.post(base_url + "/login", data={"username": username, "password": password}, allow_redirects=False)
+    assert r.status_code == 302, r.text
+    return s
+
+
+def execute_over_websocket(ws_url, code, headers, timeout=60.0, subprotocols=None):
+    """Run ``code`` in a kernel over its channels websocket; return (stdout text, result text)."""
+    import websocket
+
+    ws = websocket.create_connection(ws_url, header=headers, timeout=timeout, subprotocols=subprotocols)
+    try:
+        msg_id = uuid.uuid4().hex
+        session = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": session,
+                       "date": "", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True},
+        }))
+        stdout, result, errors = [], [], []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                stdout.append(msg["content"]["text"])
+            elif kind == "execute_result":
+                result.append(msg["content"]["data"].get("text/plain", ""))
+            elif kind == "error":
+                errors.append("\n".join(msg["content"]["traceback"]))
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert not errors, re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors))
+        return "".join(stdout), "".join(result)
+    finally:
+        ws.close()
