@@ -49,7 +49,7 @@ def upstream_headers(request, port: int, token: str) -> dict:
         if name.lower() not in drop and not name.lower().startswith("x-forwarded-"):
             headers.add(name, value)
     prior = request.headers.get("X-Forwarded-For")
-    client = request.client_addr or ""
+    client = request.remote_addr or ""  # not client_addr: that trusts X-Forwarded-For
     headers["X-Forwarded-For"] = f"{prior}, {client}" if prior else client
     headers["X-Forwarded-Host"] = request.host
     headers["X-Forwarded-Proto"] = request.scheme

@@ -65,6 +65,7 @@ class WSGIServerThread:
     """A real waitress server on a free loopback port, in a background thread."""
 
     def __init__(self, app, threads=8):
+        self.app = app
         self.server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=threads,
                                                     clear_untrusted_proxy_headers=True)
         self.port = self.server.effective_port
@@ -75,6 +76,11 @@ class WSGIServerThread:
         self.thread.start()
         wait_for(lambda: _answers(self.url), timeout=10, message="waitress to listen")
         return self
+
+    @property
+    def manager(self):
+        """The NotebookManager of the app this server runs."""
+        return self.app.registry.pyramid_notebook_manager
 
     def __exit__(self, *exc):
         self.server.close()
@@ -97,11 +103,12 @@ def login(base_url, username="user", password="password") -> requests.Session:
     return s
 
 
-def execute_over_websocket(ws_url, code, headers, timeout=60.0, subprotocols=None):
+def execute_over_websocket(ws_url, code, origin, headers=(), timeout=60.0, subprotocols=None):
     """Run ``code`` in a kernel over its channels websocket; return (stdout text, result text)."""
     import websocket
 
-    ws = websocket.create_connection(ws_url, header=headers, timeout=timeout, subprotocols=subprotocols)
+    ws = websocket.create_connection(ws_url, header=list(headers), origin=origin, timeout=timeout,
+                                     subprotocols=subprotocols)
     try:
         msg_id = uuid.uuid4().hex
         session = uuid.uuid4().hex
