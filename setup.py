@@ -22,15 +22,12 @@ install_requires = [
 demo_requires = [
     "waitress>=2",
     "SQLAlchemy>=2,<3",
-    "transaction",
-    "zope.sqlalchemy>=2",
-    "pyramid_tm",
 ]
 
 test_requires = demo_requires + [
     "pytest>=7",
     "pytest-timeout",
-    "webtest",
+    "websocket-client>=1.6",
 ]
 
 setup(
