@@ -28,6 +28,8 @@ test_requires = demo_requires + [
     "pytest>=7",
     "pytest-timeout",
     "websocket-client>=1.6",
+    "splinter>=0.21",
+    "selenium>=4.10",
 ]
 
 setup(

@@ -30,6 +30,9 @@ class NotebookSettings:
     startup_timeout: float = 60.0
     #: Python interpreter that runs the daemons (default: the web server's own).
     python: str = sys.executable
+    #: Where the notebook's "Shut down and return to site" control goes; empty: the
+    #: URL of the site's ``shutdown_notebook`` route, if it has one.
+    shutdown_url: str = ""
 
 
 def _int(settings, name, default, minimum=0, maximum=None):
@@ -94,6 +97,10 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
     port_base = _int(settings, "port_base", NotebookSettings.port_base, 1024, 65535)
     port_range = _int(settings, "port_range", NotebookSettings.port_range, 1, 65536 - port_base)
     python = (settings.get(PREFIX + "python") or "").strip() or sys.executable
+    shutdown_url = (settings.get(PREFIX + "shutdown_url") or "").strip()
+    if shutdown_url and not shutdown_url.startswith(("/", "http://", "https://")):
+        raise ConfigurationError(
+            f"{PREFIX}shutdown_url must be a path like /notebook/shutdown or a full URL, got {shutdown_url!r}")
     return NotebookSettings(
         notebook_folder=folder,
         kill_timeout=_int(settings, "kill_timeout", NotebookSettings.kill_timeout, 1),
@@ -103,6 +110,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         port_range=port_range,
         startup_timeout=_float(settings, "startup_timeout", NotebookSettings.startup_timeout, 0),
         python=python,
+        shutdown_url=shutdown_url,
     )
 
 

@@ -11,6 +11,7 @@ is and whether they may have a shell at all::
 """
 import html
 import logging
+from urllib.parse import urljoin, urlsplit
 
 from pyramid.httpexceptions import (
     HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInternalServerError, HTTPServiceUnavailable,
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: Route the site maps to ``notebook_proxy``; its path is the notebooks' base URL.
 PROXY_ROUTE_NAME = "notebook_proxy"
+#: Route whose URL the notebook's "Shut down and return to site" control opens by default.
+SHUTDOWN_ROUTE_NAME = "shutdown_notebook"
 #: Key in ``request.environ`` under which the websocket proxy finds the notebook's context.
 CONTEXT_ENVIRON_KEY = "pyramid_notebook.context"
 
@@ -61,6 +64,15 @@ def _notebook_base_path(request) -> str:
         return request.script_name + "/notebook/"
 
 
+def _shutdown_url(request, settings) -> str:
+    if settings.shutdown_url:
+        return urljoin(request.host_url + "/", settings.shutdown_url)
+    try:
+        return request.route_url(SHUTDOWN_ROUTE_NAME)
+    except KeyError:
+        return ""
+
+
 def fill_context_defaults(request, notebook_context) -> dict:
     """Return a copy of ``notebook_context`` with every key the daemon needs filled in."""
     settings = get_notebook_settings(request.registry)
@@ -72,6 +84,7 @@ def fill_context_defaults(request, notebook_context) -> dict:
         raise TypeError("notebook_context['extra_template_paths'] must be a list of folders")
     context.setdefault("notebook_path", _notebook_base_path(request))
     context.setdefault("kill_timeout", settings.kill_timeout)
+    context.setdefault("shutdown_url", _shutdown_url(request, settings))
     site_origin = normalize_origin(route_to_alt_domain(request, request.host_url))
     context.setdefault("allow_origin", site_origin)
     if "websocket_url" not in context:
@@ -79,8 +92,9 @@ def fill_context_defaults(request, notebook_context) -> dict:
             context["websocket_url"] = ""  # same origin: websockets come through the proxy
         else:
             # pserve mode: the browser opens websockets straight to the notebook's port.
-            host = site_origin.split("://", 1)[1].rsplit(":", 1)[0] if "://" in site_origin else "localhost"
-            context["websocket_url"] = f"ws://{host}:{{port}}"
+            # Notebook 7 appends "api/..." to this URL, so it carries the base path too.
+            host = urlsplit(site_origin).hostname or "localhost"
+            context["websocket_url"] = f"ws://{host}:{{port}}{context['notebook_path']}"
     context.pop("context_hash", None)
     context["context_hash"] = make_dict_hash(context)
     return context

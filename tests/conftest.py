@@ -8,6 +8,14 @@ from pyramid_notebook.notebookmanager import NotebookManager
 from tests.helpers import WSGIServerThread, daemons_under, random_port_base, stop_all_notebooks
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Let fixtures see whether the test failed (for screenshots on failure)."""
+    report = yield
+    setattr(item, "rep_" + report.when, report)
+    return report
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_notebook_left_behind(tmp_path_factory):
     """Fail the run if any test leaves a notebook daemon running."""

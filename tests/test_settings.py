@@ -51,6 +51,7 @@ def test_all_settings_parsed(tmp_path):
     ({"pyramid_notebook.websocket_proxy": "no.such.module.fn"}, "pyramid_notebook.websocket_proxy"),
     ({"pyramid_notebook.websocket_proxy": "pyramid_notebook.settings.PREFIX"}, "pyramid_notebook.websocket_proxy"),
     ({"pyramid_notebook.alternative_domain": "shell.example.com"}, "pyramid_notebook.alternative_domain"),
+    ({"pyramid_notebook.shutdown_url": "javascript:alert(1)"}, "pyramid_notebook.shutdown_url"),
 ])
 def test_bad_setting_is_named(tmp_path, settings, named):
     full = {"pyramid_notebook.notebook_folder": str(tmp_path)}

@@ -263,3 +263,22 @@ def recording_websocket_proxy(request, port):
 
     has_secret = bool(request.environ["pyramid_notebook.context"].get("token"))
     return Response(f"proxied to {port}" + (" with secret" if has_secret else ""))
+
+
+def test_context_carries_shutdown_url_and_websocket_url(demo_server, make_demo_server):
+    s = login(demo_server.url)
+    launch(s, demo_server.url)
+    context = user_context(demo_server)
+    assert context["shutdown_url"] == demo_server.url + "/notebook/shutdown"
+    # Notebook 7 appends "api/kernels/..." to wsUrl, so it must carry the base path.
+    assert context["websocket_url"] == f"ws://127.0.0.1:{context['http_port']}/notebook/"
+    page = s.get(demo_server.url + "/notebook/tree").text
+    assert '"pyramidNotebookShutdownUrl": "%s/notebook/shutdown"' % demo_server.url in page
+    assert "pyramid-notebook-shutdown" in s.get(demo_server.url + "/notebook/lab/api/extensions").text
+
+
+def test_shutdown_url_setting(make_demo_server):
+    server = make_demo_server(**{"pyramid_notebook.shutdown_url": "/bye"})
+    s = login(server.url)
+    launch(s, server.url)
+    assert user_context(server)["shutdown_url"] == server.url + "/bye"

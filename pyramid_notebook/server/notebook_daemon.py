@@ -33,6 +33,7 @@ from pyramid_notebook.contextfile import read_context, write_context  # noqa: E4
 from pyramid_notebook.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")
+LABEXTENSION_FOLDER = os.path.join(os.path.dirname(_here), "labextensions")
 USAGE = __doc__.split("Usage::")[1].split("``context.json``")[0].strip()
 STOP_TIMEOUT = 10.0
 
@@ -101,11 +102,15 @@ def prepare_work_folder(work_folder: str, port: int, context: dict) -> dict:
         "identity_provider_class": "pyramid_notebook.server.identity.ProxyIdentityProvider",
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
+        # Read by our prebuilt extension's "Shut down and return to site" control.
+        "tornado_settings": {"page_config_data": {"pyramidNotebookShutdownUrl": context.get("shutdown_url") or ""}},
     }
     config = {
         "ServerApp": server,
         # Empty: the page config would echo IdentityProvider.token into the HTML.
         "IdentityProvider": {"token": ""},
+        # Our prebuilt frontend extension, shipped as package data: no node build needed.
+        "LabServerApp": {"extra_labextensions_path": [LABEXTENSION_FOLDER]},
         "ProxyIdentityProvider": {
             "proxy_token": context["token"],
             "cookie_name": f"pyramid-notebook-{port}",

@@ -1,0 +1,50 @@
+"""Headless Chromium for the browser tests (Debian's chromium and chromium-driver)."""
+import os
+import shutil
+import tempfile
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+# Flags Chromium needs as root in a container without network or GPU.
+CHROMIUM_FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1400,1000",
+]
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artifacts")
+
+
+def make_browser():
+    """A splinter Browser driving a fresh headless Chromium; returns (browser, profile folder)."""
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from splinter import Browser
+
+    # Never let Selenium Manager try to download a driver or browser.
+    os.environ.setdefault("SE_OFFLINE", "true")
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = Browser("chrome", options=options, service=Service(executable_path=CHROMEDRIVER))
+    return browser, profile
+
+
+def save_artifacts(browser, name):
+    """Save a screenshot and the console log of the current page; return the folder."""
+    folder = os.path.join(ARTIFACTS, name)
+    os.makedirs(folder, exist_ok=True)
+    driver = browser.driver
+    driver.save_screenshot(os.path.join(folder, "screenshot.png"))
+    with open(os.path.join(folder, "console.log"), "w") as f:
+        f.write(f"URL: {driver.current_url}\n")
+        try:
+            for entry in driver.get_log("browser"):
+                f.write(f"{entry['level']} {entry['message']}\n")
+        except Exception as e:  # the log is a help, not a requirement
+            f.write(f"(console log unavailable: {e})\n")
+    with open(os.path.join(folder, "page.html"), "w") as f:
+        f.write(driver.page_source)
+    return folder

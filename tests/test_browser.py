@@ -1,0 +1,125 @@
+"""A person in a real browser: log in, open shells, run code, shut down (headless Chromium)."""
+import os
+import shutil
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from tests.browser import ARTIFACTS, CHROMEDRIVER, CHROMIUM, make_browser, save_artifacts
+from tests.helpers import daemons_under, wait_for
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason="needs Debian's chromium and chromium-driver (scripts/test installs them)")
+
+SHUTDOWN_LABEL = "Shut down and return to site"
+
+
+@pytest.fixture
+def browser(request):
+    b, profile = make_browser()
+    yield b
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        folder = save_artifacts(b, request.node.name)
+        print(f"\nScreenshot, console log and page source saved in {folder}")
+    b.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def log_in(browser, base_url, username="user", password="password"):
+    browser.visit(base_url + "/login")
+    browser.find_by_id("username").fill(username)
+    browser.find_by_id("password").fill(password)
+    browser.find_by_id("login").click()
+    assert browser.is_text_present(f"Logged in as {username}", wait_time=10)
+
+
+def run_in_last_cell(browser, code):
+    """Type ``code`` into the notebook's last code cell and run it with Shift+Enter."""
+    driver = browser.driver
+    editor = wait_for(lambda: _last_editor(driver), timeout=60, message="a code cell editor")
+    editor.click()
+    editor.send_keys(code)
+    ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+
+
+def _last_editor(driver):
+    editors = driver.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .cm-content")
+    return editors[-1] if editors and editors[-1].is_displayed() else None
+
+
+def output_text(browser):
+    return "\n".join(e.text for e in browser.driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output"))
+
+
+def wait_for_output(browser, text, timeout=90):
+    wait_for(lambda: text in output_text(browser), timeout=timeout, message=f"output {text!r}")
+
+
+def test_login_shows_home(browser, demo_server):
+    log_in(browser, demo_server.url)
+    assert browser.url.rstrip("/") == demo_server.url
+    assert browser.is_element_present_by_id("shell1")
+
+
+def test_shell1_shows_greeting_and_control(browser, demo_server):
+    log_in(browser, demo_server.url)
+    browser.find_by_id("shell1").click()
+    assert browser.is_text_present("Available variables", wait_time=60)
+    for text in ("The WSGI application object", "A request object", "The resource root",
+                 "The application registry"):
+        assert browser.is_text_present(text, wait_time=5), text
+    assert browser.find_by_id("pyramid-notebook-shutdown", wait_time=10).first.text == SHUTDOWN_LABEL
+    browser.visit(demo_server.url + "/notebook/tree")
+    assert browser.find_by_id("pyramid-notebook-shutdown", wait_time=30).first.visible
+
+
+def test_shell2_runs_code_and_queries_the_database(browser, demo_server):
+    log_in(browser, demo_server.url)
+    browser.find_by_id("shell2").click()
+    assert browser.is_text_present("a test variable", wait_time=60)
+    run_in_last_cell(browser, 'print("Output of a + b is", a + b)')
+    wait_for_output(browser, "Output of a + b is foobar")
+    run_in_last_cell(browser, "print(dbsession.query(Item).first().name)")
+    wait_for_output(browser, "Ground control to Major Tom")
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    browser.driver.save_screenshot(os.path.join(ARTIFACTS, "notebook.png"))
+
+
+def test_shutdown_control_returns_to_site(browser, demo_server):
+    log_in(browser, demo_server.url)
+    browser.find_by_id("shell1").click()
+    browser.find_by_id("pyramid-notebook-shutdown", wait_time=60).first.click()
+    assert browser.is_text_present("Logged in as user", wait_time=30)
+    assert browser.url.rstrip("/") == demo_server.url
+    assert not demo_server.manager.is_running("user")
+    assert daemons_under(demo_server.manager.notebook_folder) == []
+
+
+def test_other_users_notebook_is_unreachable(browser, demo_server):
+    log_in(browser, demo_server.url)
+    browser.find_by_id("shell1").click()
+    assert browser.is_text_present("Available variables", wait_time=60)
+    notebook_url = browser.url
+    browser.visit(demo_server.url + "/logout")
+    browser.visit(notebook_url)
+    assert "/login" in browser.url, "logged out, the notebook is refused"
+    log_in(browser, demo_server.url, "user2")
+    browser.visit(notebook_url)
+    assert browser.is_text_present("Your notebook is not running", wait_time=10)
+    assert not browser.is_text_present("Available variables")
+
+
+def test_jupyterlab_runs_a_cell(browser, demo_server):
+    log_in(browser, demo_server.url)
+    browser.find_by_id("shell2").click()
+    assert browser.is_text_present("a test variable", wait_time=60)
+    name = browser.url.rsplit("/", 1)[1]
+    browser.visit(f"{demo_server.url}/notebook/lab/tree/{name}")
+    assert browser.find_by_id("pyramid-notebook-shutdown", wait_time=60).first.visible
+    assert browser.is_text_present("a test variable", wait_time=60)
+    run_in_last_cell(browser, 'print("lab says", a + b)')
+    wait_for_output(browser, "lab says foobar")
