@@ -58,7 +58,7 @@ setup(
     extras_require={
         "demo": demo_requires,
         "test": test_requires,
-        "uwsgi": ["uwsgi>=2.0.22"],
+        "uwsgi": ["uwsgi>=2.0.22", "wsproto>=1.2"],
     },
     entry_points={
         "paste.app_factory": ["demo = pyramid_notebook.demo:main"],

@@ -4,13 +4,13 @@ import fcntl
 import os
 import secrets
 import subprocess
-import sys
 import time
 
 import urllib3
 
 from pyramid_notebook import contextfile
 from pyramid_notebook.ports import NoFreePort, pick_port
+from pyramid_notebook.settings import default_python
 from pyramid_notebook.process import get_daemon_process, remove_stale_pid_file, terminate_daemon
 from pyramid_notebook.utils import username_to_folder_name
 
@@ -49,7 +49,7 @@ class NotebookManager:
         self.min_port = int(min_port)
         self.port_range = int(port_range)
         self.kill_timeout = int(kill_timeout)
-        self.python = python or sys.executable
+        self.python = python or default_python()
         self.startup_timeout = float(startup_timeout)
         # Readiness polls reuse connections; one pool per port, made on demand.
         self._http = urllib3.PoolManager(maxsize=4, retries=False, timeout=urllib3.Timeout(connect=1, read=10))

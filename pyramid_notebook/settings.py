@@ -9,6 +9,21 @@ from pyramid.exceptions import ConfigurationError
 PREFIX = "pyramid_notebook."
 
 
+def default_python() -> str:
+    """The Python of this environment, even when embedded in uWSGI.
+
+    Under uWSGI ``sys.executable`` is the uwsgi binary, which cannot run the daemon.
+    """
+    exe = sys.executable or ""
+    if os.path.basename(exe).startswith("python"):
+        return exe
+    for name in (f"python{sys.version_info[0]}.{sys.version_info[1]}", "python3", "python"):
+        candidate = os.path.join(sys.prefix, "bin", name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return exe
+
+
 @dataclasses.dataclass(frozen=True)
 class NotebookSettings:
     """Validated ``pyramid_notebook.*`` settings; see the README for each one."""
@@ -29,7 +44,7 @@ class NotebookSettings:
     #: Seconds a launch waits for a new notebook server to answer.
     startup_timeout: float = 60.0
     #: Python interpreter that runs the daemons (default: the web server's own).
-    python: str = sys.executable
+    python: str = dataclasses.field(default_factory=default_python)
     #: Where the notebook's "Shut down and return to site" control goes; empty: the
     #: URL of the site's ``shutdown_notebook`` route, if it has one.
     shutdown_url: str = ""
@@ -96,7 +111,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
 
     port_base = _int(settings, "port_base", NotebookSettings.port_base, 1024, 65535)
     port_range = _int(settings, "port_range", NotebookSettings.port_range, 1, 65536 - port_base)
-    python = (settings.get(PREFIX + "python") or "").strip() or sys.executable
+    python = (settings.get(PREFIX + "python") or "").strip() or default_python()
     shutdown_url = (settings.get(PREFIX + "shutdown_url") or "").strip()
     if shutdown_url and not shutdown_url.startswith(("/", "http://", "https://")):
         raise ConfigurationError(

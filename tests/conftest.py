@@ -84,6 +84,23 @@ def demo_server(make_demo_server):
 
 
 @pytest.fixture
+def browser(request):
+    """A fresh headless Chromium; on failure its screenshot and console log are saved."""
+    import shutil
+
+    from tests.browser import make_browser, save_artifacts
+
+    b, profile = make_browser()
+    yield b
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        folder = save_artifacts(b, request.node.name)
+        print(f"\nScreenshot, console log and page source saved in {folder}")
+    b.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
 def python_exe():
     """The interpreter running the tests (and the daemons)."""
     import sys

@@ -138,3 +138,58 @@ def execute_over_websocket(ws_url, code, origin, headers=(), timeout=60.0, subpr
         return "".join(stdout), "".join(result)
     finally:
         ws.close()
+
+
+class KernelChannel:
+    """A kernel's channels websocket speaking the v1 protocol (binary frames)."""
+
+    SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
+
+    def __init__(self, ws_url, origin, cookie, timeout=60.0):
+        import websocket
+
+        self.timeout = timeout
+        self.ws = websocket.create_connection(ws_url, origin=origin, header=[f"Cookie: {cookie}"], timeout=timeout,
+                                              subprotocols=[self.SUBPROTOCOL])
+
+    def send(self, channel, msg_type, content, buffers=()):
+        from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
+
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "msg_type": msg_type, "username": "test", "session": "test", "date": "",
+                  "version": "5.3"}
+        parts = [json.dumps(p).encode() for p in (header, {}, {}, content)] + list(buffers)
+        self.ws.send_binary(serialize_msg_to_ws_v1(parts, channel))
+        return msg_id
+
+    def replies(self, msg_id):
+        """Yield (msg_type, content, buffers, opcode) of messages answering ``msg_id``."""
+        from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            opcode, data = self.ws.recv_data()
+            _, parts = deserialize_msg_from_ws_v1(data)
+            header, parent = json.loads(parts[0]), json.loads(parts[1])
+            if parent.get("msg_id") == msg_id:
+                yield header["msg_type"], json.loads(parts[3]), parts[4:], opcode
+        raise AssertionError(f"no complete answer to {msg_id} within {self.timeout}s")
+
+    def execute(self, code):
+        """Run ``code``; return its result's text/plain (or stdout if no result)."""
+        msg_id = self.send("shell", "execute_request", {"code": code, "silent": False, "store_history": False,
+                                                        "user_expressions": {}, "allow_stdin": False,
+                                                        "stop_on_error": True})
+        result, out = None, ""
+        for kind, content, _, _ in self.replies(msg_id):
+            if kind == "execute_result":
+                result = content["data"]["text/plain"]
+            elif kind == "stream":
+                out += content["text"]
+            elif kind == "error":
+                raise AssertionError("\n".join(content["traceback"]))
+            elif kind == "status" and content["execution_state"] == "idle":
+                return result if result is not None else out
+
+    def close(self):
+        self.ws.close()

@@ -1,13 +1,12 @@
 """A person in a real browser: log in, open shells, run code, shut down (headless Chromium)."""
 import os
-import shutil
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser import ARTIFACTS, CHROMEDRIVER, CHROMIUM, make_browser, save_artifacts
+from tests.browser import ARTIFACTS, CHROMEDRIVER, CHROMIUM
 from tests.helpers import daemons_under, wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -15,18 +14,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs Debian's chromium and chromium-driver (scripts/test installs them)")
 
 SHUTDOWN_LABEL = "Shut down and return to site"
-
-
-@pytest.fixture
-def browser(request):
-    b, profile = make_browser()
-    yield b
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        folder = save_artifacts(b, request.node.name)
-        print(f"\nScreenshot, console log and page source saved in {folder}")
-    b.quit()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 def log_in(browser, base_url, username="user", password="password"):
