@@ -61,6 +61,7 @@ setup(
         "uwsgi": ["uwsgi>=2.0.22", "wsproto>=1.2"],
     },
     entry_points={
+        "console_scripts": ["pyramid-notebook = pyramid_notebook.cli:main"],
         "paste.app_factory": ["demo = pyramid_notebook.demo:main"],
         "paste.server_runner": ["demo_server = pyramid_notebook.demo.server:serve"],
     },

@@ -17,7 +17,8 @@ from pyramid_notebook.utils import username_to_folder_name
 DAEMON_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server", "notebook_daemon.py")
 LOCK_FOLDER = ".locks"
 #: Context keys the manager and daemon add; they never count as a context change.
-RUNTIME_KEYS = ("http_port", "pid", "token", "kill_timeout", "started_at", "stopped_at", "state", "notebook_name")
+RUNTIME_KEYS = ("http_port", "pid", "token", "started_at", "stopped_at", "state", "notebook_name", "username",
+                "starting_at")
 
 
 class NotebookStartError(RuntimeError):
@@ -31,7 +32,11 @@ class NotebookStartError(RuntimeError):
         self.log_tail = log_tail
 
 
-__all__ = ["NotebookManager", "NotebookStartError", "NoFreePort"]
+class TooManyNotebooks(RuntimeError):
+    """``max_notebooks`` users already have a notebook running."""
+
+
+__all__ = ["NotebookManager", "NotebookStartError", "NoFreePort", "TooManyNotebooks"]
 
 
 class NotebookManager:
@@ -44,13 +49,15 @@ class NotebookManager:
     """
 
     def __init__(self, notebook_folder, min_port=41000, port_range=100, kill_timeout=3600, python=None,
-                 startup_timeout=60.0):
+                 startup_timeout=60.0, max_notebooks=None, idle_timeout=0):
         self.notebook_folder = os.path.abspath(notebook_folder)
         self.min_port = int(min_port)
         self.port_range = int(port_range)
         self.kill_timeout = int(kill_timeout)
         self.python = python or default_python()
         self.startup_timeout = float(startup_timeout)
+        self.max_notebooks = max_notebooks
+        self.idle_timeout = int(idle_timeout)
         # Readiness polls reuse connections; one pool per port, made on demand.
         self._http = urllib3.PoolManager(maxsize=4, retries=False, timeout=urllib3.Timeout(connect=1, read=10))
 
@@ -59,7 +66,8 @@ class NotebookManager:
         """Build a manager from :class:`~pyramid_notebook.settings.NotebookSettings`."""
         return cls(settings.notebook_folder, min_port=settings.port_base, port_range=settings.port_range,
                    kill_timeout=settings.kill_timeout, python=settings.python,
-                   startup_timeout=settings.startup_timeout)
+                   startup_timeout=settings.startup_timeout, max_notebooks=settings.max_notebooks,
+                   idle_timeout=settings.idle_timeout)
 
     # --- where things are -------------------------------------------------
 
@@ -174,10 +182,16 @@ class NotebookManager:
 
         context = {k: v for k, v in context.items() if k not in RUNTIME_KEYS}
         context["kill_timeout"] = int(context.get("kill_timeout") or self.kill_timeout)
+        context.setdefault("idle_timeout", self.idle_timeout)
         with self._lock("ports"):
-            port = pick_port(self.min_port, self.port_range, self._reserved_ports(work_folder))
+            reserved = self._reserved_ports(work_folder)
+            if self.max_notebooks and len(reserved) >= self.max_notebooks:
+                raise TooManyNotebooks(
+                    f"{len(reserved)} users already have a notebook running, the most this site allows "
+                    f"(pyramid_notebook.max_notebooks = {self.max_notebooks}). Try again when one has stopped.")
+            port = pick_port(self.min_port, self.port_range, reserved)
             context.update(http_port=port, token=secrets.token_urlsafe(32), state="starting",
-                           starting_at=time.time())
+                           starting_at=time.time(), username=name)
             if "{port}" in (context.get("websocket_url") or ""):
                 context["websocket_url"] = context["websocket_url"].replace("{port}", str(port))
             contextfile.write_context(pid_file, context)

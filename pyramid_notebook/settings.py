@@ -45,6 +45,10 @@ class NotebookSettings:
     startup_timeout: float = 60.0
     #: Python interpreter that runs the daemons (default: the web server's own).
     python: str = dataclasses.field(default_factory=default_python)
+    #: Seconds without activity after which a notebook shuts itself down; 0 = never.
+    idle_timeout: int = 0
+    #: How many users may have a notebook running at once.
+    max_notebooks: int = 20
     #: Where the notebook's "Shut down and return to site" control goes; empty: the
     #: URL of the site's ``shutdown_notebook`` route, if it has one.
     shutdown_url: str = ""
@@ -126,6 +130,8 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         startup_timeout=_float(settings, "startup_timeout", NotebookSettings.startup_timeout, 0),
         python=python,
         shutdown_url=shutdown_url,
+        idle_timeout=_int(settings, "idle_timeout", NotebookSettings.idle_timeout, 0),
+        max_notebooks=_int(settings, "max_notebooks", NotebookSettings.max_notebooks, 1),
     )
 
 

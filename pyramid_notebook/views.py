@@ -17,7 +17,7 @@ from pyramid.httpexceptions import (
     HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInternalServerError, HTTPServiceUnavailable,
 )
 
-from pyramid_notebook.notebookmanager import NotebookStartError
+from pyramid_notebook.notebookmanager import NotebookStartError, TooManyNotebooks
 from pyramid_notebook.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin
 from pyramid_notebook.ports import NoFreePort
 from pyramid_notebook.proxy import UpstreamError, proxy_request
@@ -84,6 +84,7 @@ def fill_context_defaults(request, notebook_context) -> dict:
         raise TypeError("notebook_context['extra_template_paths'] must be a list of folders")
     context.setdefault("notebook_path", _notebook_base_path(request))
     context.setdefault("kill_timeout", settings.kill_timeout)
+    context.setdefault("idle_timeout", settings.idle_timeout)
     context.setdefault("shutdown_url", _shutdown_url(request, settings))
     site_origin = normalize_origin(route_to_alt_domain(request, request.host_url))
     context.setdefault("allow_origin", site_origin)
@@ -109,7 +110,7 @@ def launch_on_demand(request, username, notebook_context):
         context, created = manager.start_notebook_on_demand(username, context)
     except BadUsername as e:
         raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
-    except NoFreePort as e:
+    except (NoFreePort, TooManyNotebooks) as e:
         raise error_page(HTTPServiceUnavailable, "No notebook slot free", str(e)) from None
     except NotebookStartError as e:
         logger.error("Notebook for %r failed to start: %s\n%s", username, e, e.log_tail)

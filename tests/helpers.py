@@ -145,11 +145,12 @@ class KernelChannel:
 
     SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
 
-    def __init__(self, ws_url, origin, cookie, timeout=60.0):
+    def __init__(self, ws_url, origin=None, cookie=None, timeout=60.0, headers=()):
         import websocket
 
         self.timeout = timeout
-        self.ws = websocket.create_connection(ws_url, origin=origin, header=[f"Cookie: {cookie}"], timeout=timeout,
+        headers = list(headers) + ([f"Cookie: {cookie}"] if cookie else [])
+        self.ws = websocket.create_connection(ws_url, origin=origin, header=headers, timeout=timeout,
                                               subprotocols=[self.SUBPROTOCOL])
 
     def send(self, channel, msg_type, content, buffers=()):

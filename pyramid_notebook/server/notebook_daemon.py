@@ -116,6 +116,15 @@ def prepare_work_folder(work_folder: str, port: int, context: dict) -> dict:
             "cookie_name": f"pyramid-notebook-{port}",
         },
     }
+    idle = int(context.get("idle_timeout") or 0)
+    if idle > 0:
+        # Jupyter's own activity tracking: idle kernels (even with a tab open, but never busy ones)
+        # are culled, then a server with no kernels and no requests for as long shuts down.
+        config["MappingKernelManager"] = {
+            "cull_idle_timeout": idle, "cull_interval": max(1, min(60, idle // 4)), "cull_connected": True,
+            "cull_busy": False,
+        }
+        server["shutdown_no_activity_timeout"] = idle
     _write_private(os.path.join(jupyter_dir, "jupyter_server_config.json"), json.dumps(config, indent=2))
 
     name = context["notebook_name"]
