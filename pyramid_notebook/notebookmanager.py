@@ -11,7 +11,7 @@ import urllib3
 from pyramid_notebook import contextfile
 from pyramid_notebook.ports import NoFreePort, pick_port
 from pyramid_notebook.settings import default_python
-from pyramid_notebook.process import get_daemon_process, remove_stale_pid_file, terminate_daemon
+from pyramid_notebook.process import get_daemon_process, pid_alive, remove_stale_pid_file, terminate_daemon
 from pyramid_notebook.utils import username_to_folder_name
 
 DAEMON_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server", "notebook_daemon.py")
@@ -58,6 +58,8 @@ class NotebookManager:
         self.startup_timeout = float(startup_timeout)
         self.max_notebooks = max_notebooks
         self.idle_timeout = int(idle_timeout)
+        # pid file -> ((pid file mtime, context mtime), context): the proxy asks on every request.
+        self._status_cache = {}
         # Readiness polls reuse connections; one pool per port, made on demand.
         self._http = urllib3.PoolManager(maxsize=4, retries=False, timeout=urllib3.Timeout(connect=1, read=10))
 
@@ -106,14 +108,27 @@ class NotebookManager:
         return get_daemon_process(self.get_pid_file(name)) is not None
 
     def get_notebook_status(self, name):
-        """The context of the user's running notebook, or ``None`` if it is not running."""
+        """The context of the user's running notebook, or ``None`` if it is not running.
+
+        The full check (the pid is our daemon's, the context is its) is cached until the pid
+        file or context file changes; a cached answer is only re-checked for the process being
+        alive. Nothing is ever signalled on the strength of the cache.
+        """
         pid_file = self.get_pid_file(name)
+        try:
+            key = (os.stat(pid_file).st_mtime_ns, os.stat(contextfile.get_context_file(pid_file)).st_mtime_ns)
+        except OSError:
+            self._status_cache.pop(pid_file, None)
+            return None
+        cached = self._status_cache.get(pid_file)
+        if cached and cached[0] == key and pid_alive(cached[1]["pid"]):
+            return cached[1]
         proc = get_daemon_process(pid_file)
-        if proc is None:
-            return None
-        context = contextfile.read_context(pid_file)
+        context = contextfile.read_context(pid_file) if proc else None
         if not context or context.get("pid") != proc.pid:
+            self._status_cache.pop(pid_file, None)
             return None
+        self._status_cache[pid_file] = (key, context)
         return context
 
     # --- start and stop ---------------------------------------------------

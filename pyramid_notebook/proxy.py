@@ -10,7 +10,8 @@ import threading
 import urllib3
 from pyramid.response import Response
 
-CHUNK_SIZE = 64 * 1024
+# Large enough that big static bundles cost few Python-level iterations.
+CHUNK_SIZE = 256 * 1024
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
     "transfer-encoding", "upgrade",

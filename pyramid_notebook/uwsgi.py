@@ -58,6 +58,7 @@ def _open_upstream(request, port, token):
     Raises an HTTP exception carrying the notebook's own answer if it refuses.
     """
     sock = socket.create_connection(("127.0.0.1", port), timeout=HANDSHAKE_TIMEOUT)
+    _no_delay(sock)
     ws = WSConnection(ConnectionType.CLIENT)
     headers = [(name.lower().encode(), request.headers[name].encode("latin-1"))
                for name in FORWARDED_HEADERS if name in request.headers]
@@ -94,6 +95,11 @@ def _open_upstream(request, port, token):
         sock.close()
         raise exception_response(rejection.status_code if rejection else 502, body=body,
                                  content_type="text/plain")
+
+
+def _no_delay(sock):
+    # Small kernel messages must not wait for Nagle's algorithm and delayed ACKs (~40 ms).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _write_all(fd, data):
@@ -219,7 +225,10 @@ def serve_websocket(request, port):
     try:
         uwsgi.websocket_handshake(request.headers.get("Sec-WebSocket-Key", ""), request.headers.get("Origin", ""),
                                   subprotocol or "")
-        client = _Side("browser", uwsgi.connection_fd(), Connection(ConnectionType.SERVER))
+        client_fd = uwsgi.connection_fd()
+        with socket.socket(fileno=os.dup(client_fd)) as client_sock:
+            _no_delay(client_sock)
+        client = _Side("browser", client_fd, Connection(ConnectionType.SERVER))
         upstream = _Side("notebook", upstream_sock.fileno(), upstream_ws)
         relay(client, upstream)
     except (RemoteProtocolError, LocalProtocolError) as e:

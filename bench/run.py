@@ -1,0 +1,459 @@
+"""Benchmark pyramid_notebook against direct access, side by side in one run.
+
+    bench/run [--quick] [--output bench/results.json] [--only cold,warm,http,ws,scale]
+
+Prints one table (metric, proxied, direct/baseline, ratio, target, pass) and writes it as JSON.
+Every comparison is measured interleaved in the same run, on loopback; report medians (with
+min/max) and ratios, because this machine is shared and absolute times drift.
+"""
+import argparse
+import glob
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import requests
+import websocket
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+PYTHON = sys.executable
+UWSGI = os.path.join(os.path.dirname(PYTHON), "uwsgi")
+V1 = "v1.kernel.websocket.jupyter.org"
+
+from pyramid_notebook.process import terminate_daemon  # noqa: E402
+
+
+# --- helpers ---------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout=90.0, interval=0.005):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    raise RuntimeError("timed out")
+
+
+def http_ok(url, headers=None):
+    try:
+        return requests.get(url, headers=headers, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def answers(url):
+    try:
+        requests.get(url, timeout=2, allow_redirects=False)
+        return True
+    except requests.RequestException:
+        return False
+
+
+def ms(seconds):
+    return seconds * 1000.0
+
+
+def stats(values):
+    values = sorted(values)
+    return {"median": statistics.median(values), "min": values[0], "max": values[-1],
+            "p95": values[min(len(values) - 1, int(0.95 * len(values)))],
+            "p99": values[min(len(values) - 1, int(0.99 * len(values)))], "n": len(values)}
+
+
+class Results:
+    """Rows of the final table."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, metric, proxied, baseline=None, unit="ms", target=None, passed=None, ratio=None, note=""):
+        if ratio is None and baseline and isinstance(proxied, dict) and isinstance(baseline, dict):
+            ratio = proxied["median"] / baseline["median"] if baseline["median"] else None
+        row = {"metric": metric, "unit": unit, "proxied": proxied, "baseline": baseline, "ratio": ratio,
+               "target": target, "pass": passed, "note": note}
+        self.rows.append(row)
+        print(_format_row(row), flush=True)
+        return row
+
+
+def _fmt(value):
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return f"{value['median']:.2f} [{value['min']:.2f}-{value['max']:.2f}]"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _format_row(row):
+    verdict = {True: "PASS", False: "FAIL", None: ""}[row["pass"]]
+    return (f"{row['metric']:<44} {_fmt(row['proxied']):>26} {_fmt(row['baseline']):>26} "
+            f"{_fmt(row['ratio']):>8} {row['target'] or '':>12} {verdict:>5}  {row['unit']} {row['note']}")
+
+
+HEADER = (f"{'metric':<44} {'proxied / measured':>26} {'direct / baseline':>26} {'ratio':>8} {'target':>12} "
+          f"{'':>5}  unit")
+
+
+# --- servers ---------------------------------------------------------------
+
+class Site:
+    """The bench app (bench/app.py) under waitress or uWSGI, in its own process."""
+
+    def __init__(self, kind, workdir):
+        self.kind = kind
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.folder = os.path.join(workdir, f"notebooks-{kind}")
+        os.makedirs(self.folder, exist_ok=True)
+        self.log = open(os.path.join(workdir, f"{kind}.log"), "wb")
+        if kind == "waitress":
+            code = ("import sys, waitress; sys.path.insert(0, %r); from bench.app import make_app; "
+                    "waitress.serve(make_app(%r), host='127.0.0.1', port=%d, threads=32, _quiet=True)"
+                    % (ROOT, self.folder, self.port))
+            cmd = [PYTHON, "-c", code]
+        else:
+            wsgi = os.path.join(workdir, "bench_wsgi.py")
+            with open(wsgi, "w") as f:
+                f.write(f"import sys\nsys.path.insert(0, {ROOT!r})\nfrom bench.app import uwsgi_application\n"
+                        "application = uwsgi_application()\n")
+            # The worker model of the shipped uwsgi.ini.
+            cmd = [UWSGI, "--http11-socket", f"127.0.0.1:{self.port}", "--master", "--processes", "2",
+                   "--threads", "100", "--enable-threads", "--thunder-lock", "--lazy-apps", "--die-on-term",
+                   "--need-app", "--socket-timeout", "5", "--disable-logging", "--wsgi-file", wsgi,
+                   "--env", f"BENCH_NOTEBOOK_FOLDER={self.folder}"]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
+        wait_until(lambda: self.proc.poll() is not None or answers(self.url + "/shell"), 60)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{kind} did not start; see {self.log.name}")
+
+    def session(self, user):
+        s = requests.Session()
+        s.headers["X-Bench-User"] = user
+        return s
+
+    def context(self, user):
+        from pyramid_notebook.notebookmanager import NotebookManager
+
+        return NotebookManager(self.folder).get_notebook_status(user)
+
+    def stop(self):
+        for entry in os.listdir(self.folder):
+            pid_file = os.path.join(self.folder, entry, "notebook.pid")
+            if os.path.exists(pid_file):
+                terminate_daemon(pid_file)
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def launch_and_load(site, user, variant="1"):
+    """Seconds from the launch request to the notebook page served through the proxy."""
+    s = site.session(user)
+    start = time.perf_counter()
+    r = s.get(f"{site.url}/shell?variant={variant}", allow_redirects=False)
+    assert r.status_code == 302, r.text
+    page = s.get(r.headers["Location"])
+    assert page.status_code == 200
+    return time.perf_counter() - start
+
+
+def bare_jupyter_start(workdir):
+    """Seconds from spawning a bare `jupyter notebook` to its answering on its port."""
+    port = free_port()
+    root = tempfile.mkdtemp(dir=workdir)
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=os.path.join(root, ".jupyter"),
+               JUPYTER_RUNTIME_DIR=os.path.join(root, ".runtime"))
+    start = time.perf_counter()
+    proc = subprocess.Popen([PYTHON, "-m", "jupyter", "notebook", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+                             "--ServerApp.port_retries=0", "--IdentityProvider.token=bench", "--allow-root",
+                             f"--ServerApp.root_dir={root}"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/api/status", {"Authorization": "token bench"}))
+        return time.perf_counter() - start
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# --- measurements ----------------------------------------------------------
+
+def measure_cold(results, site, workdir, n):
+    proxied, bare = [], []
+    for i in range(n):
+        bare.append(bare_jupyter_start(workdir))
+        proxied.append(launch_and_load(site, "cold"))
+        site.session("cold").get(site.url + "/notebook/shutdown", allow_redirects=False)
+    p, b = stats([ms(x) for x in proxied]), stats([ms(x) for x in bare])
+    ratio = p["median"] / b["median"]
+    results.add("cold launch -> notebook page (waitress)", p, b, target="<= 1.05", passed=ratio <= 1.05,
+                ratio=ratio, note="baseline: bare jupyter notebook start -> answering")
+    launch_and_load(site, "restart", "1")
+    restarts = []
+    for i in range(max(1, n // 2)):
+        restarts.append(launch_and_load(site, "restart", "2" if i % 2 == 0 else "1"))
+    results.add("restart on context change -> page", stats([ms(x) for x in restarts]))
+    site.session("restart").get(site.url + "/notebook/shutdown", allow_redirects=False)
+
+
+def measure_warm(results, site, n):
+    s = site.session("warm")
+    launch_and_load(site, "warm")
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        r = s.get(site.url + "/shell", allow_redirects=False)
+        times.append(time.perf_counter() - start)
+        assert r.status_code == 302
+    st = stats([ms(x) for x in times])
+    results.add("warm launch (same context) p50", st, target="<= 5 ms", passed=st["median"] <= 5.0,
+                note=f"p99 {st['p99']:.2f} ms")
+
+
+def _load(urls_and_headers, concurrency, n):
+    """Run n GETs spread over `concurrency` threads, each with its own keep-alive session."""
+    per_thread = max(1, n // concurrency)
+    times, nbytes = [], [0]
+    lock = threading.Lock()
+
+    def worker():
+        s = requests.Session()
+        local, local_bytes = [], 0
+        for i in range(per_thread):
+            url, headers = urls_and_headers
+            start = time.perf_counter()
+            r = s.get(url, headers=headers)
+            body = r.content
+            local.append(time.perf_counter() - start)
+            local_bytes += len(body)
+            assert r.status_code == 200, r.status_code
+        with lock:
+            times.extend(local)
+            nbytes[0] += local_bytes
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for f in [pool.submit(worker) for _ in range(concurrency)]:
+            f.result()
+    return times, nbytes[0], time.perf_counter() - start
+
+
+def measure_http(results, site, n):
+    launch_and_load(site, "http")
+    ctx = site.context("http")
+    direct_base = f"http://127.0.0.1:{ctx['http_port']}"
+    auth = {"Authorization": "token " + ctx["token"]}
+    user = {"X-Bench-User": "http"}
+    import notebook
+
+    bundle = max(glob.glob(os.path.join(os.path.dirname(notebook.__file__), "static", "*.js")), key=os.path.getsize)
+    bundle_path = "/notebook/static/notebook/" + os.path.basename(bundle)
+    for concurrency in (1, 16):
+        # Interleave rounds of proxied and direct so drift hits both alike.
+        p_times, d_times = [], []
+        for _ in range(4):
+            p_times += _load((site.url + "/notebook/api/status", user), concurrency, n // 4)[0]
+            d_times += _load((direct_base + "/notebook/api/status", auth), concurrency, n // 4)[0]
+        p, d = stats([ms(x) for x in p_times]), stats([ms(x) for x in d_times])
+        added = p["median"] - d["median"]
+        results.add(f"{site.kind}: api/status c={concurrency} added p50", added, None, target="<= 1 ms",
+                    passed=added <= 1.0, note=f"proxied {_fmt(p)} / direct {_fmt(d)} ms")
+        big_n = max(concurrency, n // 20)
+        p_rate, d_rate = [], []
+        for _ in range(2):
+            _, b, t = _load((site.url + bundle_path, user), concurrency, big_n)
+            p_rate.append(b / t / 2**20)
+            _, b, t = _load((direct_base + bundle_path, auth), concurrency, big_n)
+            d_rate.append(b / t / 2**20)
+        ratio = statistics.median(p_rate) / statistics.median(d_rate)
+        results.add(f"{site.kind}: {os.path.getsize(bundle) // 1024} KiB bundle c={concurrency} throughput",
+                    statistics.median(p_rate), statistics.median(d_rate), unit="MiB/s", ratio=ratio,
+                    target=">= 0.8", passed=ratio >= 0.8)
+    site.session("http").get(site.url + "/notebook/shutdown", allow_redirects=False)
+
+
+ECHO_TARGET = (
+    "from comm import get_comm_manager\n"
+    "def _t(comm, m):\n"
+    "    @comm.on_msg\n"
+    "    def _e(msg):\n"
+    "        comm.send(data={}, buffers=msg['buffers'])\n"
+    "get_comm_manager().register_target('echo', _t)\n"
+)
+
+
+class Channel:
+    """A kernel channels websocket, v1 protocol."""
+
+    def __init__(self, url, headers, origin=None):
+        # Same socket options for both paths: no Nagle delay on either.
+        self.ws = websocket.create_connection(url, header=headers, origin=origin, subprotocols=[V1], timeout=60,
+                                              sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
+
+    def send(self, msg_type, content, buffers=()):
+        from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
+
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "msg_type": msg_type, "username": "b", "session": "b", "date": "",
+                  "version": "5.3"}
+        parts = [json.dumps(x).encode() for x in (header, {}, {}, content)] + list(buffers)
+        self.ws.send_binary(serialize_msg_to_ws_v1(parts, "shell"))
+        return msg_id
+
+    def wait(self, msg_id, msg_type):
+        from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+
+        while True:
+            _, data = self.ws.recv_data()
+            _, parts = deserialize_msg_from_ws_v1(data)
+            if json.loads(parts[1]).get("msg_id") == msg_id and json.loads(parts[0])["msg_type"] == msg_type:
+                return parts
+
+
+def measure_ws(results, site, n):
+    launch_and_load(site, "ws")
+    s = site.session("ws")
+    s.get(site.url + "/notebook/tree")
+    xsrf = s.cookies.get("_xsrf", path="/notebook/")
+    r = s.post(site.url + "/notebook/api/kernels", json={"name": "python3"},
+               headers={"X-XSRFToken": xsrf, "Origin": site.url})
+    kernel = r.json()["id"]
+    ctx = site.context("ws")
+    path = f"/notebook/api/kernels/{kernel}/channels"
+    proxied = Channel(site.url.replace("http", "ws") + path, ["X-Bench-User: ws"], origin=site.url)
+    direct = Channel(f"ws://127.0.0.1:{ctx['http_port']}{path}", [f"Authorization: token {ctx['token']}"])
+    setup = direct.send("execute_request", {"code": ECHO_TARGET, "silent": False})
+    direct.wait(setup, "execute_reply")
+    for ch in (proxied, direct):  # warm up
+        ch.wait(ch.send("kernel_info_request", {}), "kernel_info_reply")
+    p_rtt, d_rtt = [], []
+    for _ in range(n):
+        for ch, out in ((proxied, p_rtt), (direct, d_rtt)):
+            start = time.perf_counter()
+            ch.wait(ch.send("kernel_info_request", {}), "kernel_info_reply")
+            out.append(ms(time.perf_counter() - start))
+    p, d = stats(p_rtt), stats(d_rtt)
+    added = p["median"] - d["median"]
+    results.add("uwsgi: websocket round trip added p50", added, None, target="<= 0.5 ms", passed=added <= 0.5,
+                note=f"proxied {_fmt(p)} / direct {_fmt(d)} ms (kernel_info); p99 added "
+                     f"{p['p99'] - d['p99']:.2f}")
+    payload = os.urandom(2**20)
+    rates = {"p": [], "d": []}
+    for i, ch in enumerate((proxied, direct)):
+        ch.send("comm_open", {"comm_id": f"echo{i}", "target_name": "echo", "data": {}})
+    for _ in range(max(3, n // 10)):
+        for i, (ch, key) in enumerate(((proxied, "p"), (direct, "d"))):
+            start = time.perf_counter()
+            parts = ch.wait(ch.send("comm_msg", {"comm_id": f"echo{i}", "data": {}}, [payload]), "comm_msg")
+            rates[key].append(2 / (time.perf_counter() - start))
+            assert bytes(parts[4]) == payload
+    ratio = statistics.median(rates["p"]) / statistics.median(rates["d"])
+    results.add("uwsgi: 1 MiB binary echo throughput", stats(rates["p"]), stats(rates["d"]), unit="MiB/s",
+                ratio=ratio, target=">= 0.5", passed=ratio >= 0.5)
+    proxied.ws.close()
+    direct.ws.close()
+    s.get(site.url + "/notebook/shutdown", allow_redirects=False)
+
+
+def _memory_mb(pid):
+    try:
+        proc = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [proc] + proc.children(recursive=True)) / 2**20
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def measure_scale(results, site, sizes):
+    for size in sizes:
+        for mode, workers in (("sequential", 1), ("10 at a time", 10)):
+            users = [f"scale{size}-{i}" for i in range(size)]
+            start = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                times = list(pool.map(lambda u: ms(launch_and_load(site, u)), users))
+            total = time.perf_counter() - start
+            st = stats(times)
+            reachable = sum(http_ok(site.url + "/notebook/api/status", {"X-Bench-User": u}) for u in users)
+            note = f"total {total:.1f} s, p95 {st['p95']:.0f} ms, reachable {reachable}/{size}"
+            if mode == "sequential":
+                # One kernel each, then resident memory of server + kernel.
+                def start_kernel(u):
+                    s = site.session(u)
+                    s.get(site.url + "/notebook/tree")
+                    s.post(site.url + "/notebook/api/kernels", json={"name": "python3"},
+                           headers={"X-XSRFToken": s.cookies.get("_xsrf", path="/notebook/"), "Origin": site.url})
+                with ThreadPoolExecutor(4) as pool:
+                    list(pool.map(start_kernel, users))
+                time.sleep(2)  # let kernels finish importing before reading RSS (a measurement, not a sync)
+                mem = statistics.median(_memory_mb(site.context(u)["pid"]) for u in users)
+                note += f", RSS per user (server+kernel) {mem:.0f} MB"
+            results.add(f"scale {size} users, {mode}: per-user launch", st, None, target=f"{size} reachable",
+                        passed=reachable == size, note=note)
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda u: site.session(u).get(site.url + "/notebook/shutdown",
+                                                            allow_redirects=False), users))
+
+
+# --- main --------------------------------------------------------------------
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="each measurement briefly (CI keeps it working)")
+    parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results.json"))
+    parser.add_argument("--only", default="cold,warm,http,ws,scale")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    q = args.quick
+    workdir = tempfile.mkdtemp(prefix="pyramid-notebook-bench-")
+    results = Results()
+    print(f"Machine: {platform.platform()}, {os.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; quick={q}\n")
+    print(HEADER)
+    waitress_site = Site("waitress", workdir)
+    uwsgi_site = Site("uwsgi", workdir) if ({"http", "ws"} & only) and os.path.exists(UWSGI) else None
+    try:
+        if "cold" in only:
+            measure_cold(results, waitress_site, workdir, 2 if q else 6)
+        if "warm" in only:
+            measure_warm(results, waitress_site, 30 if q else 300)
+        if "http" in only:
+            measure_http(results, waitress_site, 80 if q else 800)
+            if uwsgi_site:
+                measure_http(results, uwsgi_site, 80 if q else 800)
+        if "ws" in only and uwsgi_site:
+            measure_ws(results, uwsgi_site, 30 if q else 300)
+        if "scale" in only:
+            measure_scale(results, waitress_site, [3] if q else [10, 25, 50])
+    finally:
+        waitress_site.stop()
+        if uwsgi_site:
+            uwsgi_site.stop()
+    report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "memory_gib": round(psutil.virtual_memory().total / 2**30)},
+              "quick": q, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": results.rows}
+    with open(args.output, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"\nWrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
