@@ -9,7 +9,7 @@ import time
 import urllib3
 
 from pyramid_notebook import contextfile
-from pyramid_notebook.ports import NoFreePort, pick_port
+from pyramid_notebook.ports import NoFreePort, pick_port, port_is_listening
 from pyramid_notebook.settings import default_python
 from pyramid_notebook.process import get_daemon_process, pid_alive, remove_stale_pid_file, terminate_daemon
 from pyramid_notebook.utils import username_to_folder_name
@@ -143,7 +143,7 @@ class NotebookManager:
         with self.user_lock(name):
             running = self.get_notebook_status(name)
             if running and running.get("context_hash") == context.get("context_hash") and \
-                    self._answers(running, timeout=2):
+                    port_is_listening(running["http_port"]):
                 return running, False
             if self.is_running(name):
                 self._stop(name)
@@ -244,7 +244,6 @@ class NotebookManager:
         pid_file = self.get_pid_file(name)
         work_folder = self.get_work_folder(name)
         deadline = time.monotonic() + self.startup_timeout
-        delay = 0.01
         while True:
             latest = contextfile.read_context(pid_file) or {}
             if latest.get("pid") and latest.get("token") == context["token"]:
@@ -261,8 +260,9 @@ class NotebookManager:
                 raise NotebookStartError(
                     f"The notebook server did not answer within {self.startup_timeout:g} seconds.",
                     self._log_tail(work_folder))
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            # A refused connection costs microseconds; poll often so the user waits no longer
+            # than the server takes to start.
+            time.sleep(0.01)
 
     @staticmethod
     def _log_tail(work_folder, launcher=None, lines=30) -> str:

@@ -17,6 +17,15 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def port_is_listening(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
+    """True if something accepts connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def pick_port(min_port: int, port_range: int, reserved=frozenset()) -> int:
     """Return a free port in ``[min_port, min_port + port_range)`` not in ``reserved``.
 

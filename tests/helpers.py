@@ -70,7 +70,15 @@ class WSGIServerThread:
                                                     clear_untrusted_proxy_headers=True)
         self.port = self.server.effective_port
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.closing = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        try:
+            self.server.run()
+        except OSError:
+            if not self.closing:  # closing the sockets under select() is how waitress stops
+                raise
 
     def __enter__(self):
         self.thread.start()
@@ -83,6 +91,7 @@ class WSGIServerThread:
         return self.app.registry.pyramid_notebook_manager
 
     def __exit__(self, *exc):
+        self.closing = True
         self.server.close()
         self.thread.join(timeout=5)
 

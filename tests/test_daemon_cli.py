@@ -37,15 +37,26 @@ def answers(port, token="s3cret"):
         return False
 
 
-def test_start_status_stop(tmp_path):
+def prepared_folder(tmp_path):
+    """A user folder with a context file; returns (folder, pid file, free port)."""
     work = tmp_path / "u"
     work.mkdir()
     write_context(work)
-    pid_file, port = work / "notebook.pid", free_port()
+    return work, work / "notebook.pid", free_port()
+
+
+def start_by_hand(tmp_path, kill_timeout=600):
+    """``notebook_daemon.py start`` and wait until it answers; returns (folder, pid file, port)."""
+    work, pid_file, port = prepared_folder(tmp_path)
+    r = cli("start", pid_file, work, port, kill_timeout)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: answers(port), timeout=60, message="the daemon to answer")
+    return work, pid_file, port
+
+
+def test_start_status_stop(tmp_path):
+    work, pid_file, port = start_by_hand(tmp_path)
     try:
-        r = cli("start", pid_file, work, port, 600)
-        assert r.returncode == 0, r.stderr
-        wait_for(lambda: answers(port), timeout=60, message="the daemon to answer")
         context = read_context(str(pid_file))
         assert context["pid"] == int(pid_file.read_text()) and context["http_port"] == port
         assert context["notebook_name"] == "default.ipynb" and (work / "default.ipynb").exists()
@@ -76,10 +87,7 @@ def test_relative_paths_by_hand(tmp_path):
 
 
 def test_fg_runs_in_the_foreground(tmp_path):
-    work = tmp_path / "u"
-    work.mkdir()
-    write_context(work)
-    pid_file, port = work / "notebook.pid", free_port()
+    work, pid_file, port = prepared_folder(tmp_path)
     proc = subprocess.Popen([sys.executable, SCRIPT, "fg", str(pid_file), str(work), str(port), "600"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -93,12 +101,7 @@ def test_fg_runs_in_the_foreground(tmp_path):
 
 
 def test_dead_mans_switch(tmp_path):
-    work = tmp_path / "u"
-    work.mkdir()
-    write_context(work)
-    pid_file, port = work / "notebook.pid", free_port()
-    assert cli("start", pid_file, work, port, 4).returncode == 0
-    wait_for(lambda: answers(port), timeout=60, message="the daemon to answer")
+    work, pid_file, port = start_by_hand(tmp_path, kill_timeout=4)
     started = time.monotonic()
     wait_for(lambda: not pid_file.exists(), timeout=30, message="the kill timeout to end the daemon")
     assert time.monotonic() - started < 30
@@ -107,12 +110,7 @@ def test_dead_mans_switch(tmp_path):
 
 
 def test_stop_escalates_to_sigkill(tmp_path):
-    work = tmp_path / "u"
-    work.mkdir()
-    write_context(work)
-    pid_file, port = work / "notebook.pid", free_port()
-    assert cli("start", pid_file, work, port, 600).returncode == 0
-    wait_for(lambda: answers(port), timeout=60, message="the daemon to answer")
+    work, pid_file, port = start_by_hand(tmp_path)
     pid = int(pid_file.read_text())
     os.kill(pid, signal.SIGSTOP)  # a hung server ignores SIGTERM
     r = cli("stop", pid_file, work, port, 600)

@@ -201,3 +201,15 @@ def test_daemon_dying_at_start_reports_its_log(manager):
     assert "extra_template_paths" in e.value.log_tail
     assert not manager.is_running("alice")
     assert daemons_under(manager.notebook_folder) == []
+
+
+def test_pid_alive():
+    from pyramid_notebook.process import pid_alive
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_for(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE, timeout=10, message="a zombie")
+    assert pid_alive(os.getpid()) is True
+    assert pid_alive(zombie.pid) is False
+    zombie.wait()
+    assert pid_alive(zombie.pid) is False
+    assert pid_alive(None) is False and pid_alive(0) is False and pid_alive("1") is False
