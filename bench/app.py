@@ -51,7 +51,7 @@ def make_app(notebook_folder, websocket_proxy=""):
     """The app with benchmark settings."""
     return main({}, **{
         "pyramid_notebook.notebook_folder": notebook_folder,
-        "pyramid_notebook.port_base": "47000",
+        "pyramid_notebook.port_base": "25000",
         "pyramid_notebook.port_range": "200",
         "pyramid_notebook.max_notebooks": "100",
         "pyramid_notebook.websocket_proxy": websocket_proxy,

@@ -48,7 +48,7 @@ class NotebookManager:
     starts and stops of the same user.
     """
 
-    def __init__(self, notebook_folder, min_port=41000, port_range=100, kill_timeout=3600, python=None,
+    def __init__(self, notebook_folder, min_port=29000, port_range=100, kill_timeout=3600, python=None,
                  startup_timeout=60.0, max_notebooks=None, idle_timeout=0):
         self.notebook_folder = os.path.abspath(notebook_folder)
         self.min_port = int(min_port)
@@ -189,7 +189,18 @@ class NotebookManager:
                 reserved.add(context["http_port"])
         return reserved
 
+    #: How often a start is retried when another process takes the port before Jupyter binds it.
+    PORT_RACE_RETRIES = 3
+
     def _start(self, name, context, fg=False):
+        for attempt in range(self.PORT_RACE_RETRIES):
+            try:
+                return self._start_once(name, context, fg)
+            except NotebookStartError as e:
+                if "is not available" not in e.log_tail or attempt == self.PORT_RACE_RETRIES - 1:
+                    raise
+
+    def _start_once(self, name, context, fg=False):
         work_folder = self.get_work_folder(name)
         pid_file = self.get_pid_file(name)
         os.makedirs(work_folder, mode=0o700, exist_ok=True)

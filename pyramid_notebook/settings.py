@@ -38,7 +38,7 @@ class NotebookSettings:
     #: Serve notebook pages from this origin (``https://shell.example.com``) instead.
     alternative_domain: str = ""
     #: First localhost port handed to notebook servers.
-    port_base: int = 41000
+    port_base: int = 29000
     #: How many ports from ``port_base`` on may be used.
     port_range: int = 100
     #: Seconds a launch waits for a new notebook server to answer.

@@ -23,8 +23,12 @@ def free_port() -> int:
 
 
 def random_port_base(size=20) -> int:
-    """A start for a notebook port range unlikely to collide with another test run."""
-    return random.randrange(42000, 60000 - size)
+    """A start for a notebook port range unlikely to collide with another test run.
+
+    Below the kernel's ephemeral port range (32768-60999 on Linux), where outgoing
+    connections and kernels' ZMQ sockets would otherwise race us for ports.
+    """
+    return random.randrange(20000, 32000 - size)
 
 
 def wait_for(condition, timeout=30.0, interval=0.05, message="condition"):

@@ -213,3 +213,26 @@ def test_pid_alive():
     zombie.wait()
     assert pid_alive(zombie.pid) is False
     assert pid_alive(None) is False and pid_alive(0) is False and pid_alive("1") is False
+
+
+def test_port_taken_before_jupyter_binds_is_retried(manager, monkeypatch):
+    """Another process grabbing the port between our pick and Jupyter's bind costs a retry, not an error."""
+    import pyramid_notebook.notebookmanager as nm
+
+    real_pick = nm.pick_port
+    thief = socket.socket()
+    thief.bind(("127.0.0.1", 0))
+    thief.listen()
+    picks = []
+
+    def pick_taken_port_first(*args, **kwargs):
+        picks.append(thief.getsockname()[1] if not picks else real_pick(*args, **kwargs))
+        return picks[-1]
+
+    monkeypatch.setattr(nm, "pick_port", pick_taken_port_first)
+    try:
+        context = manager.start_notebook("alice", CONTEXT)
+    finally:
+        thief.close()
+    assert len(picks) == 2 and context["http_port"] == picks[1] != picks[0]
+    assert answers_with_token(context).status_code == 200

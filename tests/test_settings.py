@@ -19,7 +19,7 @@ def test_defaults(tmp_path):
     assert isinstance(s, NotebookSettings)
     assert s.notebook_folder == str(tmp_path)
     assert s.websocket_proxy is None and s.alternative_domain == ""
-    assert s.kill_timeout == 3600 and s.port_base == 41000 and s.port_range == 100 and s.startup_timeout == 60
+    assert s.kill_timeout == 3600 and s.port_base == 29000 and s.port_range == 100 and s.startup_timeout == 60
     assert registry.pyramid_notebook_manager.notebook_folder == str(tmp_path)
 
 
