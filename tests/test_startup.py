@@ -69,3 +69,19 @@ def test_include_models_of_classic_base():
     nb = {}
     startup.include_sqlalchemy_models(nb, OldBase)
     assert "Old" in nb["greeting"]
+
+
+def test_demo_database_setup_is_safe_from_many_processes(tmp_path):
+    """Web server workers and kernels all set the demo database up at once."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'demo.sqlite'}"
+    code = f"from pyramid_notebook.demo.models import setup_database; setup_database({url!r})"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    from sqlalchemy import create_engine, text
+
+    with create_engine(url).connect() as conn:
+        assert conn.execute(text("select count(*) from items")).scalar() == 1

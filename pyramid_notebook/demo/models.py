@@ -1,4 +1,6 @@
 """The demo's SQLAlchemy 2 model: one table, seeded with one row."""
+import fcntl
+
 from sqlalchemy import String, create_engine, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -18,11 +20,23 @@ class Item(Base):
 
 
 def setup_database(url: str) -> sessionmaker:
-    """Create the tables and the seed row if missing; return a session factory."""
+    """Create the tables and the seed row if missing; return a session factory.
+
+    Several web server processes (and every notebook kernel) run this at start-up; a
+    lock file beside an SQLite database keeps them from creating the tables twice.
+    """
     engine = create_engine(url)
-    Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        if not session.scalar(select(func.count()).select_from(Item)):
-            session.add(Item(name=SEED_ITEM))
-            session.commit()
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    lock = open(database + ".lock", "a") if database and database != ":memory:" else None
+    try:
+        if lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            if not session.scalar(select(func.count()).select_from(Item)):
+                session.add(Item(name=SEED_ITEM))
+                session.commit()
+    finally:
+        if lock:
+            lock.close()
     return sessionmaker(bind=engine)
