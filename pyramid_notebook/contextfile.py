@@ -43,11 +43,3 @@ def write_context(pid_file: str, context: dict) -> None:
             os.unlink(tmp)
         raise
 
-
-def update_context(pid_file: str, **changes) -> dict:
-    """Merge ``changes`` into the context on disk and return the result."""
-    context = read_context(pid_file) or {}
-    context.update(changes)
-    write_context(pid_file, context)
-    return context
-
