@@ -4,6 +4,8 @@ import glob
 import os
 import re
 import socket
+import statistics
+import time
 
 import pytest
 import requests
@@ -12,7 +14,7 @@ from pyramid.request import Request
 
 import notebook
 from pyramid_notebook.views import launch_notebook
-from tests.helpers import daemons_under, execute_over_websocket, free_port, login, wait_for
+from tests.helpers import KernelChannel, daemons_under, execute_over_websocket, free_port, login, wait_for
 
 
 def launch(session, base_url, shell="shell1"):
@@ -141,6 +143,28 @@ def test_kernel_runs_site_code_over_websocket_pserve_mode(demo_server):
     with pytest.raises(websocket.WebSocketBadStatusException) as e:
         websocket.create_connection(ws_url, origin=demo_server.url, timeout=10)
     assert e.value.status_code == 403
+
+
+def test_kernel_output_is_not_held_back_by_delayed_acks(demo_server):
+    """A kernel answers with several small messages; without TCP_NODELAY on the notebook's
+    websockets each round trip waits out the client's delayed ACK (~40 ms on Linux)."""
+    s = login(demo_server.url)
+    s.get(launch(s, demo_server.url))
+    context = user_context(demo_server)
+    kernel = start_kernel(s, demo_server.url, context["notebook_name"])
+    cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.path.startswith("/notebook"))
+    channel = KernelChannel(f"ws://127.0.0.1:{context['http_port']}/notebook/api/kernels/{kernel}/channels",
+                            origin=demo_server.url, cookie=cookie)
+    try:
+        assert channel.execute("1 + 1") == "2"
+        times = []
+        for _ in range(15):
+            start = time.perf_counter()
+            assert channel.execute("1 + 1") == "2"
+            times.append(time.perf_counter() - start)
+    finally:
+        channel.close()
+    assert statistics.median(times) < 0.025, f"median round trip {statistics.median(times) * 1000:.1f} ms"
 
 
 def test_users_reach_only_their_own_notebook(demo_server):

@@ -100,6 +100,9 @@ def prepare_work_folder(work_folder: str, port: int, context: dict) -> dict:
         "websocket_url": context.get("websocket_url") or "",
         "extra_template_paths": list(context.get("extra_template_paths") or []),
         "identity_provider_class": "pyramid_notebook.server.identity.ProxyIdentityProvider",
+        # Kernel messages go out at once instead of waiting out delayed ACKs (see server/websocket.py).
+        "kernel_websocket_connection_class":
+            "pyramid_notebook.server.websocket.NoDelayKernelWebsocketConnection",
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
         # Read by our prebuilt extension's "Shut down and return to site" control.
