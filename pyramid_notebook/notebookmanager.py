@@ -18,7 +18,7 @@ DAEMON_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server
 LOCK_FOLDER = ".locks"
 #: Context keys the manager and daemon add; they never count as a context change.
 RUNTIME_KEYS = ("http_port", "pid", "token", "started_at", "stopped_at", "state", "notebook_name", "username",
-                "starting_at")
+                "starting_at", "static_files")
 
 
 class NotebookStartError(RuntimeError):

@@ -22,6 +22,7 @@ from pyramid_notebook.origin import is_cross_site_request, is_websocket_upgrade,
 from pyramid_notebook.ports import NoFreePort
 from pyramid_notebook.proxy import UpstreamError, proxy_request
 from pyramid_notebook.settings import get_notebook_settings
+from pyramid_notebook.static import static_file_response
 from pyramid_notebook.utils import BadUsername, make_dict_hash, route_to_alt_domain
 
 logger = logging.getLogger(__name__)
@@ -178,6 +179,10 @@ def notebook_proxy(request, username):
         request.environ[CONTEXT_ENVIRON_KEY] = context
         return websocket_proxy(request, port)
 
+    # Static files straight from disk when the notebook has said where they are.
+    response = static_file_response(request, context)
+    if response is not None:
+        return response
     try:
         return proxy_request(request, port, context["token"])
     except UpstreamError as e:

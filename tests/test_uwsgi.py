@@ -159,6 +159,26 @@ def test_kernel_protocol_through_the_proxy(site):
         channel.close()
 
 
+def test_static_files_are_sent_by_the_site(site):
+    """The big bundles come from disk through uWSGI's file wrapper, byte for byte."""
+    import glob
+
+    import notebook
+
+    s = login(site)
+    s.get(f"{site}/shell1", allow_redirects=False)
+    static = os.path.join(os.path.dirname(notebook.__file__), "static")
+    for path in sorted(glob.glob(os.path.join(static, "*.js")), key=os.path.getsize)[-3:]:
+        url = f"{site}/notebook/static/notebook/{os.path.basename(path)}"
+        r = wait_for(lambda: (lambda r: "Tornado" not in r.headers.get("Server", "") and r)(s.get(url)),
+                     timeout=30, message="the notebook to publish its static files")
+        assert r.status_code == 200
+        with open(path, "rb") as f:
+            assert r.content == f.read()
+        r = s.get(url, headers={"Range": "bytes=0-9"})
+        assert r.status_code == 206 and len(r.content) == 10
+
+
 def test_json_protocol_text_frames_still_work(uwsgi_server):
     """Without the v1 subprotocol Jupyter speaks JSON in text frames; those stay text."""
     from tests.helpers import execute_over_websocket

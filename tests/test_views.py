@@ -48,17 +48,41 @@ def test_launch_redirects_to_default_notebook_without_secret(demo_server):
     assert user_context(demo_server)["pid"] == context["pid"]
 
 
-def test_static_file_of_several_megabytes(demo_server):
+def test_static_files_come_from_disk_as_jupyter_would_send_them(demo_server):
     s = login(demo_server.url)
     launch(s, demo_server.url)
+    context = wait_for(lambda: (user_context(demo_server) or {}).get("static_files") and user_context(demo_server),
+                       timeout=30)
+    prefixes = {r["prefix"] for r in context["static_files"]["routes"]}
+    assert {"/notebook/static/", "/notebook/static/notebook/", "/notebook/lab/extensions/"} <= prefixes
     static = os.path.join(os.path.dirname(notebook.__file__), "static")
     biggest = max(glob.glob(os.path.join(static, "*.js")), key=os.path.getsize)
     assert os.path.getsize(biggest) > 2_000_000
-    r = s.get(f"{demo_server.url}/notebook/static/notebook/{os.path.basename(biggest)}", stream=True)
-    assert r.status_code == 200
-    body = b"".join(r.iter_content(65536))
-    with open(biggest, "rb") as f:
-        assert body == f.read()
+    direct = f"http://127.0.0.1:{context['http_port']}"
+    auth = {"Authorization": "token " + context["token"]}
+    for path in (f"/notebook/static/notebook/{os.path.basename(biggest)}",
+                 f"/notebook/static/notebook/{os.path.basename(biggest)}?v=1",
+                 "/notebook/static/favicons/favicon.ico",
+                 "/notebook/lab/extensions/pyramid-notebook-shutdown/package.json"):
+        r = s.get(demo_server.url + path, stream=True)
+        assert r.status_code == 200, path
+        assert "Tornado" not in r.headers.get("Server", ""), f"{path} was proxied, not sent from disk"
+        body = b"".join(r.iter_content(65536))
+        jupyter = requests.get(direct + path, headers=auth)
+        assert body == jupyter.content, path
+        assert r.headers["Cache-Control"] == jupyter.headers["Cache-Control"], path
+        if "v=" in path:
+            assert "Expires" in r.headers, path
+    # What Jupyter does not have, it says so itself.
+    r = s.get(demo_server.url + "/notebook/static/notebook/no-such-file.js")
+    assert r.status_code == 404 and "Tornado" in r.headers.get("Server", "")
+    r = s.get(demo_server.url + "/notebook/static/notebook/%2e%2e/static/favicons/favicon.ico")
+    assert "Tornado" in r.headers.get("Server", ""), "dot segments are left to Jupyter"
+    # Not logged in, or no notebook running: no static files either.
+    assert requests.get(demo_server.url + "/notebook/static/favicons/favicon.ico",
+                        allow_redirects=False).status_code in (302, 401, 403)
+    s2 = login(demo_server.url, "user2")
+    assert s2.get(demo_server.url + "/notebook/static/favicons/favicon.ico").status_code == 502
 
 
 def test_contents_api_create_and_large_upload(demo_server):

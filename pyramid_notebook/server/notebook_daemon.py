@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - running from a checkout that is not in
 
 from pyramid_notebook.contextfile import read_context, write_context  # noqa: E402
 from pyramid_notebook.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
+from pyramid_notebook.server import static_files  # noqa: E402
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")
 LABEXTENSION_FOLDER = os.path.join(os.path.dirname(_here), "labextensions")
@@ -103,6 +104,8 @@ def prepare_work_folder(work_folder: str, port: int, context: dict) -> dict:
         # Kernel messages go out at once instead of waiting out delayed ACKs (see server/websocket.py).
         "kernel_websocket_connection_class":
             "pyramid_notebook.server.websocket.NoDelayKernelWebsocketConnection",
+        # Publishes where the static files are, so the site can send them from disk.
+        "jpserver_extensions": {"pyramid_notebook.server.static_files": True},
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
         # Read by our prebuilt extension's "Shut down and return to site" control.
@@ -156,6 +159,7 @@ def run_notebook(pid_file: str, work_folder: str, port: int, kill_timeout: int, 
     )
     write_context(pid_file, context)
     os.environ.update(prepare_work_folder(work_folder, port, context))
+    os.environ[static_files.PID_FILE_ENV] = pid_file
     os.chdir(work_folder)
 
     # Dead man's switch: SIGTERM ourselves, which Jupyter handles by stopping its

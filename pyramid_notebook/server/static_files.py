@@ -1,0 +1,103 @@
+"""Jupyter server extension: tell the web site where this notebook's static files are.
+
+A notebook page loads some 8 MB of JavaScript, CSS and fonts. Relaying that through
+a second Python HTTP server costs a third of the throughput, while the site can
+send the same files from disk (``sendfile`` under uWSGI) faster than Jupyter does.
+Which files Jupyter serves at which URL depends on the notebook's own interpreter,
+extensions and configuration, so the running server publishes its static routes
+into its context file once it has started: URL prefix, the folders searched in
+order, and the cache rules Jupyter applies. The site serves a file from disk only
+when it finds it exactly as Jupyter would; anything else still goes to Jupyter.
+
+The daemon enables this extension through ``ServerApp.jpserver_extensions`` and
+names its pid file (the context file lies beside it) in the ``PYRAMID_NOTEBOOK_PID_FILE``
+environment variable.
+"""
+import os
+import time
+
+#: Environment variable naming the daemon's pid file; the context file lies beside it.
+PID_FILE_ENV = "PYRAMID_NOTEBOOK_PID_FILE"
+#: Context key holding the published routes.
+CONTEXT_KEY = "static_files"
+
+
+def _jupyter_server_extension_points():
+    return [{"module": __name__}]
+
+
+def _load_jupyter_server_extension(serverapp):
+    pid_file = os.environ.get(PID_FILE_ENV)
+    if pid_file:
+        # Other extensions add their routes while loading; publish once all have loaded.
+        serverapp.io_loop.add_callback(publish, serverapp, pid_file)
+
+
+#: File name asked of tornado's router to learn which handler serves a prefix.
+PROBE_NAME = "pyramid-notebook-probe.js"
+
+
+def _candidate_prefixes(serverapp) -> list:
+    """URL prefixes under which Jupyter and its extensions serve static files."""
+    from jupyter_server.utils import url_path_join
+
+    prefixes = [serverapp.web_app.settings["static_url_prefix"]]
+    for apps in serverapp.extension_manager.extension_apps.values():
+        for app in apps:
+            if getattr(app, "static_paths", None):
+                prefixes.append(app.static_url_prefix)
+            if getattr(app, "labextensions_url", None):
+                prefixes.append(url_path_join(serverapp.base_url, app.labextensions_url))
+    return list(dict.fromkeys(p.rstrip("/") + "/" for p in prefixes))
+
+
+def _route_for(web_app, prefix: str):
+    """The route tornado itself picks for files below ``prefix``, if it is a plain file finder."""
+    from jupyter_server.base.handlers import FileFindHandler
+    from tornado.httputil import HTTPHeaders, HTTPServerRequest
+
+    probe = HTTPServerRequest(method="GET", uri=prefix + PROBE_NAME, headers=HTTPHeaders({"Host": "127.0.0.1"}))
+    delegate = web_app.find_handler(probe)
+    handler_class = getattr(delegate, "handler_class", None)
+    kwargs = getattr(delegate, "handler_kwargs", None) or {}
+    # Only a FileFindHandler whose whole tail is the file name: its rules are the ones we copy.
+    if not (isinstance(handler_class, type) and issubclass(handler_class, FileFindHandler)):
+        return None
+    if [bytes(a) if isinstance(a, bytes) else str(a).encode() for a in getattr(delegate, "path_args", [])] \
+            != [PROBE_NAME.encode()] or "path" not in kwargs:
+        return None
+    roots = [kwargs["path"]] if isinstance(kwargs["path"], str) else list(kwargs["path"])
+    return {
+        "prefix": prefix,
+        "roots": [os.path.abspath(os.path.expanduser(r)) for r in roots],
+        "no_cache_paths": list(kwargs.get("no_cache_paths") or []),
+    }
+
+
+def static_routes(serverapp) -> dict:
+    """The server's static file routes: ``{"routes": [...], "immutable": [...]}``.
+
+    Each route is ``{"prefix", "roots", "no_cache_paths"}``, taken from the handler
+    tornado's router actually picks for that prefix, so that when two extensions
+    register the same URL the one Jupyter uses is the one published.
+    """
+    routes = [_route_for(serverapp.web_app, prefix) for prefix in _candidate_prefixes(serverapp)]
+    return {
+        "routes": [r for r in routes if r],
+        "immutable": list(serverapp.web_app.settings.get("static_immutable_cache", [])),
+    }
+
+
+def publish(serverapp, pid_file: str) -> None:
+    """Add :func:`static_routes` to the context file of this (still current) server."""
+    from pyramid_notebook.contextfile import read_context, write_context
+
+    try:
+        routes = static_routes(serverapp)
+        context = read_context(pid_file) or {}
+        if context.get("pid") != os.getpid():
+            return  # a newer start owns the file now
+        context[CONTEXT_KEY] = dict(routes, published_at=time.time())
+        write_context(pid_file, context)
+    except Exception:  # the site then proxies static files as before
+        serverapp.log.exception("Could not publish static file routes beside %s", pid_file)

@@ -1,0 +1,98 @@
+"""Send a notebook's static files (JavaScript, CSS, fonts) from disk instead of through Jupyter.
+
+The running notebook publishes its static routes in its context (see
+:mod:`pyramid_notebook.server.static_files`): for each URL prefix, the folders
+Jupyter searches in order and its cache rules. A GET for such a URL is answered
+here with :class:`pyramid.response.FileResponse`, which uses the server's
+``wsgi.file_wrapper`` (``sendfile`` under uWSGI), with the headers Jupyter would
+send. Whenever the file is not found exactly as Jupyter would find it — unusual
+names, links leading out of the folder, compressed files — the request goes to
+Jupyter as before, so Jupyter stays the judge of what exists.
+"""
+import functools
+import mimetypes
+import os
+import time
+from email.utils import formatdate
+
+from pyramid.response import FileResponse
+
+#: Context key the notebook publishes its routes under.
+CONTEXT_KEY = "static_files"
+#: What tornado's StaticFileHandler gives versioned (``?v=``) files.
+VERSIONED_MAX_AGE = 86400 * 365 * 10
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@functools.lru_cache(maxsize=256)
+def _real_root(root: str) -> str:
+    return os.path.realpath(root)
+
+
+def _relative_parts(path: str, prefix: str):
+    """The path below ``prefix`` as a list of plain names, or None if it has anything else."""
+    if not path.startswith(prefix):
+        return None
+    parts = path[len(prefix):].split("/")
+    for part in parts:
+        if not part or part.startswith(".") or "\\" in part or "\x00" in part:
+            return None
+    return parts
+
+
+def find_static_file(context: dict, path: str):
+    """``(file path, route)`` for URL ``path`` as Jupyter would find it, or None."""
+    published = context.get(CONTEXT_KEY)
+    if not isinstance(published, dict):
+        return None
+    # Longest prefix first: /notebook/static/notebook/ before /notebook/static/.
+    routes = sorted((r for r in published.get("routes", ()) if path.startswith(r.get("prefix", "\0"))),
+                    key=lambda r: len(r["prefix"]), reverse=True)
+    if not routes:
+        return None
+    route = routes[0]
+    parts = _relative_parts(path, route["prefix"])
+    if parts is None:
+        return None
+    for root in route.get("roots", ()):
+        candidate = os.path.join(root, *parts)
+        if os.path.isfile(candidate):
+            real_root = _real_root(root)
+            if not os.path.realpath(candidate).startswith(real_root.rstrip(os.sep) + os.sep):
+                return None  # a link out of the folder: Jupyter decides
+            return candidate, route
+        # Jupyter takes the first folder that has the file; go on to the next one.
+    return None
+
+
+def _cache_headers(request, route, immutable_prefixes) -> dict:
+    """The Cache-Control (and Expires) Jupyter's FileFindHandler sends for this request."""
+    path = request.path
+    versioned = "v" in request.GET
+    headers = {}
+    if versioned:
+        headers["Expires"] = formatdate(time.time() + VERSIONED_MAX_AGE, usegmt=True)
+    if any(path.startswith(p) for p in immutable_prefixes):
+        headers["Cache-Control"] = IMMUTABLE
+    elif not versioned or any(path.startswith(p) for p in route.get("no_cache_paths", ())):
+        headers["Cache-Control"] = "no-cache"
+    else:
+        headers["Cache-Control"] = f"max-age={VERSIONED_MAX_AGE}"
+    return headers
+
+
+def static_file_response(request, context: dict):
+    """A :class:`~pyramid.response.FileResponse` for a static notebook file, or None to proxy."""
+    if request.method not in ("GET", "HEAD"):
+        return None
+    found = find_static_file(context, request.path)
+    if found is None:
+        return None
+    file_path, route = found
+    content_type, encoding = mimetypes.guess_type(file_path, strict=False)
+    if encoding:
+        return None  # Jupyter sends .gz and friends as they are; leave those to it
+    response = FileResponse(file_path, request=request, content_type=content_type or "application/octet-stream")
+    response.headers.update(_cache_headers(request, route, context[CONTEXT_KEY].get("immutable", ())))
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

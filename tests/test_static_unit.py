@@ -1,0 +1,115 @@
+"""pyramid_notebook.static: which URL maps to which file, and the cache headers Jupyter would send."""
+import os
+
+import pytest
+from pyramid.request import Request
+
+from pyramid_notebook.static import IMMUTABLE, find_static_file, static_file_response
+
+
+@pytest.fixture
+def tree(tmp_path):
+    first, second, outside = tmp_path / "first", tmp_path / "second", tmp_path / "outside"
+    for d in (first / "sub", second, outside):
+        d.mkdir(parents=True)
+    (first / "sub" / "app.js").write_text("first")
+    (second / "sub").mkdir()
+    (second / "sub" / "app.js").write_text("second")
+    (second / "only-second.css").write_text("body{}")
+    (first / ".hidden.js").write_text("secret")
+    (outside / "passwd.js").write_text("outside")
+    os.symlink(outside / "passwd.js", first / "link.js")
+    (first / "bundle.js.gz").write_bytes(b"\x1f\x8b")
+    context = {"static_files": {
+        "routes": [
+            {"prefix": "/notebook/static/", "roots": [str(first), str(second)], "no_cache_paths": ["/notebook/static/custom"]},
+            {"prefix": "/notebook/static/deeper/", "roots": [str(second)], "no_cache_paths": []},
+        ],
+        "immutable": ["/notebook/static/sub/"],
+    }}
+    return context, first, second
+
+
+def test_first_folder_with_the_file_wins(tree):
+    context, first, second = tree
+    assert find_static_file(context, "/notebook/static/sub/app.js")[0] == str(first / "sub" / "app.js")
+    assert find_static_file(context, "/notebook/static/only-second.css")[0] == str(second / "only-second.css")
+
+
+def test_longest_prefix_is_the_route(tree):
+    context, first, second = tree
+    path, route = find_static_file(context, "/notebook/static/deeper/only-second.css")
+    assert route["prefix"] == "/notebook/static/deeper/" and path == str(second / "only-second.css")
+    # The deeper route owns its prefix: no falling back to the shorter one (Jupyter would 404).
+    assert find_static_file(context, "/notebook/static/deeper/sub/missing.js") is None
+
+
+@pytest.mark.parametrize("path", [
+    "/notebook/static/../first/sub/app.js", "/notebook/static/sub/../sub/app.js", "/notebook/static/.hidden.js",
+    "/notebook/static//sub/app.js", "/notebook/static/sub/", "/notebook/static/", "/notebook/static/sub",
+    "/notebook/static/missing.js", "/notebook/api/status", "/notebook/static/sub\\app.js",
+])
+def test_anything_unusual_is_left_to_jupyter(tree, path):
+    context, _, _ = tree
+    assert find_static_file(context, path) is None
+
+
+def test_links_out_of_the_folder_are_left_to_jupyter(tree):
+    context, _, _ = tree
+    assert find_static_file(context, "/notebook/static/link.js") is None
+
+
+def test_nothing_published_means_proxy(tree):
+    assert find_static_file({}, "/notebook/static/sub/app.js") is None
+    assert find_static_file({"static_files": "garbage"}, "/notebook/static/sub/app.js") is None
+    assert find_static_file({"static_files": {"routes": [{"nonsense": 1}]}}, "/notebook/static/sub/app.js") is None
+
+
+def _get(path, method="GET", **headers):
+    return Request.blank(path, method=method, headers=headers)
+
+
+def test_response_body_and_cache_rules(tree):
+    context, _, _ = tree
+    r = static_file_response(_get("/notebook/static/sub/app.js"), context)
+    assert b"".join(r.app_iter) == b"first"
+    assert r.headers["Cache-Control"] == IMMUTABLE and "Expires" not in r.headers
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.content_type in ("text/javascript", "application/javascript")
+
+    r = static_file_response(_get("/notebook/static/only-second.css"), context)
+    assert r.headers["Cache-Control"] == "no-cache", "unversioned and not immutable"
+    r = static_file_response(_get("/notebook/static/only-second.css?v=1"), context)
+    assert r.headers["Cache-Control"] == "max-age=315360000" and "Expires" in r.headers
+    r = static_file_response(_get("/notebook/static/sub/app.js?v=1"), context)
+    assert r.headers["Cache-Control"] == IMMUTABLE and "Expires" in r.headers
+
+
+def test_no_cache_paths(tree, tmp_path):
+    context, first, _ = tree
+    (first / "custom").mkdir()
+    (first / "custom" / "custom.css").write_text("x")
+    r = static_file_response(_get("/notebook/static/custom/custom.css?v=1"), context)
+    assert r.headers["Cache-Control"] == "no-cache"
+
+
+def test_only_reads_and_no_compressed_files(tree):
+    context, _, _ = tree
+    assert static_file_response(_get("/notebook/static/sub/app.js", method="POST"), context) is None
+    assert static_file_response(_get("/notebook/static/bundle.js.gz"), context) is None
+    head = _get("/notebook/static/sub/app.js", method="HEAD").get_response(
+        lambda environ, start_response: static_file_response(Request(environ), context)(environ, start_response))
+    assert head.status_code == 200 and head.body == b"" and head.content_length == 5
+
+
+def test_conditional_and_range_requests(tree):
+    context, _, _ = tree
+    full = static_file_response(_get("/notebook/static/sub/app.js"), context)
+
+    def app(environ, start_response):
+        return static_file_response(Request(environ), context)(environ, start_response)
+
+    r = _get("/notebook/static/sub/app.js", **{"If-Modified-Since": full.headers["Last-Modified"]}).get_response(app)
+    assert r.status_code == 304
+    r = _get("/notebook/static/sub/app.js", Range="bytes=1-2").get_response(app)
+    assert r.status_code == 206 and r.body == b"ir"
