@@ -3,7 +3,16 @@
 The user comes from an ``X-Bench-User`` header so that many users can be launched
 without a login round trip. Never deploy this: it trusts a header. The benchmark
 binds it to 127.0.0.1 only.
+
+``/floor/...`` is the yardstick: the least any proxy inside this web server can do
+(find the user's notebook, forward with the standard library's http.client on a kept-alive
+connection, return the answer), with no framework, no checks and no streaming.
+Whatever the real proxy adds beyond it is ours to cut; the rest is the price of a
+second Python HTTP server in the path.
 """
+import http.client
+import threading
+
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPForbidden, HTTPFound
 
@@ -34,6 +43,31 @@ def proxy(request):
     return notebook_proxy(request, _user(request))
 
 
+class FloorProxy:
+    """WSGI middleware: ``/floor/<path>`` -> the user's notebook ``/<path>``, bare."""
+
+    def __init__(self, app, manager):
+        self.app = app
+        self.manager = manager
+        self.local = threading.local()
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/floor/"):
+            return self.app(environ, start_response)
+        context = self.manager.get_notebook_status(environ["HTTP_X_BENCH_USER"])
+        conns = self.local.__dict__.setdefault("conns", {})
+        conn = conns.get(context["http_port"])
+        if conn is None:
+            conn = conns[context["http_port"]] = http.client.HTTPConnection("127.0.0.1", context["http_port"])
+        conn.request("GET", path[len("/floor"):], headers={"Authorization": "token " + context["token"]})
+        response = conn.getresponse()
+        body = response.read()
+        start_response(f"{response.status} {response.reason}", [
+            (k, v) for k, v in response.getheaders() if k.lower() not in ("connection", "transfer-encoding")])
+        return [body]
+
+
 def main(global_config, **settings):
     """WSGI app factory."""
     with Configurator(settings=settings) as config:
@@ -44,7 +78,7 @@ def main(global_config, **settings):
         config.add_view(shell, route_name="shell")
         config.add_view(shutdown, route_name="shutdown_notebook")
         config.add_view(proxy, route_name="notebook_proxy")
-        return config.make_wsgi_app()
+        return FloorProxy(config.make_wsgi_app(), config.registry.pyramid_notebook_manager)
 
 
 def make_app(notebook_folder, websocket_proxy=""):

@@ -12,6 +12,8 @@ from pyramid.response import Response
 
 # Large enough that big static bundles cost few Python-level iterations.
 CHUNK_SIZE = 256 * 1024
+#: Answers with a Content-Length up to this are read whole before they are passed on.
+SMALL_BODY = 64 * 1024
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
     "transfer-encoding", "upgrade",
@@ -81,7 +83,11 @@ def _request_body(request):
     stream = request.environ["wsgi.input"]
     if length:
         return _LimitedInput(stream, length), length
-    if request.environ.get("wsgi.input_terminated"):
+    # waitress marks every request's input as terminated, GETs included: only a request
+    # that came chunked has a body here. (Sending a GET upstream with an empty chunked
+    # body cost Jupyter ~0.4 ms per call.)
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if chunked and request.environ.get("wsgi.input_terminated"):
         # Chunked upload the server has de-chunked for us: stream it chunked again.
         return iter(lambda: stream.read(CHUNK_SIZE), b""), None
     return None, 0
@@ -124,9 +130,19 @@ def proxy_request(request, port: int, token: str) -> Response:
 
     drop = HOP_BY_HOP | _connection_tokens(upstream.headers.get("Connection", ""))
     headerlist = [(k, v) for k, v in upstream.headers.items() if k.lower() not in drop]
-    app_iter = StreamingBody(upstream)
     if request.method == "HEAD":
-        app_iter.close()
+        StreamingBody(upstream).close()
         app_iter = []
+    elif upstream.length_remaining is not None and upstream.length_remaining <= SMALL_BODY:
+        # Most API answers are small: read them whole, so the web server sends one buffer
+        # instead of driving a generator (a measurable share of a small call's time).
+        try:
+            app_iter = [upstream.read(decode_content=False)]
+        except urllib3.exceptions.HTTPError as e:
+            StreamingBody(upstream).close()
+            raise UpstreamError(str(e)) from e
+        upstream.release_conn()
+    else:
+        app_iter = StreamingBody(upstream)
     return Response(status=f"{upstream.status} {upstream.reason or ''}".strip(), headerlist=headerlist,
                     app_iter=app_iter)

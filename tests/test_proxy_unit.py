@@ -42,6 +42,19 @@ class Upstream(BaseHTTPRequestHandler):
                 time.sleep(0.3)
             self.wfile.write(b"0\r\n\r\n")
             return
+        if self.path.startswith("/notebook/big"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(1024 * 1024))
+            self.end_headers()
+            self.wfile.write(b"z" * 1024 * 1024)
+            return
+        if self.path.startswith("/notebook/truncated"):
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"only ten..")
+            self.close_connection = True
+            return
         payload = json.dumps({
             "method": self.command, "path": self.path, "headers": dict(self.headers.items()),
             "body_length": len(body), "client_port": self.client_address[1],
@@ -116,10 +129,17 @@ def test_chunked_request_body_streams(upstream):
             return next(chunks, b"")
 
     _, data = call(upstream, method="POST", environ={"wsgi.input": Input(), "wsgi.input_terminated": True,
-                                                     "CONTENT_LENGTH": ""})
+                                                     "CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked"})
     seen = json.loads(data)
     assert seen["body_length"] == 100_005
     assert seen["headers"].get("Transfer-Encoding") == "chunked"
+
+
+def test_a_get_has_no_body_even_if_the_server_terminates_input(upstream):
+    """waitress sets wsgi.input_terminated on every request; a GET must not go upstream chunked."""
+    _, data = call(upstream, environ={"wsgi.input_terminated": True})
+    seen = json.loads(data)
+    assert "Transfer-Encoding" not in seen["headers"] and "Content-Length" not in seen["headers"]
 
 
 def test_response_streams_chunk_by_chunk(upstream):
@@ -136,3 +156,18 @@ def test_response_streams_chunk_by_chunk(upstream):
 def test_unreachable_upstream():
     with pytest.raises(UpstreamError):
         call(free_port())
+
+
+def test_small_answers_are_read_whole_large_ones_stream(upstream):
+    request = Request.blank("/notebook/api/x", base_url="http://site.example.com")
+    small = proxy_request(request, upstream, "s3cret")
+    assert isinstance(small.app_iter, list) and json.loads(small.app_iter[0])["path"] == "/notebook/api/x"
+    large = proxy_request(Request.blank("/notebook/big", base_url="http://site.example.com"), upstream, "s3cret")
+    assert not isinstance(large.app_iter, list), "a large answer is streamed, not held in memory"
+    assert sum(len(c) for c in large.app_iter) == 1024 * 1024
+    large.app_iter.close()
+
+
+def test_truncated_small_answer_is_an_upstream_error(upstream):
+    with pytest.raises(UpstreamError):
+        proxy_request(Request.blank("/notebook/truncated", base_url="http://site.example.com"), upstream, "s3cret")
