@@ -17,8 +17,7 @@ from email.utils import formatdate
 
 from pyramid.response import FileResponse
 
-#: Context key the notebook publishes its routes under.
-CONTEXT_KEY = "static_files"
+from pyramid_notebook.server.static_files import CONTEXT_KEY
 #: What tornado's StaticFileHandler gives versioned (``?v=``) files.
 VERSIONED_MAX_AGE = 86400 * 365 * 10
 IMMUTABLE = "public, max-age=31536000, immutable"

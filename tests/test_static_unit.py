@@ -113,3 +113,24 @@ def test_conditional_and_range_requests(tree):
     assert r.status_code == 304
     r = _get("/notebook/static/sub/app.js", Range="bytes=1-2").get_response(app)
     assert r.status_code == 206 and r.body == b"ir"
+
+
+def test_the_notebook_publishes_the_route_tornado_picks(tmp_path):
+    """What the notebook publishes comes from its router: first matching rule, its own kwargs."""
+    from jupyter_server.base.handlers import FileFindHandler
+    from tornado.web import Application, RequestHandler
+
+    from pyramid_notebook.server.static_files import _route_for
+
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    app = Application([
+        (r"/nb/static/(.*)", FileFindHandler, {"path": [a, b], "no_cache_paths": ["/nb/static/custom"]}),
+        (r"/nb/static/(.*)", FileFindHandler, {"path": [b]}),  # registered later: never used
+        (r"/nb/api/(.*)", RequestHandler),
+        (r"/nb/one/(\w+)\.js", FileFindHandler, {"path": a}),  # not a plain file tail
+    ])
+    assert _route_for(app, "/nb/static/") == {"prefix": "/nb/static/", "roots": [a, b],
+                                              "no_cache_paths": ["/nb/static/custom"]}
+    assert _route_for(app, "/nb/api/") is None, "not a file handler"
+    assert _route_for(app, "/nb/one/") is None
+    assert _route_for(app, "/elsewhere/") is None

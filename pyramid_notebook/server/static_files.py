@@ -20,6 +20,8 @@ import time
 PID_FILE_ENV = "PYRAMID_NOTEBOOK_PID_FILE"
 #: Context key holding the published routes.
 CONTEXT_KEY = "static_files"
+#: File name asked of tornado's router to learn which handler serves a prefix.
+PROBE_NAME = "pyramid-notebook-probe.js"
 
 
 def _jupyter_server_extension_points():
@@ -31,10 +33,6 @@ def _load_jupyter_server_extension(serverapp):
     if pid_file:
         # Other extensions add their routes while loading; publish once all have loaded.
         serverapp.io_loop.add_callback(publish, serverapp, pid_file)
-
-
-#: File name asked of tornado's router to learn which handler serves a prefix.
-PROBE_NAME = "pyramid-notebook-probe.js"
 
 
 def _candidate_prefixes(serverapp) -> list:
@@ -54,17 +52,18 @@ def _candidate_prefixes(serverapp) -> list:
 def _route_for(web_app, prefix: str):
     """The route tornado itself picks for files below ``prefix``, if it is a plain file finder."""
     from jupyter_server.base.handlers import FileFindHandler
-    from tornado.httputil import HTTPHeaders, HTTPServerRequest
+    from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
-    probe = HTTPServerRequest(method="GET", uri=prefix + PROBE_NAME, headers=HTTPHeaders({"Host": "127.0.0.1"}))
+    probe = HTTPServerRequest(start_line=RequestStartLine("GET", prefix + PROBE_NAME, "HTTP/1.1"),
+                              headers=HTTPHeaders({"Host": "127.0.0.1"}))
     delegate = web_app.find_handler(probe)
     handler_class = getattr(delegate, "handler_class", None)
     kwargs = getattr(delegate, "handler_kwargs", None) or {}
     # Only a FileFindHandler whose whole tail is the file name: its rules are the ones we copy.
     if not (isinstance(handler_class, type) and issubclass(handler_class, FileFindHandler)):
         return None
-    if [bytes(a) if isinstance(a, bytes) else str(a).encode() for a in getattr(delegate, "path_args", [])] \
-            != [PROBE_NAME.encode()] or "path" not in kwargs:
+    path_args = [a if isinstance(a, bytes) else str(a).encode() for a in getattr(delegate, "path_args", [])]
+    if path_args != [PROBE_NAME.encode()] or "path" not in kwargs:
         return None
     roots = [kwargs["path"]] if isinstance(kwargs["path"], str) else list(kwargs["path"])
     return {
