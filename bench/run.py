@@ -458,7 +458,7 @@ def main():
     uwsgi_site = Site("uwsgi", workdir) if ({"http", "ws"} & only) and os.path.exists(UWSGI) else None
     try:
         if "cold" in only:
-            measure_cold(results, waitress_site, workdir, 2 if q else 6)
+            measure_cold(results, waitress_site, workdir, 2 if q else 10)
         if "warm" in only:
             measure_warm(results, waitress_site, 30 if q else 300)
         if "http" in only:
