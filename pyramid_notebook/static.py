@@ -44,12 +44,11 @@ def find_static_file(context: dict, path: str):
     published = context.get(CONTEXT_KEY)
     if not isinstance(published, dict):
         return None
-    # Longest prefix first: /notebook/static/notebook/ before /notebook/static/.
-    routes = sorted((r for r in published.get("routes", ()) if path.startswith(r.get("prefix", "\0"))),
-                    key=lambda r: len(r["prefix"]), reverse=True)
-    if not routes:
+    # The longest matching prefix: /notebook/static/notebook/ before /notebook/static/.
+    route = max((r for r in published.get("routes", ()) if path.startswith(r.get("prefix", "\0"))),
+                key=lambda r: len(r["prefix"]), default=None)
+    if route is None:
         return None
-    route = routes[0]
     parts = _relative_parts(path, route["prefix"])
     if parts is None:
         return None

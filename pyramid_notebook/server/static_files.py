@@ -16,6 +16,8 @@ environment variable.
 import os
 import time
 
+from pyramid_notebook.contextfile import read_context, write_context
+
 #: Environment variable naming the daemon's pid file; the context file lies beside it.
 PID_FILE_ENV = "PYRAMID_NOTEBOOK_PID_FILE"
 #: Context key holding the published routes.
@@ -89,8 +91,6 @@ def static_routes(serverapp) -> dict:
 
 def publish(serverapp, pid_file: str) -> None:
     """Add :func:`static_routes` to the context file of this (still current) server."""
-    from pyramid_notebook.contextfile import read_context, write_context
-
     try:
         routes = static_routes(serverapp)
         context = read_context(pid_file) or {}
