@@ -14,8 +14,12 @@ CHROMIUM_FLAGS = [
 ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artifacts")
 
 
-def make_browser():
-    """A splinter Browser driving a fresh headless Chromium; returns (browser, profile folder)."""
+def make_browser(extra_flags=(), performance_log=False):
+    """A splinter Browser driving a fresh headless Chromium; returns (browser, profile folder).
+
+    ``extra_flags`` are more Chromium flags (e.g. ``--host-resolver-rules=MAP demo.test 127.0.0.1``);
+    ``performance_log`` records DevTools network events (``driver.get_log("performance")``).
+    """
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
     from splinter import Browser
@@ -25,9 +29,12 @@ def make_browser():
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     options = Options()
     options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"] + list(extra_flags):
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    logging_prefs = {"browser": "ALL"}
+    if performance_log:
+        logging_prefs["performance"] = "ALL"
+    options.set_capability("goog:loggingPrefs", logging_prefs)
     browser = Browser("chrome", options=options, service=Service(executable_path=CHROMEDRIVER))
     return browser, profile
 
