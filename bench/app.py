@@ -97,3 +97,10 @@ def uwsgi_application():
     import os
 
     return make_app(os.environ["BENCH_NOTEBOOK_FOLDER"], "pyramid_notebook.uwsgi.serve_websocket")
+
+
+def asgi_application(notebook_folder):
+    """The bench app under uvicorn (``pyramid_notebook.asgi``), websockets through the site."""
+    from pyramid_notebook.asgi import make_asgi_app
+
+    return make_asgi_app(make_app(notebook_folder, "pyramid_notebook.asgi.serve_websocket"))
