@@ -80,21 +80,25 @@ async def relay(upstream, scope, receive, send):
 
     async def browser_to_notebook():
         nonlocal browser_gone
-        while True:
-            message = await receive()
-            kind = message["type"]
-            if kind == "websocket.receive":
-                data = message.get("bytes")
-                try:
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    data = message.get("bytes")
                     await ws.send(message.get("text") if data is None else data)
-                except ConnectionClosed:
-                    return  # the other direction sees the close and tells the browser
-            elif kind == "websocket.disconnect":
-                browser_gone = True
-                code = message.get("code", 1005)
-                reason = message.get("reason") or ("browser went away" if code == 1006 else "")
-                await ws.close(_sendable(code), reason)
-                return
+                elif kind == "websocket.disconnect":
+                    browser_gone = True
+                    code = message.get("code", 1005)
+                    reason = message.get("reason") or ("browser went away" if code == 1006 else "")
+                    await ws.close(_sendable(code), reason)
+                    return
+        except ConnectionClosed:
+            return  # the other direction sees the close and tells the browser
+        except Exception:
+            # Never leave the notebook leg open with nobody reading the browser.
+            logger.exception("Websocket relay to %s:%s failed", upstream.host, upstream.port)
+            await ws.close(1011, "relay error")
 
     pump_in = asyncio.create_task(browser_to_notebook())
     try:

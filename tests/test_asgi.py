@@ -47,7 +47,7 @@ class UvicornThread:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_config=None, log_level="warning"))
         self.loop = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
