@@ -124,6 +124,34 @@ def test_chunked_upload_streams_to_the_notebook(asgi_site):
     assert open(os.path.join(folder, "chunked.txt")).read() == "x" * 300_000
 
 
+def test_large_download_streams_through_bounded_buffers(asgi_site):
+    """100 MiB relayed from the notebook's files/ handler never sits in the server's memory."""
+    size = 100 * 2**20
+    s = login(asgi_site.url)
+    views_tests.launch(s, asgi_site.url)
+    with open(os.path.join(asgi_site.manager.get_work_folder("user"), "big.bin"), "wb") as f:
+        f.truncate(size)
+    process, peak, done = psutil.Process(), [0], threading.Event()
+    baseline = process.memory_info().rss
+
+    def sample():  # the server runs in this process: watch its resident memory while it streams
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        r = s.get(asgi_site.url + "/notebook/files/big.bin", stream=True,
+                  headers={"Referer": asgi_site.url + "/notebook/tree"})
+        assert r.status_code == 200 and "Tornado" in r.headers.get("Server", ""), "relayed, not from disk"
+        received = sum(len(chunk) for chunk in r.iter_content(2**20))
+    finally:
+        done.set()
+        sampler.join()
+    assert received == size
+    assert peak[0] - baseline < size / 4, f"resident memory grew by {(peak[0] - baseline) / 2**20:.0f} MiB"
+
+
 # --- websockets through the site ------------------------------------------------------------
 
 def test_kernel_protocols_through_the_sites_port(asgi_site):
@@ -332,3 +360,30 @@ def _websocket_urls(driver):
         if message.get("method") == "Network.webSocketCreated":
             urls.append(message["params"]["url"])
     return urls
+
+
+def test_uvicorn_factory_command_serves_an_ini(tmp_path):
+    """The documented production command: ``uvicorn --factory pyramid_notebook.asgi:from_ini``."""
+    shutil.copy(os.path.join(ROOT, "development.ini"), tmp_path)
+    port = free_port()
+    env = dict(os.environ, PYRAMID_NOTEBOOK_INI=str(tmp_path / "development.ini"),
+               PYRAMID_NOTEBOOK_FOLDER=str(tmp_path / "notebooks"))
+    log_path = tmp_path / "uvicorn.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "uvicorn"), "--factory",
+                                 "pyramid_notebook.asgi:from_ini", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: proc.poll() is not None or _answers(f"http://127.0.0.1:{port}/login"), timeout=60,
+                 message="uvicorn to serve")
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+        with pytest.raises(websocket.WebSocketBadStatusException) as e:
+            websocket.create_connection(f"ws://127.0.0.1:{port}/notebook/api/kernels/k/channels", timeout=10)
+        assert e.value.status_code == 403, "anonymous: the demo's own refusal"
+        assert requests.get(f"http://127.0.0.1:{port}/notebook/tree", auth=("user", "password")).status_code == 502
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    text = log_path.read_text()
+    assert '"WebSocket /notebook/api/kernels/k/channels" 403' in text
+    assert "without completing handshake" not in text, "uvicorn's false error after a refusal is filtered"
