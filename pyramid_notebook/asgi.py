@@ -33,6 +33,7 @@ from a2wsgi.wsgi import build_environ
 from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden
 from pyramid.response import Response
 
+from pyramid_notebook.asgi_relay import refuse, relay
 from pyramid_notebook.origin import is_cross_site_request
 from pyramid_notebook.views import CONTEXT_ENVIRON_KEY, error_page
 
@@ -191,20 +192,6 @@ def authorize(wsgi_app, environ: dict, handshake: _Handshake):
     return None, (status, headers, bytes(body))
 
 
-async def refuse(scope, send, status: int, headers, body: bytes):
-    """Answer a websocket handshake with an HTTP response (or a plain refusal).
-
-    Uses the ASGI ``websocket.http.response`` extension when the server offers it
-    (uvicorn does); otherwise closes before accepting, which servers answer with 403.
-    """
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        headers = list(headers) + [(b"content-length", str(len(body)).encode())]
-        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": 1008})
-
-
 class _InputTerminated:
     """Tell the WSGI app that ``wsgi.input`` ends at the end of the body (a2wsgi's does),
     so a chunked upload without ``Content-Length`` is streamed on to the notebook."""
@@ -244,8 +231,6 @@ class NotebookASGI:
 
     async def websocket(self, scope, receive, send):
         """Authorize the handshake through the site, then relay or refuse it."""
-        from pyramid_notebook.asgi_relay import relay
-
         message = await receive()
         if message["type"] != "websocket.connect":
             return

@@ -23,6 +23,8 @@ import logging
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from pyramid_notebook.views import PAGE
+
 logger = logging.getLogger(__name__)
 
 #: Seconds to wait for the notebook's handshake answer.
@@ -38,10 +40,22 @@ def _sendable(code):
 
 
 def _page(status, title, message):
-    from pyramid_notebook.views import PAGE
-
     body = PAGE.format(title=title, message=message, details="").encode()
     return status, [(b"content-type", b"text/html; charset=utf-8")], body
+
+
+async def refuse(scope, send, status: int, headers, body: bytes):
+    """Answer a websocket handshake with an HTTP response (or a plain refusal).
+
+    Uses the ASGI ``websocket.http.response`` extension when the server offers it
+    (uvicorn does); otherwise closes before accepting, which servers answer with 403.
+    """
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        headers = list(headers) + [(b"content-length", str(len(body)).encode())]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
 
 
 async def open_upstream(upstream, subprotocols):
@@ -70,8 +84,6 @@ async def open_upstream(upstream, subprotocols):
 
 async def relay(upstream, scope, receive, send):
     """Connect to ``upstream``, accept the browser and pump messages until either side closes."""
-    from pyramid_notebook.asgi import refuse
-
     ws, refusal = await open_upstream(upstream, scope.get("subprotocols") or [])
     if ws is None:
         await refuse(scope, send, *refusal)
