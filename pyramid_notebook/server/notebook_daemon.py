@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - running from a checkout that is not in
     sys.path.insert(0, os.path.dirname(os.path.dirname(_here)))
 
 from pyramid_notebook.contextfile import read_context, write_context  # noqa: E402
+from pyramid_notebook.framing import content_security_policy  # noqa: E402
 from pyramid_notebook.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
 from pyramid_notebook.server import static_files  # noqa: E402
 
@@ -108,8 +109,18 @@ def prepare_work_folder(work_folder: str, port: int, context: dict) -> dict:
         "jpserver_extensions": {"pyramid_notebook.server.static_files": True},
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
-        # Read by our prebuilt extension's "Shut down and return to site" control.
-        "tornado_settings": {"page_config_data": {"pyramidNotebookShutdownUrl": context.get("shutdown_url") or ""}},
+        "tornado_settings": {
+            # Read by our prebuilt extension: the "Shut down and return to site" control, and the
+            # save bridge, which answers postMessage requests from these parent origins only.
+            "page_config_data": {
+                "pyramidNotebookShutdownUrl": context.get("shutdown_url") or "",
+                "pyramidNotebookParentOrigins": " ".join(context.get("parent_origins") or []),
+            },
+            # Who may frame notebook pages (pyramid_notebook.frame_ancestors); replaces Jupyter's
+            # default "frame-ancestors 'self'" on every page and API answer.
+            "headers": {"Content-Security-Policy": content_security_policy(
+                context.get("frame_ancestors"), context.get("notebook_path") or "/notebook/")},
+        },
     }
     config = {
         "ServerApp": server,
