@@ -11,6 +11,7 @@ from pyramid_notebook.demo.security import DemoSecurityPolicy, Root
 ENVIRONMENT_SETTINGS = {
     "PYRAMID_NOTEBOOK_ALTERNATIVE_DOMAIN": "pyramid_notebook.alternative_domain",
     "PYRAMID_NOTEBOOK_DEMO_COOKIE_DOMAIN": "demo.cookie_domain",
+    "PYRAMID_NOTEBOOK_DEMO_DATABASE": "sqlalchemy.url",
 }
 
 

@@ -18,6 +18,7 @@ import secrets
 import sys
 import threading
 import time
+from urllib.parse import urlsplit
 
 # Run as a script, sys.path[0] is this folder: drop it so nothing here shadows a
 # top-level module, and make the package importable from an uninstalled checkout.
@@ -142,6 +143,11 @@ def prepare_work_folder(work_folder: str, port: int, context: dict) -> dict:
             "cull_busy": False,
         }
         server["shutdown_no_activity_timeout"] = idle
+    ws_host = urlsplit(context.get("websocket_url") or "").hostname
+    if ws_host and ws_host not in ("localhost", "127.0.0.1", "::1"):
+        # pserve mode with a site reached by name (www.example.com:port): the browser's direct
+        # websockets carry that Host, which Jupyter's DNS-rebinding guard refuses unless listed.
+        server["local_hostnames"] = ["localhost", ws_host]
     _write_private(os.path.join(jupyter_dir, "jupyter_server_config.json"), json.dumps(config, indent=2))
 
     name = context["notebook_name"]
