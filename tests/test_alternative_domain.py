@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 from tests.browser import CHROMEDRIVER, CHROMIUM, EXAMPLE_HOSTS
 from tests.helpers import daemons_under, wait_for
 from tests.test_browser import log_in, wait_for_output
-from tests.test_embed import frame_path, open_embed, run_in_last_cell, type_unsaved
+from tests.test_embed import bridge_status, open_embed, run_in_last_cell, type_unsaved
 from tests.test_uwsgi import UWSGI, UWSGIServer
 
 pytestmark = [
@@ -71,7 +71,7 @@ def test_embedded_on_the_site_saved_across_origins(browser, alt_site):
     marker = "saved_across_origins = True"
     type_unsaved(browser, marker)
     browser.driver.switch_to.default_content()
-    assert frame_path(browser)["dirty"] is True
+    assert bridge_status(browser)["dirty"] is True
     browser.find_by_id("site-save").first.click()
     assert browser.is_text_present("Saved as analysis", wait_time=30), browser.find_by_id("save-status").text
     with sqlite3.connect(alt_site.database) as db:

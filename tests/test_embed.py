@@ -135,7 +135,7 @@ def on_disk(site, name):
         return f.read()
 
 
-def frame_path(browser):
+def bridge_status(browser):
     """The notebook's path as the frame's bridge reports it (from the parent page)."""
     return browser.driver.execute_async_script(
         "const done = arguments[0];"
@@ -152,7 +152,7 @@ def test_embed_runs_code_and_saves_unsaved_cells_to_the_database(browser, site):
     marker = "typed_but_not_saved = 'in the frame'"
     type_unsaved(browser, marker)
     browser.driver.switch_to.default_content()
-    status = frame_path(browser)
+    status = bridge_status(browser)
     assert status["dirty"] is True and status["path"].startswith("default-"), status
     assert marker not in on_disk(site, status["path"]), "the cell is not saved yet"
 
@@ -222,7 +222,7 @@ def test_another_origin_posting_save_gets_no_answer(browser, site, evil):
     marker = "other_site_must_not_save_this = 1"
     type_unsaved(browser, marker)
     driver.switch_to.default_content()
-    path = frame_path(browser)["path"]
+    path = bridge_status(browser)["path"]
 
     driver.switch_to.window(evil_window)
     driver.execute_script(
@@ -231,7 +231,7 @@ def test_another_origin_posting_save_gets_no_answer(browser, site, evil):
     # The frame handles messages in order: once it has answered the site's own request (posted
     # after the other site's), it has dealt with the other site's too.
     driver.switch_to.window(embed_window)
-    status = frame_path(browser)
+    status = bridge_status(browser)
     assert status["dirty"] is True, status
     driver.switch_to.window(evil_window)
     assert driver.execute_script("return window.received") == []
