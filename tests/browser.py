@@ -11,13 +11,15 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--window-size=1400,1000",
 ]
+#: Resolve www.example.test, shell.example.test, evil.example.test ... to loopback (multi-origin tests).
+EXAMPLE_HOSTS = "--host-resolver-rules=MAP *.example.test 127.0.0.1"
 ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artifacts")
 
 
 def make_browser(extra_flags=(), performance_log=False):
     """A splinter Browser driving a fresh headless Chromium; returns (browser, profile folder).
 
-    ``extra_flags`` are more Chromium flags (e.g. ``--host-resolver-rules=MAP demo.test 127.0.0.1``);
+    ``extra_flags`` are more Chromium flags, e.g. :data:`EXAMPLE_HOSTS` for multi-origin tests;
     ``performance_log`` records DevTools network events (``driver.get_log("performance")``).
     """
     from selenium.webdriver.chrome.options import Options
@@ -29,7 +31,7 @@ def make_browser(extra_flags=(), performance_log=False):
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     options = Options()
     options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"] + list(extra_flags):
+    for flag in CHROMIUM_FLAGS + list(extra_flags) + [f"--user-data-dir={profile}"]:
         options.add_argument(flag)
     logging_prefs = {"browser": "ALL"}
     if performance_log:
