@@ -24,7 +24,12 @@ demo_requires = [
     "SQLAlchemy>=2,<3",
 ]
 
-test_requires = demo_requires + [
+hub_requires = [
+    "jupyterhub>=6,<7",
+    "jupyterhub-idle-culler>=2",
+]
+
+test_requires = demo_requires + hub_requires + [
     "pytest>=7",
     "pytest-timeout",
     "websocket-client>=1.6",
@@ -59,10 +64,13 @@ setup(
         "demo": demo_requires,
         "test": test_requires,
         "uwsgi": ["uwsgi>=2.0.22", "wsproto>=1.2"],
+        # The JupyterHub backend (issue 15): the hub, its idle culler; configurable-http-proxy is npm's.
+        "hub": hub_requires,
     },
     entry_points={
         "console_scripts": ["pyramid-notebook = pyramid_notebook.cli:main"],
         "paste.app_factory": ["demo = pyramid_notebook.demo:main"],
-        "paste.server_runner": ["demo_server = pyramid_notebook.demo.server:serve"],
+        "paste.server_runner": ["demo_server = pyramid_notebook.demo.server:serve",
+                                "demo_uwsgi = pyramid_notebook.demo.server:serve_uwsgi"],
     },
 )

@@ -13,3 +13,16 @@ def serve(wsgi_app, global_conf, **settings):
         host = settings.get("listen", "127.0.0.1:0").rsplit(":", 1)[0]
         settings["listen"] = f"{host}:{port}"
     return waitress.serve_paste(wsgi_app, global_conf, **settings)
+
+
+def serve_uwsgi(wsgi_app, global_conf, **settings):
+    """``paste.server_runner``: replace this process with uWSGI serving the INI file's ``[uwsgi]``
+    section (hub.ini), so that ``pserve`` runs the demo with websockets through the site."""
+    import shutil
+    import sys
+
+    here = os.path.dirname(sys.executable)
+    uwsgi = os.path.join(here, "uwsgi") if os.path.exists(os.path.join(here, "uwsgi")) else shutil.which("uwsgi")
+    if not uwsgi:
+        raise SystemExit("uWSGI is missing: pip install pyramid_notebook[uwsgi]")
+    os.execv(uwsgi, [uwsgi, "--ini", global_conf["__file__"]])
