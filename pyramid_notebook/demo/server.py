@@ -16,8 +16,8 @@ def serve(wsgi_app, global_conf, **settings):
 
 
 def serve_uwsgi(wsgi_app, global_conf, **settings):
-    """``paste.server_runner``: replace this process with uWSGI serving the INI file's ``[uwsgi]``
-    section (hub.ini), so that ``pserve`` runs the demo with websockets through the site."""
+    """``paste.server_runner``: replace this process with uWSGI running the ``ini`` setting's file
+    (hub.ini: hub/uwsgi.ini), so that ``pserve`` runs the demo with websockets through the site."""
     import shutil
     import sys
 
@@ -25,4 +25,4 @@ def serve_uwsgi(wsgi_app, global_conf, **settings):
     uwsgi = os.path.join(here, "uwsgi") if os.path.exists(os.path.join(here, "uwsgi")) else shutil.which("uwsgi")
     if not uwsgi:
         raise SystemExit("uWSGI is missing: pip install pyramid_notebook[uwsgi]")
-    os.execv(uwsgi, [uwsgi, "--ini", global_conf["__file__"]])
+    os.execv(uwsgi, [uwsgi, "--ini", settings["ini"]])
