@@ -80,7 +80,8 @@ c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(users, "{username}"
 c.Spawner.cmd = SINGLEUSER_CMD
 c.Spawner.args = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
 c.Spawner.pre_spawn_hook = pre_spawn_hook
-c.Spawner.start_timeout = 60
-c.Spawner.http_timeout = 60
+# A Jupyter server takes 3 s to start on an idle 2-core box, and much longer on a busy one.
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
 # Notice a server that stopped itself (idle or kill timeout) within seconds.
 c.Spawner.poll_interval = 10

@@ -262,7 +262,21 @@ class HubBackend(NotebookBackend):
             raise TooManyNotebooks(f"JupyterHub has as many notebooks running as it allows: {message}")
         if status == 400 and ("already running" in message or "pending" in message):
             return False
+        if status >= 500:  # the spawn failed while the hub answered; its progress API says why
+            message = self._failure(hub_user) or message
         raise NotebookStartError(f"JupyterHub could not start the notebook server: {message}")
+
+    def _failure(self, hub_user) -> str:
+        """The hub's message about the user's last failed spawn, or ''."""
+        try:
+            r = self._http.request("GET", self.api_url + self._user_path(hub_user) + "/server/progress",
+                                   headers={"Authorization": f"token {self.api_token}", "Accept": "text/event-stream"},
+                                   timeout=urllib3.Timeout(connect=3, read=10))
+        except urllib3.exceptions.HTTPError:
+            return ""
+        events = [json.loads(line[5:]) for line in r.data.decode("utf-8", "replace").splitlines()
+                  if line.startswith("data:")] if r.status == 200 else []
+        return next((e.get("message", "") for e in reversed(events) if e.get("failed")), "")
 
     def _wait_until_ready(self, hub_user, deadline):
         """Follow the hub's progress events until the server is ready (or has failed)."""

@@ -122,7 +122,7 @@ def launch_on_demand(request, username, notebook_context):
     except NotebookStartError as e:
         logger.error("Notebook for %r failed to start: %s\n%s", username, e, e.log_tail)
         raise error_page(HTTPInternalServerError, "The notebook failed to start", str(e) +
-                         " The end of its log follows.", e.log_tail) from None
+                         (" The end of its log follows." if e.log_tail else ""), e.log_tail) from None
     if created:
         logger.info("Started notebook for %r on port %s", username, context.get("http_port"))
     return context

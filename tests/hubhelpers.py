@@ -15,7 +15,6 @@ JUPYTERHUB = os.path.join(BIN, "jupyterhub")
 CHP = os.path.join(ROOT, ".venv", "node", "node_modules", ".bin", "configurable-http-proxy")
 HUB_TOKEN = "test-service-token-" + os.urandom(8).hex()
 BROKEN_USER = "broken"
-BROKEN_MESSAGE = "this user's spawner is broken on purpose"
 
 # The shipped config, plus one spawner that fails, so that a failed spawn can be tested.
 OVERLAY = f'''
@@ -23,9 +22,10 @@ load_subconfig({os.path.join(ROOT, "hub", "jupyterhub_config.py")!r})
 _shipped_hook = c.Spawner.pre_spawn_hook
 
 def _hook(spawner):
-    if spawner.user.name == {BROKEN_USER!r}:
-        raise RuntimeError({BROKEN_MESSAGE!r})
     _shipped_hook(spawner)
+    if spawner.user.name == {BROKEN_USER!r}:  # a server that exits at once
+        spawner.cmd = [{sys.executable!r}, "-c", "raise SystemExit(3)"]
+        spawner.http_timeout = 5
 
 c.Spawner.pre_spawn_hook = _hook
 '''
@@ -41,7 +41,7 @@ def _answers(url):
 class Hub:
     """``jupyterhub -f hub/jupyterhub_config.py`` (with the overlay) in a temporary state folder."""
 
-    def __init__(self, tmp_path, max_notebooks=3):
+    def __init__(self, tmp_path, max_notebooks=2):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/notebook/"
         self.state = tmp_path / "hub-state"
