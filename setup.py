@@ -32,7 +32,12 @@ demo_requires = [
     "SQLAlchemy>=2,<3",
 ] + asgi_requires
 
-test_requires = demo_requires + [
+hub_requires = [
+    "jupyterhub>=6,<7",
+    "jupyterhub-idle-culler>=2",
+]
+
+test_requires = demo_requires + hub_requires + [
     "pytest>=7",
     "pytest-timeout",
     "websocket-client>=1.6",
@@ -68,6 +73,8 @@ setup(
         "test": test_requires,
         "uwsgi": ["uwsgi>=2.0.22", "wsproto>=1.2"],
         "asgi": asgi_requires,
+        # The JupyterHub backend (issue 15): the hub, its idle culler; configurable-http-proxy is npm's.
+        "hub": hub_requires,
     },
     entry_points={
         "console_scripts": ["pyramid-notebook = pyramid_notebook.cli:main"],
@@ -75,6 +82,7 @@ setup(
         "paste.server_runner": [
             "demo_server = pyramid_notebook.demo.server:serve",
             "uvicorn = pyramid_notebook.asgi:serve_paste",
+            "demo_uwsgi = pyramid_notebook.demo.server:serve_uwsgi",
         ],
     },
 )

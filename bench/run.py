@@ -264,13 +264,13 @@ def _load(urls_and_headers, concurrency, n):
     return times, nbytes[0], time.perf_counter() - start
 
 
-def _throughput(site, concurrency, n, proxied_url, direct_url, headers, rounds=2):
+def _throughput(site, concurrency, n, proxied_url, direct_url, headers, rounds=2, user="http"):
     """Median MiB/s of proxied and direct GETs of one large URL, in interleaved rounds."""
     p_rate, d_rate = [], []
     # Jupyter refuses files/ downloads without a same-site Referer, as a browser would send.
     headers = dict(headers, Referer=direct_url.split("/notebook/")[0] + "/notebook/tree")
     for _ in range(rounds):
-        _, b, t = _load((proxied_url, {"X-Bench-User": "http", "Referer": site.url + "/notebook/tree"}), concurrency, n)
+        _, b, t = _load((proxied_url, {"X-Bench-User": user, "Referer": site.url + "/notebook/tree"}), concurrency, n)
         p_rate.append(b / t / 2**20)
         _, b, t = _load((direct_url, headers), concurrency, n)
         d_rate.append(b / t / 2**20)
@@ -505,7 +505,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="each measurement briefly (CI keeps it working)")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results.json"))
-    parser.add_argument("--only", default="cold,warm,http,ws,idle,scale")
+    parser.add_argument("--only", default="cold,warm,http,ws,idle,scale,hub")
     parser.add_argument("--servers", default="waitress,uwsgi,uvicorn",
                         help="web servers for the http and ws rows (cold, warm and scale use waitress)")
     args = parser.parse_args()
@@ -517,7 +517,12 @@ def main():
     print(f"Machine: {platform.platform()}, {os.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB; quick={q}\n")
     print(HEADER)
-    waitress_site = Site("waitress", workdir)
+    if only == {"hub"}:  # the JupyterHub backend's rows alone (issue 15)
+        from bench.hub import measure_hub
+
+        measure_hub(results, stats, ms, _fmt, _load, _throughput, free_port, wait_until, q)
+        only = set()
+    waitress_site = Site("waitress", workdir) if only else None
     uwsgi_site = Site("uwsgi", workdir) if ({"http", "ws"} & only) and "uwsgi" in servers and os.path.exists(UWSGI) \
         else None
     uvicorn_site = Site("uvicorn", workdir) if ({"http", "ws", "idle"} & only) and "uvicorn" in servers else None
@@ -540,9 +545,13 @@ def main():
             measure_idle(results, uvicorn_site, 100 if q else 1000, 50 if q else 300)
         if "scale" in only:
             measure_scale(results, waitress_site, [3] if q else [10, 25, 50])
+        if "hub" in only and os.path.exists(os.path.join(os.path.dirname(PYTHON), "jupyterhub")) and \
+                os.path.exists(os.path.join(ROOT, ".venv", "node", "node_modules", ".bin", "configurable-http-proxy")):
+            from bench.hub import measure_hub
+
+            measure_hub(results, stats, ms, _fmt, _load, _throughput, free_port, wait_until, q)
     finally:
-        waitress_site.stop()
-        for site in (uwsgi_site, uvicorn_site):
+        for site in (waitress_site, uwsgi_site, uvicorn_site):
             if site:
                 site.stop()
     report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
