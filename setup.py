@@ -82,7 +82,6 @@ setup(
         "paste.server_runner": [
             "demo_server = pyramid_notebook.demo.server:serve",
             "uvicorn = pyramid_notebook.asgi:serve_paste",
-            "demo_uwsgi = pyramid_notebook.demo.server:serve_uwsgi",
         ],
     },
 )

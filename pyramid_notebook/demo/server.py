@@ -16,16 +16,3 @@ def serve(wsgi_app, global_conf, **settings):
         default_host, _, default_port = settings.get("listen", "127.0.0.1:0").rpartition(":")
         settings["listen"] = f"{host or default_host}:{port or default_port}"
     return waitress.serve_paste(wsgi_app, global_conf, **settings)
-
-
-def serve_uwsgi(wsgi_app, global_conf, **settings):
-    """``paste.server_runner``: replace this process with uWSGI running the ``ini`` setting's file
-    (hub.ini: hub/uwsgi.ini), so that ``pserve`` runs the demo with websockets through the site."""
-    import shutil
-    import sys
-
-    here = os.path.dirname(sys.executable)
-    uwsgi = os.path.join(here, "uwsgi") if os.path.exists(os.path.join(here, "uwsgi")) else shutil.which("uwsgi")
-    if not uwsgi:
-        raise SystemExit("uWSGI is missing: pip install pyramid_notebook[uwsgi]")
-    os.execv(uwsgi, [uwsgi, "--ini", settings["ini"]])
