@@ -156,8 +156,9 @@ class Site:
         return NotebookManager(self.folder).get_notebook_status(user)
 
     def stop(self):
-        for entry in os.listdir(self.folder):
-            pid_file = os.path.join(self.folder, entry, "notebook.pid")
+        from pyramid_notebook import statefolder
+
+        for pid_file in statefolder.pid_files(self.folder):
             if os.path.exists(pid_file):
                 terminate_daemon(pid_file)
         self.proc.terminate()

@@ -27,3 +27,5 @@ def includeme(config):
         config.registry.pyramid_notebook_manager = NotebookManager.from_settings(settings)
 
     config.action(SETTINGS_ACTION, register)
+    # 400, not a 500 traceback, for addresses under the notebook routes that are not UTF-8.
+    config.include("pyramid_notebook.badinput")
