@@ -148,6 +148,8 @@ class Site:
     def session(self, user):
         s = requests.Session()
         s.headers["X-Bench-User"] = user
+        # What a browser sends for a click on the site: shutdowns and restarts need that intent.
+        s.headers["Sec-Fetch-Site"] = "same-origin"
         return s
 
     def context(self, user):

@@ -11,7 +11,9 @@ import urllib3
 from pyramid_notebook import contextfile, statefolder
 from pyramid_notebook.ports import NoFreePort, pick_port, port_is_listening
 from pyramid_notebook.settings import default_python
-from pyramid_notebook.process import get_daemon_process, pid_alive, remove_stale_pid_file, terminate_daemon
+from pyramid_notebook.process import (
+    get_daemon_process, pid_alive, process_is_stopped, remove_stale_pid_file, terminate_daemon,
+)
 from pyramid_notebook.utils import username_to_folder_name
 
 DAEMON_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server", "notebook_daemon.py")
@@ -34,6 +36,16 @@ class NotebookStartError(RuntimeError):
     def __init__(self, message, log_tail=""):
         super().__init__(message)
         self.log_tail = log_tail
+
+
+def _disk_hint(folder) -> str:
+    """A sentence naming a full disk, the usual reason a server dies without a log."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    return f" The disk holding the notebook folder is full ({free // 1024} KiB free)." if free < 1 << 20 else ""
 
 
 class TooManyNotebooks(RuntimeError):
@@ -153,7 +165,7 @@ class NotebookManager:
         with self.user_lock(name):
             running = self.get_notebook_status(name)
             if running and running.get("context_hash") == context.get("context_hash") and \
-                    port_is_listening(running["http_port"]):
+                    port_is_listening(running["http_port"]) and not process_is_stopped(running["pid"]):
                 return running, False
             if self.is_running(name):
                 self._stop(name)
@@ -270,13 +282,14 @@ class NotebookManager:
             latest = contextfile.read_context(pid_file) or {}
             if latest.get("pid") and latest.get("token") == context["token"]:
                 if get_daemon_process(pid_file, pid=latest["pid"]) is None:
-                    raise NotebookStartError("The notebook server exited while starting.",
+                    raise NotebookStartError("The notebook server exited while starting." + _disk_hint(work_folder),
                                              self._log_tail(work_folder))
                 if self._answers(latest, timeout=1):
                     return latest
             code = launcher.poll()
             if code not in (None, 0):
-                raise NotebookStartError(f"The notebook launcher failed (exit status {code}).",
+                raise NotebookStartError(f"The notebook launcher failed (exit status {code})." +
+                                         _disk_hint(work_folder),
                                          self._log_tail(work_folder, launcher))
             if time.monotonic() > deadline:
                 raise NotebookStartError(

@@ -26,6 +26,7 @@ from pyramid_notebook.proxy import UpstreamError, proxy_request
 from pyramid_notebook.settings import get_notebook_settings
 from pyramid_notebook.static import static_file_response
 from pyramid_notebook.utils import BadUsername, make_dict_hash, route_to_alt_domain
+from pyramid_notebook.badinput import check_request_size, check_websocket_handshake
 from pyramid_notebook.intent import require_intent
 from pyramid_notebook.validation import InvalidNotebookContext, validate_notebook_context
 
@@ -212,6 +213,7 @@ def notebook_proxy(request, username):
     ``request.environ["pyramid_notebook.context"]``.
     """
     _require_user(username)
+    check_request_size(request)
     if is_cross_site_request(request):
         raise error_page(HTTPForbidden, "Cross-origin request refused",
                          "This request to your notebook came from another web site and was refused.")
@@ -226,6 +228,7 @@ def notebook_proxy(request, username):
     port = context["http_port"]
 
     if is_websocket_upgrade(request):
+        check_websocket_handshake(request)
         websocket_proxy = get_notebook_settings(request.registry).websocket_proxy
         if websocket_proxy is None:
             raise error_page(HTTPBadRequest, "Websockets are not proxied here",
