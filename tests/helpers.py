@@ -71,9 +71,9 @@ def daemons_under(folder):
 class WSGIServerThread:
     """A real waitress server on a free loopback port, in a background thread."""
 
-    def __init__(self, app, threads=8):
+    def __init__(self, app, threads=8, port=0):
         self.app = app
-        self.server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=threads,
+        self.server = waitress.server.create_server(app, host="127.0.0.1", port=port, threads=threads,
                                                     clear_untrusted_proxy_headers=True)
         self.port = self.server.effective_port
         self.url = f"http://127.0.0.1:{self.port}"

@@ -12,7 +12,6 @@ from pyramid import testing
 from pyramid.exceptions import URLDecodeError
 from pyramid.request import Request
 
-from pyramid_notebook.intent import ConfirmationRequired, browser_intent, has_intent
 from pyramid_notebook.process import get_daemon_process
 from pyramid_notebook.views import launch_notebook
 from tests.helpers import daemons_under, free_port, login, wait_for
@@ -118,6 +117,8 @@ def blank(registry, path="/notebook/shutdown", base_url="http://site.example", *
 
 
 def test_browser_intent_rules(registry_with):
+    from pyramid_notebook.intent import browser_intent, has_intent
+
     registry = registry_with(**{"pyramid_notebook.alternative_domain": "https://shell.example"})
     assert browser_intent(blank(registry, **{"Sec-Fetch-Site": "same-origin"})) is True
     assert browser_intent(blank(registry, **{"Sec-Fetch-Site": "none", "Sec-Fetch-Dest": "document"})) is True
@@ -180,6 +181,8 @@ def test_malformed_notebook_context_is_a_clear_error(registry_with, bad, key):
 
 
 def test_confirmation_page_without_a_session_factory_uses_its_own_cookie(registry_with):
+    from pyramid_notebook.intent import ConfirmationRequired
+
     registry = registry_with()
     request = blank(registry, "/notebook/shutdown", Referer="http://evil.example/")
     with pytest.raises(ConfirmationRequired):
