@@ -38,6 +38,22 @@ def _last_editor(driver):
     return editors[-1] if editors and editors[-1].is_displayed() else None
 
 
+def click_when_ready(browser, element_id, timeout=60):
+    """Click once the page no longer covers the element (Jupyter shows a splash while loading)."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    element = browser.find_by_id(element_id, wait_time=timeout).first
+
+    def attempt():
+        try:
+            element.click()
+            return True
+        except ElementClickInterceptedException:
+            return False
+
+    wait_for(attempt, timeout=timeout, interval=0.2, message=f"#{element_id} to be clickable")
+
+
 def output_text(browser):
     return "\n".join(e.text for e in browser.driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output"))
 
@@ -79,7 +95,7 @@ def test_shell2_runs_code_and_queries_the_database(browser, demo_server):
 def test_shutdown_control_returns_to_site(browser, demo_server):
     log_in(browser, demo_server.url)
     browser.find_by_id("shell1").click()
-    browser.find_by_id("pyramid-notebook-shutdown", wait_time=60).first.click()
+    click_when_ready(browser, "pyramid-notebook-shutdown")
     assert browser.is_text_present("Logged in as user", wait_time=30)
     assert browser.url.rstrip("/") == demo_server.url
     assert not demo_server.manager.is_running("user")
@@ -155,7 +171,7 @@ def test_shutdown_control_on_the_alternative_domain(browser, tmp_path, notebook_
         browser.find_by_id("shell1").click()
         assert browser.is_text_present("Available variables", wait_time=60)
         assert browser.url.startswith(alt + "/notebook/")
-        browser.find_by_id("pyramid-notebook-shutdown", wait_time=30).first.click()
+        click_when_ready(browser, "pyramid-notebook-shutdown")
         assert browser.is_text_present("Logged in as user", wait_time=30)
         assert browser.url.rstrip("/") == site.url
         assert not site.manager.is_running("user")
