@@ -7,8 +7,10 @@ they must not act on a request that merely arrives. They act when:
 
 * the browser says the request comes from the site itself: ``Sec-Fetch-Site:
   same-origin`` or ``none`` (typed, bookmarked), for a page the user navigates to
-  or a script's request (``Sec-Fetch-Dest`` ``document`` or ``empty`` — an
-  ``<img>``, ``<script>`` or ``<iframe>`` never counts);
+  (in the window or in a frame of the site's own page, where an embedded notebook's
+  control may have to stay) or a script's request (``Sec-Fetch-Dest`` ``document``,
+  ``iframe``, ``frame`` or ``empty`` — an ``<img>``, ``<script>``, stylesheet or any
+  other embedded resource never counts: a notebook's Markdown may show images);
 * or, for ``same-site``/``cross-site`` requests and for browsers that send no
   ``Sec-Fetch-*`` headers, ``Origin`` (or else ``Referer``) names one of
   :func:`~pyramid_notebook.origin.allowed_origins`: the site or its
@@ -39,7 +41,7 @@ CSRF_HEADER = "X-CSRF-Token"
 #: ``Sec-Fetch-Site`` values that mean the user acted on the site itself (or typed the URL).
 INTENT_SITES = frozenset({"same-origin", "none"})
 #: ``Sec-Fetch-Dest`` values of a navigation or a script's own request; anything else is embedded content.
-INTENT_DESTINATIONS = frozenset({"document", "empty"})
+INTENT_DESTINATIONS = frozenset({"document", "iframe", "frame", "empty"})
 
 _FALLBACK_POLICY = CookieCSRFStoragePolicy(cookie_name="pyramid_notebook_csrf", httponly=True, samesite="Lax")
 
