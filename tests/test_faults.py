@@ -142,6 +142,9 @@ def test_notebook_hanging_at_start_ends_in_an_error_page_and_recovers(make_demo_
     assert r.status_code == 500 and "did not answer within 8 seconds" in r.text and "Traceback" not in r.text
     assert not pid_alive(pid), "the hung server is ended, not left holding the user's port and lock"
     assert daemons_under(server.manager.notebook_folder) == []
+    # The next launch recovers (on a server with the usual start-up allowance: this machine may be slow).
+    server = make_demo_server()
+    s = login(server.url)
     r = s.get(server.url + "/shell1", allow_redirects=False)
     assert r.status_code == 302
     assert s.get(server.url + "/notebook/api/contents").status_code == 200

@@ -255,6 +255,9 @@ def test_a_stopped_notebook_is_not_reused(manager):
     first, _ = manager.start_notebook_on_demand("alice", CONTEXT)
     os.kill(first["pid"], signal.SIGSTOP)
     try:
+        from pyramid_notebook.process import process_is_stopped
+
+        wait_for(lambda: process_is_stopped(first["pid"]), timeout=10, message="the server to stop")
         again, created = manager.start_notebook_on_demand("alice", CONTEXT)
     finally:
         if psutil_alive(first["pid"]):
