@@ -16,9 +16,11 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from pyramid.httpexceptions import (
     HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInsufficientStorage, HTTPInternalServerError,
+    HTTPNotFound,
     HTTPServiceUnavailable,
 )
 
+from pyramid_notebook.backend import BackendUnavailable
 from pyramid_notebook.contents import BadPath, validate_path
 from pyramid_notebook.framing import framing_context
 from pyramid_notebook.notebookmanager import NotebookStartError, TooManyNotebooks
@@ -55,7 +57,9 @@ def error_page(exc_class, title, message, details=""):
 
 
 def get_notebook_manager(request):
-    """The :class:`~pyramid_notebook.notebookmanager.NotebookManager` of this site."""
+    """The notebook backend of this site (:class:`~pyramid_notebook.backend.NotebookBackend`):
+    a :class:`~pyramid_notebook.notebookmanager.NotebookManager` or a
+    :class:`~pyramid_notebook.hub.HubBackend`, as ``pyramid_notebook.backend`` says."""
     get_notebook_settings(request.registry)  # a clear error if includeme was not called
     return request.registry.pyramid_notebook_manager
 
@@ -165,13 +169,21 @@ def launch_on_demand(request, username, notebook_context):
         raise _folder_error_page(username, e) from None
     except (NoFreePort, TooManyNotebooks) as e:
         raise error_page(HTTPServiceUnavailable, "No notebook slot free", str(e)) from None
+    except BackendUnavailable as e:
+        raise _unavailable(username, e) from None
     except NotebookStartError as e:
         logger.error("Notebook for %r failed to start: %s\n%s", username, e, e.log_tail)
         raise error_page(HTTPInternalServerError, "The notebook failed to start", str(e) +
-                         " The end of its log follows.", e.log_tail) from None
+                         (" The end of its log follows." if e.log_tail else ""), e.log_tail) from None
     if created:
         logger.info("Started notebook for %r on port %s", username, context.get("http_port"))
     return context
+
+
+def _unavailable(username, e):
+    logger.error("Notebook service unavailable for %r: %s", username, e)
+    return error_page(HTTPServiceUnavailable, "The notebook service is unavailable",
+                      f"{e} Try again in a few minutes.")
 
 
 def notebook_url(request, username, notebook_context, path=None) -> str:
@@ -227,6 +239,8 @@ def shutdown_notebook(request, username):
         raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
     except OSError as e:
         raise _folder_error_page(username, e) from None
+    except BackendUnavailable as e:
+        raise _unavailable(username, e) from None
 
 
 def notebook_proxy(request, username):
@@ -247,10 +261,16 @@ def notebook_proxy(request, username):
         context = manager.get_notebook_status(username)
     except BadUsername as e:
         raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
+    except BackendUnavailable as e:
+        raise _unavailable(username, e) from None
     if not context or not context.get("http_port") or not context.get("token"):
         raise error_page(HTTPBadGateway, "Your notebook is not running",
                          "It may have been shut down or timed out. Launch it again from the site.")
     port = context["http_port"]
+    # Only the user's own server's paths go upstream: on a hub, others' servers and the hub's
+    # own pages share the upstream address (the user's token is refused there as well).
+    if not request.path.startswith(context.get("notebook_path") or "/"):
+        raise error_page(HTTPNotFound, "Not your notebook", "This address is not part of your notebook.")
 
     if is_websocket_upgrade(request):
         check_websocket_handshake(request)
@@ -267,7 +287,7 @@ def notebook_proxy(request, username):
     if response is not None:
         return response
     try:
-        return proxy_request(request, port, context["token"])
+        return proxy_request(request, port, context["token"], host=context.get("http_host") or "127.0.0.1")
     except UpstreamError as e:
         logger.warning("Notebook of %r on port %s did not answer: %s", username, port, e)
         raise error_page(HTTPBadGateway, "Your notebook does not answer",
