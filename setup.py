@@ -43,6 +43,7 @@ test_requires = demo_requires + hub_requires + [
     "websocket-client>=1.6",
     "splinter>=0.21",
     "selenium>=4.10",
+    "hypothesis>=6",
 ]
 
 setup(

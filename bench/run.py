@@ -155,6 +155,8 @@ class Site:
     def session(self, user):
         s = requests.Session()
         s.headers["X-Bench-User"] = user
+        # What a browser sends for a click on the site: shutdowns and restarts need that intent.
+        s.headers["Sec-Fetch-Site"] = "same-origin"
         return s
 
     def context(self, user):
@@ -163,8 +165,9 @@ class Site:
         return NotebookManager(self.folder).get_notebook_status(user)
 
     def stop(self):
-        for entry in os.listdir(self.folder):
-            pid_file = os.path.join(self.folder, entry, "notebook.pid")
+        from pyramid_notebook import statefolder
+
+        for pid_file in statefolder.pid_files(self.folder):
             if os.path.exists(pid_file):
                 terminate_daemon(pid_file)
         self.proc.terminate()

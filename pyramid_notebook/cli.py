@@ -12,12 +12,11 @@ import sys
 
 import urllib3
 
-from pyramid_notebook import contextfile
-from pyramid_notebook.notebookmanager import LOCK_FOLDER
+from pyramid_notebook import contextfile, statefolder
 from pyramid_notebook.process import get_daemon_process, read_pid_file, terminate_daemon
 
-PID_FILE_NAME = "notebook.pid"
-STDERR_LOG = "notebook.stderr.log"
+PID_FILE_NAME = statefolder.PID_FILE_NAME
+STDERR_LOG = statefolder.STDERR_LOG
 
 
 def _iso(timestamp):
@@ -40,29 +39,44 @@ def _last_activity(context):
 
 
 def user_folders(notebook_folder):
-    """``(folder name, path)`` of every user folder that has notebook state."""
-    try:
-        entries = sorted(os.listdir(notebook_folder))
-    except FileNotFoundError:
-        raise SystemExit(f"No such notebook folder: {notebook_folder}") from None
-    for entry in entries:
-        path = os.path.join(notebook_folder, entry)
-        if entry == LOCK_FOLDER or not os.path.isdir(path):
-            continue
-        if os.path.exists(os.path.join(path, PID_FILE_NAME)) or os.path.exists(
-                contextfile.get_context_file(os.path.join(path, PID_FILE_NAME))):
-            yield entry, path
+    """``(folder name, state folder)`` of every user with notebook state.
+
+    State lives in ``notebook_folder/.state/<user>/``; user folders that still hold
+    the old layout's state (from before it moved) are listed too, so that their
+    daemons can be seen and stopped after an upgrade.
+    """
+    if not os.path.isdir(notebook_folder):
+        raise SystemExit(f"No such notebook folder: {notebook_folder}")
+    found = {}
+    for pid_file in statefolder.legacy_pid_files(notebook_folder) + statefolder.pid_files(notebook_folder):
+        path = os.path.dirname(pid_file)
+        if os.path.exists(pid_file) or os.path.exists(contextfile.get_context_file(pid_file)):
+            found.setdefault(os.path.basename(path), []).append(path)
+    for name in sorted(found):
+        for path in found[name]:
+            yield name, path
+
+
+def _user_folder_of(state_path):
+    parent = os.path.dirname(state_path)
+    if os.path.basename(parent) == statefolder.STATE_FOLDER:
+        return os.path.join(os.path.dirname(parent), os.path.basename(state_path))
+    return state_path  # the old layout: state inside the user's folder
 
 
 def describe(folder_name, path, clean=True) -> dict:
-    """The state of one user's notebook; a stale pid file is noted and (if ``clean``) removed."""
+    """The state of one user's notebook; a stale pid file is noted and (if ``clean``) removed.
+
+    ``path`` is the folder holding the pid file (the user's state folder).
+    """
     pid_file = os.path.join(path, PID_FILE_NAME)
     context = contextfile.read_context(pid_file) or {}
     recorded_pid = read_pid_file(pid_file)
     proc = get_daemon_process(pid_file)
     info = {
         "user": context.get("username") or folder_name,
-        "folder": path,
+        "folder": _user_folder_of(path),
+        "state_folder": path,
         "pid": proc.pid if proc else None,
         "port": context.get("http_port") if proc else None,
         "started": _iso(context.get("started_at")),

@@ -8,15 +8,19 @@ import time
 
 import urllib3
 
-from pyramid_notebook import contextfile
+from pyramid_notebook import contextfile, statefolder
 from pyramid_notebook.backend import NotebookBackend
 from pyramid_notebook.ports import NoFreePort, pick_port, port_is_listening
 from pyramid_notebook.settings import default_python
-from pyramid_notebook.process import get_daemon_process, pid_alive, remove_stale_pid_file, terminate_daemon
+from pyramid_notebook.process import (
+    get_daemon_process, pid_alive, process_is_stopped, remove_stale_pid_file, terminate_daemon,
+)
 from pyramid_notebook.utils import username_to_folder_name
 
 DAEMON_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server", "notebook_daemon.py")
 LOCK_FOLDER = ".locks"
+#: Folder in ``notebook_folder`` with one private state folder per user (see :mod:`pyramid_notebook.statefolder`).
+STATE_FOLDER = statefolder.STATE_FOLDER
 #: Context keys the manager and daemon add; they never count as a context change.
 RUNTIME_KEYS = ("http_port", "pid", "token", "started_at", "stopped_at", "state", "notebook_name", "username",
                 "starting_at", "static_files")
@@ -26,11 +30,23 @@ class NotebookStartError(RuntimeError):
     """The notebook daemon died or did not answer in time while starting.
 
     ``log_tail`` holds the end of the daemon's ``notebook.stderr.log``.
+    An :class:`OSError` (read-only or full notebook folder) is the ``__cause__``
+    when the files a start needs could not be written.
     """
 
     def __init__(self, message, log_tail=""):
         super().__init__(message)
         self.log_tail = log_tail
+
+
+def _disk_hint(folder) -> str:
+    """A sentence naming a full disk, the usual reason a server dies without a log."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    return f" The disk holding the notebook folder is full ({free // 1024} KiB free)." if free < 1 << 20 else ""
 
 
 class TooManyNotebooks(RuntimeError):
@@ -43,8 +59,10 @@ __all__ = ["NotebookManager", "NotebookStartError", "NoFreePort", "TooManyNotebo
 class NotebookManager(NotebookBackend):
     """Manage per-user notebook daemons under ``notebook_folder``.
 
-    Each user gets ``notebook_folder/<user>/`` holding their files, the daemon's
-    pid file, ``context.json`` and logs. All methods are safe to call from many
+    Each user gets ``notebook_folder/<user>/``, the folder Jupyter serves, holding
+    only their own files. The daemon's pid file, ``context.json``, logs and Jupyter
+    and IPython configuration live in ``notebook_folder/.state/<user>/``, out of reach
+    of the notebook's file browser and contents API. All methods are safe to call from many
     threads and web server processes at once: a per-user file lock serialises
     starts and stops of the same user.
     """
@@ -78,9 +96,13 @@ class NotebookManager(NotebookBackend):
         """The user's folder; raises :class:`~pyramid_notebook.utils.BadUsername` for unusable names."""
         return os.path.join(self.notebook_folder, username_to_folder_name(name))
 
+    def get_state_folder(self, name) -> str:
+        """The user's private runtime state folder (pid file, context, logs, Jupyter config)."""
+        return os.path.join(self.notebook_folder, STATE_FOLDER, username_to_folder_name(name))
+
     def get_pid_file(self, name) -> str:
-        """Path of the user's daemon pid file."""
-        return os.path.join(self.get_work_folder(name), "notebook.pid")
+        """Path of the user's daemon pid file; ``context.json`` and the logs lie beside it."""
+        return os.path.join(self.get_state_folder(name), statefolder.PID_FILE_NAME)
 
     @contextlib.contextmanager
     def _lock(self, lock_name):
@@ -152,7 +174,7 @@ class NotebookManager(NotebookBackend):
         with self.user_lock(name):
             running = self.get_notebook_status(name)
             if running and running.get("context_hash") == context.get("context_hash") and \
-                    port_is_listening(running["http_port"]):
+                    port_is_listening(running["http_port"]) and not process_is_stopped(running["pid"]):
                 return running, False
             if self.is_running(name):
                 self._stop(name)
@@ -175,20 +197,19 @@ class NotebookManager(NotebookBackend):
             return self._stop(name)
 
     def _stop(self, name) -> bool:
-        return terminate_daemon(self.get_pid_file(name), timeout=10)
+        stopped = terminate_daemon(self.get_pid_file(name), timeout=10)
+        # A daemon started before the state moved out of the user's folder (upgrade).
+        legacy = os.path.join(self.get_work_folder(name), statefolder.PID_FILE_NAME)
+        if os.path.isfile(legacy):
+            stopped = terminate_daemon(legacy, timeout=10) or stopped
+        return stopped
 
     def _reserved_ports(self, own_folder):
         """Ports promised to other users' notebooks that are running or starting."""
         reserved = set()
-        try:
-            entries = os.listdir(self.notebook_folder)
-        except FileNotFoundError:
-            return reserved
-        for entry in entries:
-            folder = os.path.join(self.notebook_folder, entry)
-            if folder == own_folder or entry == LOCK_FOLDER:
+        for pid_file in statefolder.pid_files(self.notebook_folder):
+            if os.path.dirname(pid_file) == own_folder:
                 continue
-            pid_file = os.path.join(folder, "notebook.pid")
             context = contextfile.read_context(pid_file)
             if not context or not context.get("http_port"):
                 continue
@@ -211,15 +232,17 @@ class NotebookManager(NotebookBackend):
 
     def _start_once(self, name, context, fg=False):
         work_folder = self.get_work_folder(name)
+        state_folder = self.get_state_folder(name)
         pid_file = self.get_pid_file(name)
-        os.makedirs(work_folder, mode=0o700, exist_ok=True)
+        statefolder.make_private_folders(work_folder, state_folder)
+        statefolder.migrate_user_folder(work_folder, state_folder)
         remove_stale_pid_file(pid_file)
 
         context = {k: v for k, v in context.items() if k not in RUNTIME_KEYS}
         context["kill_timeout"] = int(context.get("kill_timeout") or self.kill_timeout)
         context.setdefault("idle_timeout", self.idle_timeout)
         with self._lock("ports"):
-            reserved = self._reserved_ports(work_folder)
+            reserved = self._reserved_ports(state_folder)
             if self.max_notebooks and len(reserved) >= self.max_notebooks:
                 raise TooManyNotebooks(
                     f"{len(reserved)} users already have a notebook running, the most this site allows "
@@ -262,19 +285,20 @@ class NotebookManager(NotebookBackend):
 
     def _wait_until_ready(self, name, launcher, context):
         pid_file = self.get_pid_file(name)
-        work_folder = self.get_work_folder(name)
+        work_folder = self.get_state_folder(name)  # where the logs are
         deadline = time.monotonic() + self.startup_timeout
         while True:
             latest = contextfile.read_context(pid_file) or {}
             if latest.get("pid") and latest.get("token") == context["token"]:
                 if get_daemon_process(pid_file, pid=latest["pid"]) is None:
-                    raise NotebookStartError("The notebook server exited while starting.",
+                    raise NotebookStartError("The notebook server exited while starting." + _disk_hint(work_folder),
                                              self._log_tail(work_folder))
                 if self._answers(latest, timeout=1):
                     return latest
             code = launcher.poll()
             if code not in (None, 0):
-                raise NotebookStartError(f"The notebook launcher failed (exit status {code}).",
+                raise NotebookStartError(f"The notebook launcher failed (exit status {code})." +
+                                         _disk_hint(work_folder),
                                          self._log_tail(work_folder, launcher))
             if time.monotonic() > deadline:
                 raise NotebookStartError(
@@ -285,10 +309,10 @@ class NotebookManager(NotebookBackend):
             time.sleep(0.01)
 
     @staticmethod
-    def _log_tail(work_folder, launcher=None, lines=30) -> str:
+    def _log_tail(state_folder, launcher=None, lines=30) -> str:
         text = ""
         with contextlib.suppress(OSError):
-            with open(os.path.join(work_folder, "notebook.stderr.log"), "rb") as f:
+            with open(os.path.join(state_folder, statefolder.STDERR_LOG), "rb") as f:
                 f.seek(0, os.SEEK_END)
                 f.seek(max(0, f.tell() - 16384))
                 text = f.read().decode("utf-8", "replace")

@@ -71,6 +71,8 @@ def terminate_daemon(pid_file: str, timeout: float = 10.0) -> bool:
         children = []
     try:
         proc.send_signal(signal.SIGTERM)
+        # A server frozen by SIGSTOP (a debugger, a hung launch) handles the SIGTERM once it may run.
+        proc.send_signal(signal.SIGCONT)
     except psutil.NoSuchProcess:
         pass
     gone, alive = psutil.wait_procs([proc], timeout=timeout)
@@ -114,3 +116,11 @@ def pid_alive(pid) -> bool:
             return False
     # The state letter follows the ")" that ends the command name.
     return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] not in (b"Z", b"X")
+
+
+def process_is_stopped(pid) -> bool:
+    """True if ``pid`` is stopped (SIGSTOP, a tracer): it holds its port but never answers."""
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError, TypeError):
+        return False

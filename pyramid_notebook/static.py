@@ -79,6 +79,23 @@ def _cache_headers(request, route, immutable_prefixes) -> dict:
     return headers
 
 
+#: Conditional request headers WebOb parses when it answers a FileResponse, and their environ keys.
+_CONDITIONS = {"range": "HTTP_RANGE", "if_range": "HTTP_IF_RANGE", "if_modified_since": "HTTP_IF_MODIFIED_SINCE",
+               "if_unmodified_since": "HTTP_IF_UNMODIFIED_SINCE", "if_match": "HTTP_IF_MATCH",
+               "if_none_match": "HTTP_IF_NONE_MATCH"}
+
+
+def _drop_unparsable_conditions(request) -> None:
+    """Ignore conditional headers WebOb cannot parse (``Range: bytes=-``, a year 99999), as HTTP says
+    to (RFC 9110, 13.1 and 14.2), instead of letting WebOb fail with a 500 while answering."""
+    for attribute, key in _CONDITIONS.items():
+        if key in request.environ:
+            try:
+                getattr(request, attribute)
+            except (ValueError, OverflowError, TypeError):
+                del request.environ[key]
+
+
 def static_file_response(request, context: dict):
     """A :class:`~pyramid.response.FileResponse` for a static notebook file, or None to proxy."""
     if request.method not in ("GET", "HEAD"):
@@ -87,6 +104,7 @@ def static_file_response(request, context: dict):
     if found is None:
         return None
     file_path, route = found
+    _drop_unparsable_conditions(request)
     content_type, encoding = mimetypes.guess_type(file_path, strict=False)
     if encoding:
         return None  # Jupyter sends .gz and friends as they are; leave those to it

@@ -9,12 +9,14 @@ is and whether they may have a shell at all::
         startup.make_startup(nb, config_file)
         return launch_notebook(request, request.user.username, notebook_context=nb)
 """
+import errno
 import html
 import logging
 from urllib.parse import quote, urljoin, urlsplit
 
 from pyramid.httpexceptions import (
-    HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInternalServerError, HTTPNotFound,
+    HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInsufficientStorage, HTTPInternalServerError,
+    HTTPNotFound,
     HTTPServiceUnavailable,
 )
 
@@ -28,6 +30,9 @@ from pyramid_notebook.proxy import UpstreamError, proxy_request
 from pyramid_notebook.settings import get_notebook_settings
 from pyramid_notebook.static import static_file_response
 from pyramid_notebook.utils import BadUsername, make_dict_hash, route_to_alt_domain
+from pyramid_notebook.badinput import check_request_size, check_websocket_handshake
+from pyramid_notebook.intent import require_intent
+from pyramid_notebook.validation import InvalidNotebookContext, validate_notebook_context
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +88,10 @@ def _shutdown_url(request, settings) -> str:
 def fill_context_defaults(request, notebook_context) -> dict:
     """Return a copy of ``notebook_context`` with every key the daemon needs filled in."""
     settings = get_notebook_settings(request.registry)
-    context = dict(notebook_context or {})
+    context = validate_notebook_context(notebook_context)
     context.setdefault("startup", "")
     context.setdefault("greeting", "")
     context.setdefault("extra_template_paths", [])
-    if not isinstance(context["extra_template_paths"], list):
-        raise TypeError("notebook_context['extra_template_paths'] must be a list of folders")
     context.setdefault("notebook_path", _notebook_base_path(request))
     context.setdefault("kill_timeout", settings.kill_timeout)
     context.setdefault("idle_timeout", settings.idle_timeout)
@@ -111,15 +114,59 @@ def fill_context_defaults(request, notebook_context) -> dict:
     return context
 
 
+# --- hardening: intent, malformed contexts, unwritable folders (issue 10) -------------
+
+def _folder_error_page(username, e: OSError):
+    """The notebook folder could not be written (read-only, full): say so, log it."""
+    logger.error("Notebook folder unusable for %r: %s", username, e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return error_page(HTTPInsufficientStorage, "The notebook folder is full",
+                          "There is no space left for your notebook's files. Ask the site's administrator.")
+    return error_page(HTTPServiceUnavailable, "The notebook folder cannot be written",
+                      f"Your notebook cannot be started or stopped right now ({e.strerror or e}). "
+                      "Ask the site's administrator.")
+
+
+def _checked_context(request, notebook_context):
+    try:
+        return fill_context_defaults(request, notebook_context)
+    except InvalidNotebookContext as e:
+        logger.error("Invalid notebook context from the site's view: %s", e)
+        raise error_page(HTTPInternalServerError, "Invalid notebook context",
+                         f"The site asked for a notebook it cannot describe: {e}") from None
+
+
+def _require_restart_intent(request, manager, username, context):
+    """A launch that would restart a running notebook with another context needs intent."""
+    try:
+        running = manager.get_notebook_status(username)
+    except BadUsername as e:
+        raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
+    if running and running.get("context_hash") != context["context_hash"]:
+        require_intent(request, "Restart your notebook?",
+                       "Your notebook is running with another set-up. Opening this shell restarts it: "
+                       "every kernel stops and unsaved work in open notebooks is lost. Your files stay.",
+                       "Restart my notebook", cancel_url=request.application_url + "/")
+
+# --- end hardening ----------------------------------------------------------------------
+
+
 def launch_on_demand(request, username, notebook_context):
-    """Start the user's notebook unless it already runs with the same context; return its context."""
+    """Start the user's notebook unless it already runs with the same context; return its context.
+
+    Restarting a running notebook with a different context needs the user's intent
+    (:mod:`pyramid_notebook.intent`); without it, the confirmation page is raised.
+    """
     _require_user(username)
-    context = fill_context_defaults(request, notebook_context)
+    context = _checked_context(request, notebook_context)
     manager = get_notebook_manager(request)
+    _require_restart_intent(request, manager, username, context)
     try:
         context, created = manager.start_notebook_on_demand(username, context)
     except BadUsername as e:
         raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
+    except OSError as e:
+        raise _folder_error_page(username, e) from None
     except (NoFreePort, TooManyNotebooks) as e:
         raise error_page(HTTPServiceUnavailable, "No notebook slot free", str(e)) from None
     except BackendUnavailable as e:
@@ -176,13 +223,22 @@ def launch_notebook(request, username, notebook_context, path=None):
 def shutdown_notebook(request, username):
     """Stop the user's notebook if it runs. Returns True if one was stopped.
 
-    The user's files stay in their folder for the next launch.
+    The user's files stay in their folder for the next launch. Only a request that
+    shows the user's intent stops it (a click on the site or in the notebook, or a
+    POST with the site's CSRF token; see :mod:`pyramid_notebook.intent`); any other
+    raises :class:`~pyramid_notebook.intent.ConfirmationRequired`, a 200 page whose
+    button POSTs back to this URL. The site's view returns whatever comes next.
     """
     _require_user(username)
+    require_intent(request, "Shut down your notebook?",
+                   "This stops your notebook server and every kernel in it; unsaved work in open notebooks is "
+                   "lost. Your files stay.", "Shut down", cancel_url=request.application_url + "/")
     try:
         return get_notebook_manager(request).stop_notebook(username)
     except BadUsername as e:
         raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
+    except OSError as e:
+        raise _folder_error_page(username, e) from None
     except BackendUnavailable as e:
         raise _unavailable(username, e) from None
 
@@ -196,6 +252,7 @@ def notebook_proxy(request, username):
     ``request.environ["pyramid_notebook.context"]``.
     """
     _require_user(username)
+    check_request_size(request)
     if is_cross_site_request(request):
         raise error_page(HTTPForbidden, "Cross-origin request refused",
                          "This request to your notebook came from another web site and was refused.")
@@ -216,6 +273,7 @@ def notebook_proxy(request, username):
         raise error_page(HTTPNotFound, "Not your notebook", "This address is not part of your notebook.")
 
     if is_websocket_upgrade(request):
+        check_websocket_handshake(request)
         websocket_proxy = get_notebook_settings(request.registry).websocket_proxy
         if websocket_proxy is None:
             raise error_page(HTTPBadRequest, "Websockets are not proxied here",

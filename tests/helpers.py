@@ -12,6 +12,7 @@ import psutil
 import requests
 import waitress.server
 
+from pyramid_notebook import statefolder
 from pyramid_notebook.process import terminate_daemon
 
 
@@ -44,11 +45,13 @@ def wait_for(condition, timeout=30.0, interval=0.05, message="condition"):
 
 
 def stop_all_notebooks(notebook_folder):
-    """Stop every daemon under ``notebook_folder`` (only pids recorded there, and only ours)."""
+    """Stop every daemon under ``notebook_folder`` (only pids recorded there, and only ours).
+
+    Both layouts: ``.state/<user>/notebook.pid`` and the old ``<user>/notebook.pid``.
+    """
     if not os.path.isdir(notebook_folder):
         return
-    for entry in os.listdir(notebook_folder):
-        pid_file = os.path.join(notebook_folder, entry, "notebook.pid")
+    for pid_file in statefolder.pid_files(notebook_folder) + statefolder.legacy_pid_files(notebook_folder):
         if os.path.exists(pid_file):
             terminate_daemon(pid_file, timeout=10)
 
@@ -68,9 +71,9 @@ def daemons_under(folder):
 class WSGIServerThread:
     """A real waitress server on a free loopback port, in a background thread."""
 
-    def __init__(self, app, threads=8):
+    def __init__(self, app, threads=8, port=0):
         self.app = app
-        self.server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=threads,
+        self.server = waitress.server.create_server(app, host="127.0.0.1", port=port, threads=threads,
                                                     clear_untrusted_proxy_headers=True)
         self.port = self.server.effective_port
         self.url = f"http://127.0.0.1:{self.port}"

@@ -38,6 +38,22 @@ def _last_editor(driver):
     return editors[-1] if editors and editors[-1].is_displayed() else None
 
 
+def click_when_ready(browser, element_id, timeout=60):
+    """Click once the page no longer covers the element (Jupyter shows a splash while loading)."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    element = browser.find_by_id(element_id, wait_time=timeout).first
+
+    def attempt():
+        try:
+            element.click()
+            return True
+        except ElementClickInterceptedException:
+            return False
+
+    wait_for(attempt, timeout=timeout, interval=0.2, message=f"#{element_id} to be clickable")
+
+
 def output_text(browser):
     return "\n".join(e.text for e in browser.driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output"))
 
@@ -79,7 +95,7 @@ def test_shell2_runs_code_and_queries_the_database(browser, demo_server):
 def test_shutdown_control_returns_to_site(browser, demo_server):
     log_in(browser, demo_server.url)
     browser.find_by_id("shell1").click()
-    browser.find_by_id("pyramid-notebook-shutdown", wait_time=60).first.click()
+    click_when_ready(browser, "pyramid-notebook-shutdown")
     assert browser.is_text_present("Logged in as user", wait_time=30)
     assert browser.url.rstrip("/") == demo_server.url
     assert not demo_server.manager.is_running("user")
@@ -110,3 +126,52 @@ def test_jupyterlab_runs_a_cell(browser, demo_server):
     assert browser.is_text_present("a test variable", wait_time=60)
     run_in_last_cell(browser, 'print("lab says", a + b)')
     wait_for_output(browser, "lab says foobar")
+
+
+EVIL_PAGE = """<!DOCTYPE html><html><body><h1>Cute cats</h1>
+<img src="{site}/notebook/shutdown" alt="">
+<a id="evil" href="{site}/notebook/shutdown">See more cats</a></body></html>"""
+
+
+def test_another_sites_link_asks_before_shutting_down(browser, demo_server):
+    """A link on another site (cross-site, the login cookie still sent) gets a confirmation page."""
+    from tests.helpers import WSGIServerThread
+
+    def evil_app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [EVIL_PAGE.format(site=demo_server.url).encode()]
+
+    log_in(browser, demo_server.url)
+    browser.find_by_id("shell1").click()
+    assert browser.is_text_present("Available variables", wait_time=60)
+    pid = demo_server.manager.get_notebook_status("user")["pid"]
+    with WSGIServerThread(evil_app) as evil:
+        browser.visit(f"http://localhost:{evil.port}/")  # another site: localhost is not 127.0.0.1
+        browser.find_by_id("evil").click()
+        assert browser.is_text_present("Shut down your notebook?", wait_time=30)
+        assert demo_server.manager.get_notebook_status("user")["pid"] == pid, "still running"
+        browser.find_by_id("pyramid-notebook-confirm").click()
+        assert browser.is_text_present("Logged in as user", wait_time=30)
+    assert not demo_server.manager.is_running("user")
+
+
+def test_shutdown_control_on_the_alternative_domain(browser, tmp_path, notebook_folder):
+    """Notebook pages on the alternative domain (another site): its control still shuts down in one click."""
+    from pyramid.paster import get_app
+
+    from tests.conftest import write_demo_ini
+    from tests.helpers import WSGIServerThread, free_port
+
+    alt_port = free_port()
+    alt = f"http://localhost:{alt_port}"
+    app = get_app(write_demo_ini(tmp_path, notebook_folder, **{"pyramid_notebook.alternative_domain": alt}), "main")
+    with WSGIServerThread(app) as site, WSGIServerThread(app, port=alt_port):
+        log_in(browser, alt)  # the demo's login cookie is per host name
+        log_in(browser, site.url)
+        browser.find_by_id("shell1").click()
+        assert browser.is_text_present("Available variables", wait_time=60)
+        assert browser.url.startswith(alt + "/notebook/")
+        click_when_ready(browser, "pyramid-notebook-shutdown")
+        assert browser.is_text_present("Logged in as user", wait_time=30)
+        assert browser.url.rstrip("/") == site.url
+        assert not site.manager.is_running("user")

@@ -38,11 +38,13 @@ def answers(port, token="s3cret"):
 
 
 def prepared_folder(tmp_path):
-    """A user folder with a context file; returns (folder, pid file, free port)."""
+    """A user folder and a state folder with a context file; returns (folder, pid file, free port)."""
     work = tmp_path / "u"
     work.mkdir()
-    write_context(work)
-    return work, work / "notebook.pid", free_port()
+    state = tmp_path / ".state" / "u"
+    state.mkdir(parents=True)
+    write_context(state)
+    return work, state / "notebook.pid", free_port()
 
 
 def start_by_hand(tmp_path, kill_timeout=600):
@@ -60,7 +62,10 @@ def test_start_status_stop(tmp_path):
         context = read_context(str(pid_file))
         assert context["pid"] == int(pid_file.read_text()) and context["http_port"] == port
         assert context["notebook_name"] == "default.ipynb" and (work / "default.ipynb").exists()
-        assert (work / "notebook.stderr.log").stat().st_size > 0
+        state = pid_file.parent
+        assert (state / "notebook.stderr.log").stat().st_size > 0, "state goes beside the pid file"
+        assert {p.name for p in state.iterdir()} >= {"context.json", "notebook.stdout.log", ".jupyter", ".ipython"}
+        assert [p.name for p in work.iterdir()] == ["default.ipynb"], "nothing of the daemon's in WORK_FOLDER"
         r = cli("status", pid_file, work, port, 600)
         assert r.returncode == 0 and f"port={port}" in r.stdout
     finally:
@@ -73,16 +78,13 @@ def test_start_status_stop(tmp_path):
 
 
 def test_relative_paths_by_hand(tmp_path):
-    work = tmp_path / "u"
-    work.mkdir()
-    write_context(work)
-    port = free_port()
+    work, _, port = prepared_folder(tmp_path)
     try:
-        assert cli("start", "u/notebook.pid", "u", port, 600, cwd=tmp_path).returncode == 0
+        assert cli("start", ".state/u/notebook.pid", "u", port, 600, cwd=tmp_path).returncode == 0
         wait_for(lambda: answers(port), timeout=60, message="the daemon to answer")
-        assert cli("status", "u/notebook.pid", "u", port, 600, cwd=tmp_path).returncode == 0
+        assert cli("status", ".state/u/notebook.pid", "u", port, 600, cwd=tmp_path).returncode == 0
     finally:
-        assert "stopped" in cli("stop", "u/notebook.pid", "u", port, 600, cwd=tmp_path).stdout
+        assert "stopped" in cli("stop", ".state/u/notebook.pid", "u", port, 600, cwd=tmp_path).stdout
     assert not answers(port)
 
 

@@ -33,13 +33,16 @@ def test_spawn_and_stop(manager):
     status = manager.get_notebook_status("alice")
     assert status["pid"] == context["pid"] and status["http_port"] == context["http_port"]
     folder = manager.get_work_folder("alice")
+    state = manager.get_state_folder("alice")
     assert os.stat(folder).st_mode & 0o077 == 0, "the user's folder is private"
-    assert os.stat(os.path.join(folder, "context.json")).st_mode & 0o077 == 0, "the context holds a secret"
+    assert os.stat(state).st_mode & 0o077 == 0 and os.stat(os.path.dirname(state)).st_mode & 0o077 == 0
+    assert os.stat(os.path.join(state, "context.json")).st_mode & 0o077 == 0, "the context holds a secret"
     nb = json.load(open(os.path.join(folder, context["notebook_name"])))
     assert [c["cell_type"] for c in nb["cells"]] == ["markdown", "markdown", "code"]
     assert "Hello *you*" in "".join(nb["cells"][1]["source"])
-    assert os.path.exists(os.path.join(folder, "notebook.stderr.log"))
-    startup = os.path.join(folder, ".ipython", "profile_default", "startup", "00-pyramid-notebook.py")
+    assert os.path.exists(os.path.join(state, "notebook.stderr.log"))
+    assert sorted(os.listdir(folder)) == [context["notebook_name"]], "only the user's own files in their folder"
+    startup = os.path.join(state, ".ipython", "profile_default", "startup", "00-pyramid-notebook.py")
     assert open(startup).read() == "x = 42\n"
 
     assert manager.stop_notebook("alice") is True
@@ -124,7 +127,7 @@ def test_kill_9_recovery(manager):
 
 
 def test_stale_pid_of_unrelated_process_is_not_touched(manager):
-    folder = manager.get_work_folder("alice")
+    folder = manager.get_state_folder("alice")
     os.makedirs(folder)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
@@ -141,7 +144,7 @@ def test_stale_pid_of_unrelated_process_is_not_touched(manager):
 
 def test_corrupt_context_file(manager):
     first = manager.start_notebook("alice", CONTEXT)
-    with open(os.path.join(manager.get_work_folder("alice"), "context.json"), "w") as f:
+    with open(os.path.join(manager.get_state_folder("alice"), "context.json"), "w") as f:
         f.write("{not json")
     assert manager.get_context("alice") is None
     context, created = manager.start_notebook_on_demand("alice", CONTEXT)

@@ -212,6 +212,22 @@ def test_handshakes_that_must_fail(uwsgi_server):
         websocket.create_connection(ws_url, origin=base, header=[f"Cookie: {cookie2}"], timeout=10)
     assert e.value.status_code == 404, "user's kernel does not exist in user2's notebook"
 
+    # Garbage handshakes get a clear answer before the relay opens anything to the notebook,
+    # and the worker goes on relaying.
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    for headers, status in (({"Sec-WebSocket-Version": "13"}, 400),
+                            ({"Sec-WebSocket-Version": "8", "Sec-WebSocket-Key": key}, 426),
+                            ({"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": key,
+                              "Sec-WebSocket-Protocol": ", ".join(f"p{i}" for i in range(1000))}, 400)):
+        r = s.get(ws_url.replace("ws://", "http://"),
+                  headers=dict(headers, Connection="Upgrade", Upgrade="websocket", Origin=base))
+        assert r.status_code == status and "Traceback" not in r.text, (headers, r.status_code)
+    channel = KernelChannel(ws_url, origin=base, cookie=cookie)
+    try:
+        assert channel.execute("1+1") == "2"
+    finally:
+        channel.close()
+
 
 def test_launches_on_different_workers_keep_one_notebook(tmp_path):
     # The shipped two processes, one thread each, so concurrent launches must land on both workers.

@@ -219,7 +219,8 @@ def test_shutdown_then_proxy_answers_502(demo_server):
     s = login(demo_server.url)
     launch(s, demo_server.url)
     pid = user_context(demo_server)["pid"]
-    r = s.get(demo_server.url + "/notebook/shutdown", allow_redirects=False)
+    r = s.get(demo_server.url + "/notebook/shutdown", allow_redirects=False,
+              headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "document"})  # a click on the site
     assert r.status_code == 302 and r.headers["Location"] == demo_server.url + "/"
     assert pid not in [p.pid for p in daemons_under(demo_server.manager.notebook_folder)]
     r = s.get(demo_server.url + "/notebook/tree")
@@ -266,11 +267,15 @@ def test_bad_username_answers_400(demo_server):
         assert "Traceback" not in e.value.text
 
 
-def test_start_failure_page_quotes_the_log(demo_server):
+def test_start_failure_page_quotes_the_log(make_demo_server, tmp_path):
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named jupyter_server' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    server = make_demo_server(**{"pyramid_notebook.python": str(broken)})
     with pytest.raises(Exception) as e:
-        launch_notebook(view_request(demo_server), "user", {"extra_template_paths": [["bad"]]})
+        launch_notebook(view_request(server), "user", {})
     assert e.value.status_code == 500
-    assert "failed to start" in e.value.text and "extra_template_paths" in e.value.text
+    assert "failed to start" in e.value.text and "No module named jupyter_server" in e.value.text
 
 
 def test_alternative_domain(make_demo_server):
@@ -301,7 +306,8 @@ def test_websocket_proxy_setting_is_called(make_demo_server, tmp_path):
     s = login(server.url)
     launch(s, server.url)
     r = s.get(server.url + "/notebook/api/kernels/k/channels",
-              headers={"Connection": "Upgrade", "Upgrade": "websocket", "Origin": server.url})
+              headers={"Connection": "Upgrade", "Upgrade": "websocket", "Origin": server.url,
+                       "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()})
     assert r.status_code == 200
     assert r.text == f"proxied to {user_context(server)['http_port']} with secret"
 

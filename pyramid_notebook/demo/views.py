@@ -5,9 +5,11 @@ from urllib.parse import urlsplit
 from pyramid.httpexceptions import HTTPForbidden, HTTPFound
 from pyramid.response import Response
 from pyramid.security import forget, remember
-from pyramid.view import forbidden_view_config, view_config
+from pyramid.exceptions import URLDecodeError
+from pyramid.view import exception_view_config, forbidden_view_config, view_config
 
 from pyramid_notebook import startup
+from pyramid_notebook.badinput import bad_url_view
 from pyramid_notebook.demo.models import Base, Item
 from pyramid_notebook.demo.security import check_password
 from pyramid_notebook.views import launch_notebook, notebook_proxy, shutdown_notebook
@@ -128,9 +130,20 @@ def shell2(request):
 
 @view_config(route_name="shutdown_notebook", permission="shell")
 def shutdown(request):
-    """Stop the user's notebook and go home."""
+    """Stop the user's notebook and go home.
+
+    GET (a link on this site, the notebook's own control) and POST (the confirmation
+    page's button) both come here: ``shutdown_notebook`` raises its confirmation page
+    when the request does not show that the user meant it.
+    """
     shutdown_notebook(request, request.authenticated_userid)
     return HTTPFound(request.route_url("home"))
+
+
+@exception_view_config(URLDecodeError)
+def bad_url(exc, request):
+    """An address that is not UTF-8: 400 with the library's error page, site-wide."""
+    return bad_url_view(exc, request)
 
 
 @view_config(route_name="notebook_proxy", permission="shell", require_csrf=False)

@@ -9,7 +9,10 @@ Usage::
 site writes it); the daemon completes it with its pid, port and notebook name.
 The server binds 127.0.0.1:PORT, serves WORK_FOLDER and answers only requests
 carrying the per-start secret (or the login cookie the proxy's requests earned).
-Logs go to ``notebook.stdout.log`` and ``notebook.stderr.log`` in WORK_FOLDER.
+All runtime state goes in the folder of PID_FILE (the state folder): the context,
+``notebook.stdout.log`` and ``notebook.stderr.log``, ``.jupyter/`` and ``.ipython/``.
+Keep PID_FILE outside WORK_FOLDER (the site uses ``notebook_folder/.state/<user>/``)
+so that the notebook's file browser cannot reach the state.
 After KILL_TIMEOUT seconds the server shuts itself down (dead man's switch).
 """
 import json
@@ -32,6 +35,7 @@ except ImportError:  # pragma: no cover - running from a checkout that is not in
 
 from pyramid_notebook.contextfile import read_context, write_context  # noqa: E402
 from pyramid_notebook.framing import content_security_policy  # noqa: E402
+from pyramid_notebook.statefolder import STDERR_LOG, STDOUT_LOG, make_private_folders  # noqa: E402
 from pyramid_notebook.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
 from pyramid_notebook.server import static_files  # noqa: E402
 
@@ -53,19 +57,34 @@ def default_notebook_name(context: dict) -> str:
 
 
 def write_default_notebook(path: str, greeting: str) -> None:
-    """Create the welcome notebook once; never overwrite what the user has."""
+    """Create the welcome notebook once; never overwrite what the user has.
+
+    Written to a temporary file and then linked into place, so that a full disk
+    never leaves a truncated notebook behind that later launches would keep.
+    """
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+    if os.path.lexists(path):
+        return
     nb = new_notebook(
         cells=[new_markdown_cell(WELCOME), new_markdown_cell(greeting or ""), new_code_cell("")],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
     )
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(path, "x", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             nbformat.write(nb, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # fails if the user has one by now: theirs wins
     except FileExistsError:
         pass
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
 
 
 def _write_private(path: str, text: str) -> None:
@@ -74,15 +93,17 @@ def _write_private(path: str, text: str) -> None:
         f.write(text)
 
 
-def prepare_work_folder(work_folder: str, port: int, context: dict) -> dict:
-    """Write this user's Jupyter config, IPython startup script and welcome notebook.
+def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder: str = None) -> dict:
+    """Write this user's Jupyter config and IPython startup script (in ``state_folder``,
+    by default ``work_folder``) and the welcome notebook (in ``work_folder``).
 
     Returns the environment the server (and so its kernels) runs with.
     """
-    jupyter_dir = os.path.join(work_folder, ".jupyter")
+    state_folder = state_folder or work_folder
+    jupyter_dir = os.path.join(state_folder, ".jupyter")
     runtime_dir = os.path.join(jupyter_dir, "runtime")
     data_dir = os.path.join(jupyter_dir, "data")
-    startup_dir = os.path.join(work_folder, ".ipython", "profile_default", "startup")
+    startup_dir = os.path.join(state_folder, ".ipython", "profile_default", "startup")
     for d in (jupyter_dir, runtime_dir, data_dir, startup_dir):
         os.makedirs(d, mode=0o700, exist_ok=True)
 
@@ -158,7 +179,7 @@ def prepare_work_folder(work_folder: str, port: int, context: dict) -> dict:
         JUPYTER_CONFIG_DIR=jupyter_dir,
         JUPYTER_RUNTIME_DIR=runtime_dir,
         JUPYTER_DATA_DIR=data_dir,
-        IPYTHONDIR=os.path.join(work_folder, ".ipython"),
+        IPYTHONDIR=os.path.join(state_folder, ".ipython"),
     )
     env.pop("JUPYTER_TOKEN", None)
     return env
@@ -175,7 +196,7 @@ def run_notebook(pid_file: str, work_folder: str, port: int, kill_timeout: int, 
         pid=os.getpid(), http_port=port, kill_timeout=kill_timeout, started_at=time.time(), state="running"
     )
     write_context(pid_file, context)
-    os.environ.update(prepare_work_folder(work_folder, port, context))
+    os.environ.update(prepare_work_folder(work_folder, port, context, state_folder_of(pid_file)))
     os.environ[static_files.PID_FILE_ENV] = pid_file
     os.chdir(work_folder)
 
@@ -194,6 +215,11 @@ def run_notebook(pid_file: str, work_folder: str, port: int, kill_timeout: int, 
         if latest.get("pid") == os.getpid():
             latest.update(state="stopped", stopped_at=time.time())
             write_context(pid_file, latest)
+
+
+def state_folder_of(pid_file: str) -> str:
+    """The state folder: the folder of the pid file."""
+    return os.path.dirname(os.path.abspath(pid_file))
 
 
 def status(pid_file: str) -> int:
@@ -216,8 +242,8 @@ def make_daemon(pid_file: str, work_folder: str, port: int, kill_timeout: int, e
         worker=lambda: run_notebook(pid_file, work_folder, port, kill_timeout, extra_args),
         pid_file=pid_file,
         work_dir=work_folder,
-        stdout_file=os.path.join(work_folder, "notebook.stdout.log") if detach else None,
-        stderr_file=os.path.join(work_folder, "notebook.stderr.log") if detach else None,
+        stdout_file=os.path.join(state_folder_of(pid_file), STDOUT_LOG) if detach else None,
+        stderr_file=os.path.join(state_folder_of(pid_file), STDERR_LOG) if detach else None,
         close_open_files=True,
         detach=detach,
         stop_timeout=STOP_TIMEOUT,
@@ -243,7 +269,7 @@ def main(argv=None) -> int:
         args = [action, os.path.abspath(pid_file), os.path.abspath(work_folder), str(port), str(kill_timeout)]
         os.execv(sys.executable, [sys.executable, script] + args + extra_args)
 
-    os.makedirs(work_folder, mode=0o700, exist_ok=True)
+    make_private_folders(work_folder, state_folder_of(pid_file))
     if action == "status":
         return status(pid_file)
     if action in ("stop", "restart"):
