@@ -30,6 +30,8 @@ test_requires = demo_requires + [
     "websocket-client>=1.6",
     "splinter>=0.21",
     "selenium>=4.10",
+    # nginx accel mode (accel.ini) is tested under gunicorn as well as waitress.
+    "gunicorn>=22",
 ]
 
 setup(

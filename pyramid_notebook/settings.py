@@ -52,6 +52,10 @@ class NotebookSettings:
     #: Where the notebook's "Shut down and return to site" control goes; empty: the
     #: URL of the site's ``shutdown_notebook`` route, if it has one.
     shutdown_url: str = ""
+    # --- nginx accel mode (issue 11) ---
+    #: Path prefix of nginx's internal notebook location (``/_pyramid_notebook/``): the proxy
+    #: view answers with ``X-Accel-Redirect`` and nginx relays; empty: the site relays itself.
+    accel_redirect: str = ""
 
 
 def _int(settings, name, default, minimum=0, maximum=None):
@@ -120,7 +124,9 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
     if shutdown_url and not shutdown_url.startswith(("/", "http://", "https://")):
         raise ConfigurationError(
             f"{PREFIX}shutdown_url must be a path like /notebook/shutdown or a full URL, got {shutdown_url!r}")
+    accel_redirect = _accel_redirect(settings)
     return NotebookSettings(
+        accel_redirect=accel_redirect,
         notebook_folder=folder,
         kill_timeout=_int(settings, "kill_timeout", NotebookSettings.kill_timeout, 1),
         websocket_proxy=websocket_proxy,
@@ -133,6 +139,18 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         idle_timeout=_int(settings, "idle_timeout", NotebookSettings.idle_timeout, 0),
         max_notebooks=_int(settings, "max_notebooks", NotebookSettings.max_notebooks, 1),
     )
+
+
+def _accel_redirect(settings) -> str:
+    """``pyramid_notebook.accel_redirect``: empty, or a path prefix ending in ``/``."""
+    value = (settings.get(PREFIX + "accel_redirect") or "").strip()
+    if not value:
+        return ""
+    if not value.startswith("/") or any(c in value for c in "?#% \t"):
+        raise ConfigurationError(
+            f"{PREFIX}accel_redirect must be a path like /_pyramid_notebook/ (nginx's internal location), "
+            f"got {value!r}")
+    return value.rstrip("/") + "/"
 
 
 def _resolve(dotted):

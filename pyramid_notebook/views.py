@@ -17,6 +17,7 @@ from pyramid.httpexceptions import (
     HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInternalServerError, HTTPServiceUnavailable,
 )
 
+from pyramid_notebook import accel
 from pyramid_notebook.notebookmanager import NotebookStartError, TooManyNotebooks
 from pyramid_notebook.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin
 from pyramid_notebook.ports import NoFreePort
@@ -90,7 +91,7 @@ def fill_context_defaults(request, notebook_context) -> dict:
     site_origin = normalize_origin(route_to_alt_domain(request, request.host_url))
     context.setdefault("allow_origin", site_origin)
     if "websocket_url" not in context:
-        if settings.websocket_proxy:
+        if settings.websocket_proxy or settings.accel_redirect:
             context["websocket_url"] = ""  # same origin: websockets come through the proxy
         else:
             # pserve mode: the browser opens websockets straight to the notebook's port.
@@ -169,6 +170,15 @@ def notebook_proxy(request, username):
         raise error_page(HTTPBadGateway, "Your notebook is not running",
                          "It may have been shut down or timed out. Launch it again from the site.")
     port = context["http_port"]
+
+    # nginx accel mode: nginx relays HTTP and websockets itself once the site says yes.
+    accel_prefix = get_notebook_settings(request.registry).accel_redirect
+    if accel_prefix:
+        if accel.is_fallback(request):  # nginx could not reach the notebook
+            logger.warning("Notebook of %r on port %s did not answer nginx", username, port)
+            raise error_page(HTTPBadGateway, "Your notebook does not answer",
+                             "The notebook server could not be reached. Launch it again from the site.")
+        return accel.grant_response(request, context, accel_prefix)
 
     if is_websocket_upgrade(request):
         websocket_proxy = get_notebook_settings(request.registry).websocket_proxy
