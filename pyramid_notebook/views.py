@@ -155,7 +155,9 @@ def notebook_proxy(request, username):
     Cross-origin state-changing requests and websocket handshakes are refused
     with 403. A websocket handshake goes to the ``pyramid_notebook.websocket_proxy``
     callable as ``websocket_proxy(request, port)``, with the notebook's context in
-    ``request.environ["pyramid_notebook.context"]``.
+    ``request.environ["pyramid_notebook.context"]``. With ``pyramid_notebook.accel_redirect``
+    set, every request that passes these checks gets an empty answer with ``X-Accel-Redirect``
+    instead and nginx relays it (:mod:`pyramid_notebook.accel`).
     """
     _require_user(username)
     if is_cross_site_request(request):
