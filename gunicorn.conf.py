@@ -12,3 +12,6 @@ worker_class = "gthread"
 threads = 8
 # nginx on loopback is the only client; trust its X-Forwarded-Proto/-For.
 forwarded_allow_ips = "127.0.0.1"
+# gunicorn 24+ opens a control socket at ~/.gunicorn/gunicorn.ctl, one path for every gunicorn
+# of this user; the demo needs none (and tests run several at once).
+control_socket_disable = True
