@@ -45,6 +45,24 @@ def _stop(proc, sig=signal.SIGTERM):
         proc.wait()
 
 
+def start_nginx(prefix, site_port, edit=lambda conf: conf):
+    """The shipped nginx-accel.conf (changed by ``edit``) on a free port; returns (process, URL)."""
+    port = free_port()
+    for d in ("logs", "tmp"):
+        (prefix / d).mkdir(parents=True, exist_ok=True)
+    conf = open(os.path.join(ROOT, "nginx-accel.conf")).read()
+    assert "listen 127.0.0.1:8080;" in conf and "server 127.0.0.1:9999;" in conf
+    conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{port};")
+    conf = edit(conf.replace("server 127.0.0.1:9999;", f"server 127.0.0.1:{site_port};"))
+    (prefix / "nginx.conf").write_text(conf)
+    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", "nginx.conf", "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: proc.poll() is not None or _answers(url), timeout=30, message="nginx to serve")
+    assert proc.poll() is None, proc.stderr.read().decode()
+    return proc, url
+
+
 class Stack:
     """The shipped accel.ini under ``kind`` (waitress or gunicorn) and nginx-accel.conf in front."""
 
@@ -65,20 +83,8 @@ class Stack:
         self._start_nginx(tmp_path)
 
     def _start_nginx(self, tmp_path):
-        self.nginx_port = free_port()
-        self.url = f"http://127.0.0.1:{self.nginx_port}"
         self.prefix = tmp_path / "nginx"
-        for d in ("logs", "tmp"):
-            (self.prefix / d).mkdir(parents=True, exist_ok=True)
-        conf = open(os.path.join(ROOT, "nginx-accel.conf")).read()
-        assert "listen 127.0.0.1:8080;" in conf and "server 127.0.0.1:9999;" in conf
-        conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{self.nginx_port};")
-        conf = conf.replace("server 127.0.0.1:9999;", f"server 127.0.0.1:{self.port};")
-        (self.prefix / "nginx.conf").write_text(conf)
-        self.nginx = subprocess.Popen([NGINX, "-p", str(self.prefix), "-c", "nginx.conf", "-g", "daemon off;"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: self.nginx.poll() is not None or _answers(self.url), timeout=30, message="nginx to serve")
-        assert self.nginx.poll() is None, self.nginx.stderr.read().decode()
+        self.nginx, self.url = start_nginx(self.prefix, self.port)
 
     def context(self, user="user"):
         return NotebookManager(self.folder).get_notebook_status(user)
@@ -321,6 +327,38 @@ def test_notebook_not_answering_nginx_gives_the_sites_502(stack):
     finally:
         contextfile.write_context(pid_file, context)
     assert s.get(stack.url + "/notebook/api/status").status_code == 200
+
+
+def test_a_grant_in_an_ordinary_answer_is_relayed_not_forwarded(stack, tmp_path):
+    """Without the auth_request location, the site's grant reaches nginx as an ordinary answer:
+    nginx follows it into the internal location (GET and websockets), never to the site."""
+    import re
+
+    def without_auth_location(conf):
+        conf = re.sub(r"\n        location /notebook/ \{.*?\n        \}\n", "\n", conf, count=1, flags=re.S)
+        return re.sub(r"^    map \$pyramid_notebook_grant .*?^    \}\n", "", conf, flags=re.S | re.M)
+
+    proc, url = start_nginx(tmp_path / "nginx", stack.port, without_auth_location)
+    try:
+        # Launched the main way (the notebook's allowed origin is the main nginx's) ...
+        s, ws_url, cookie = open_kernel(stack.url)
+        record(stack, s)
+        # ... then reached through the nginx without auth_request (loopback cookies ignore ports).
+        r = s.get(url + "/notebook/api/status")
+        assert r.status_code == 200 and "started" in r.json(), r.text
+        ws = websocket.create_connection(ws_url.replace(stack.url.replace("http", "ws"), url.replace("http", "ws")),
+                                         origin=stack.url, host=stack.url.split("//")[1], timeout=60,
+                                         header=[f"Cookie: {cookie}"], subprotocols=[KernelChannel.SUBPROTOCOL])
+        stack.seen.append(ws.getheaders())
+        channel = KernelChannel.__new__(KernelChannel)  # the same protocol code over this socket
+        channel.ws, channel.timeout = ws, 60
+        assert channel.execute("a + b") == "'foobar'"
+        channel.close()
+        access = (tmp_path / "nginx" / "logs" / "nginx-access.log").read_text()
+        assert "/notebook/api/status" in access
+        assert stack.context()["token"] not in access + stack.log_path.read_text(errors="replace")
+    finally:
+        _stop(proc, signal.SIGQUIT)
 
 
 def test_secret_never_reaches_a_client(stack):
