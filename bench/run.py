@@ -346,7 +346,8 @@ def measure_http(results, site, n):
         results.add(f"{site.kind}: {os.path.getsize(bundle) // 1024} KiB bundle c={concurrency} throughput",
                     p_rate, d_rate, unit="MiB/s", ratio=p_rate / d_rate, target=f">= {bundle_target}",
                     passed=p_rate / d_rate >= bundle_target,
-                    note="nginx relays Jupyter's answer" if site.kind == "accel" else "static: sent from disk by the site")
+                    note="nginx relays Jupyter's answer" if site.kind == "accel"
+                    else "static: sent from disk by the site")
         p_rate, d_rate = _throughput(site, concurrency, big_n, site.url + blob_path, direct_base + blob_path, auth)
         accel = site.kind == "accel"
         results.add(f"{site.kind}: same-size file c={concurrency} throughput", p_rate, d_rate, unit="MiB/s",

@@ -226,7 +226,8 @@ def test_raw_paths_ranges_and_conditional_requests(stack):
     direct = f"http://127.0.0.1:{context['http_port']}"
     auth = {"Authorization": f"token {context['token']}"}
     # %2F, %25 and UTF-8 reach Jupyter exactly as the browser wrote them.
-    for path in ("/notebook/api/contents/sub%2Fplain.txt", "/notebook/api/contents/sub/100%25%20na%C3%AFve%20%C3%BC.txt"):
+    for path in ("/notebook/api/contents/sub%2Fplain.txt",
+                 "/notebook/api/contents/sub/100%25%20na%C3%AFve%20%C3%BC.txt"):
         theirs = requests.get(direct + path, headers=auth)
         ours = s.get(stack.url + path)
         assert (ours.status_code, ours.json()["path"]) == (theirs.status_code, theirs.json()["path"]) == \
