@@ -1,6 +1,7 @@
 """The ``pyramid_notebook.*`` settings, parsed and validated once at start-up."""
 import dataclasses
 import os
+import re
 import sys
 from typing import Callable, Optional
 
@@ -56,6 +57,11 @@ class NotebookSettings:
     #: Path prefix of nginx's internal notebook location (``/_pyramid_notebook/``): the proxy
     #: view answers with ``X-Accel-Redirect`` and nginx relays; empty: the site relays itself.
     accel_redirect: str = ""
+    # --- embedding (issue 14) ---
+    #: CSP ``frame-ancestors`` sources allowed to frame notebook pages (``'self'`` or exact
+    #: origins); empty: the site itself (``'self'``, plus the site's origin when notebook
+    #: pages are served from ``alternative_domain``).
+    frame_ancestors: tuple = ()
 
 
 def _int(settings, name, default, minimum=0, maximum=None):
@@ -83,6 +89,30 @@ def _float(settings, name, default, minimum):
     if not value > minimum:
         raise ConfigurationError(f"{PREFIX}{name} must be more than {minimum}, got {value}")
     return value
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+/?$")
+
+
+def _frame_ancestors(settings) -> tuple:
+    """Parse ``frame_ancestors``: ``'self'``, ``'none'`` or exact ``scheme://host[:port]`` origins."""
+    from pyramid_notebook.origin import normalize_origin
+
+    raw = (settings.get(PREFIX + "frame_ancestors") or "").replace(",", " ").split()
+    sources = []
+    for item in raw:
+        if item.lower() in ("'self'", "'none'"):
+            sources.append(item.lower())
+            continue
+        origin = normalize_origin(item) if _ORIGIN.match(item) else ""
+        if not origin:
+            raise ConfigurationError(
+                f"{PREFIX}frame_ancestors takes 'self', 'none' or exact origins such as https://app.example.com "
+                f"(no paths, no wildcards: the save bridge answers exact origins only), got {item!r}")
+        sources.append(origin)
+    if "'none'" in sources and len(sources) > 1:
+        raise ConfigurationError(f"{PREFIX}frame_ancestors: 'none' cannot be combined with other sources")
+    return tuple(dict.fromkeys(sources))
 
 
 def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
@@ -138,6 +168,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         shutdown_url=shutdown_url,
         idle_timeout=_int(settings, "idle_timeout", NotebookSettings.idle_timeout, 0),
         max_notebooks=_int(settings, "max_notebooks", NotebookSettings.max_notebooks, 1),
+        frame_ancestors=_frame_ancestors(settings),
     )
 
 
