@@ -44,6 +44,8 @@ test_requires = demo_requires + hub_requires + [
     "splinter>=0.21",
     "selenium>=4.10",
     "hypothesis>=6",
+    # nginx accel mode (accel.ini) is tested under gunicorn as well as waitress.
+    "gunicorn>=22",
 ]
 
 setup(

@@ -81,9 +81,10 @@ def main(global_config, **settings):
         return FloorProxy(config.make_wsgi_app(), config.registry.pyramid_notebook_manager)
 
 
-def make_app(notebook_folder, websocket_proxy=""):
-    """The app with benchmark settings."""
+def make_app(notebook_folder, websocket_proxy="", accel_redirect=""):
+    """The app with benchmark settings (``accel_redirect``: nginx accel mode)."""
     return main({}, **{
+        "pyramid_notebook.accel_redirect": accel_redirect,
         "pyramid_notebook.notebook_folder": notebook_folder,
         "pyramid_notebook.port_base": "25000",
         "pyramid_notebook.port_range": "200",

@@ -62,6 +62,10 @@ class NotebookSettings:
     hub_api_token: str = ""
     #: Where the site calls the hub's REST API; empty: ``<hub_url>hub/api/``.
     hub_api_url: str = ""
+    # --- nginx accel mode (issue 11) ---
+    #: Path prefix of nginx's internal notebook location (``/_pyramid_notebook/``): the proxy
+    #: view answers with ``X-Accel-Redirect`` and nginx relays; empty: the site relays itself.
+    accel_redirect: str = ""
     # --- embedding (issue 14) ---
     #: CSP ``frame-ancestors`` sources allowed to frame notebook pages (``'self'`` or exact
     #: origins); empty: the site itself (``'self'``, plus the site's origin when notebook
@@ -167,6 +171,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
     hub = _hub_settings(settings, backend, websocket_proxy)
     return NotebookSettings(
         **hub,
+        accel_redirect=_accel_redirect(settings),
         notebook_folder=folder,
         kill_timeout=_int(settings, "kill_timeout", NotebookSettings.kill_timeout, 1),
         websocket_proxy=websocket_proxy,
@@ -206,6 +211,16 @@ def _hub_settings(settings, backend, websocket_proxy) -> dict:
         raise ConfigurationError(f"{PREFIX}backend = jupyterhub needs {PREFIX}websocket_proxy: the browser "
                                  "reaches the hub's servers only through the site")
     return hub
+def _accel_redirect(settings) -> str:
+    """``pyramid_notebook.accel_redirect``: empty, or a path prefix ending in ``/``."""
+    value = (settings.get(PREFIX + "accel_redirect") or "").strip()
+    if not value:
+        return ""
+    if not value.startswith("/") or any(c in value for c in "?#% \t"):
+        raise ConfigurationError(
+            f"{PREFIX}accel_redirect must be a path like /_pyramid_notebook/ (nginx's internal location), "
+            f"got {value!r}")
+    return value.rstrip("/") + "/"
 
 
 def _resolve(dotted):

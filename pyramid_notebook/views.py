@@ -21,6 +21,7 @@ from pyramid.httpexceptions import (
 )
 
 from pyramid_notebook.backend import BackendUnavailable
+from pyramid_notebook import accel
 from pyramid_notebook.contents import BadPath, validate_path
 from pyramid_notebook.framing import framing_context
 from pyramid_notebook.notebookmanager import NotebookStartError, TooManyNotebooks
@@ -102,7 +103,7 @@ def fill_context_defaults(request, notebook_context) -> dict:
     for key, value in framing_context(settings.frame_ancestors, request.host_url, site_origin).items():
         context.setdefault(key, value)
     if "websocket_url" not in context:
-        if settings.websocket_proxy:
+        if settings.websocket_proxy or settings.accel_redirect:
             context["websocket_url"] = ""  # same origin: websockets come through the proxy
         else:
             # pserve mode: the browser opens websockets straight to the notebook's port.
@@ -249,7 +250,9 @@ def notebook_proxy(request, username):
     Cross-origin state-changing requests and websocket handshakes are refused
     with 403. A websocket handshake goes to the ``pyramid_notebook.websocket_proxy``
     callable as ``websocket_proxy(request, port)``, with the notebook's context in
-    ``request.environ["pyramid_notebook.context"]``.
+    ``request.environ["pyramid_notebook.context"]``. With ``pyramid_notebook.accel_redirect``
+    set, every request that passes these checks gets an empty answer with ``X-Accel-Redirect``
+    instead and nginx relays it (:mod:`pyramid_notebook.accel`).
     """
     _require_user(username)
     check_request_size(request)
@@ -271,6 +274,15 @@ def notebook_proxy(request, username):
     # own pages share the upstream address (the user's token is refused there as well).
     if not request.path.startswith(context.get("notebook_path") or "/"):
         raise error_page(HTTPNotFound, "Not your notebook", "This address is not part of your notebook.")
+
+    # nginx accel mode: nginx relays HTTP and websockets itself once the site says yes.
+    accel_prefix = get_notebook_settings(request.registry).accel_redirect
+    if accel_prefix:
+        if accel.is_fallback(request):  # nginx could not reach the notebook
+            logger.warning("Notebook of %r on port %s did not answer nginx", username, port)
+            raise error_page(HTTPBadGateway, "Your notebook does not answer",
+                             "The notebook server could not be reached. Launch it again from the site.")
+        return accel.grant_response(request, context, accel_prefix)
 
     if is_websocket_upgrade(request):
         check_websocket_handshake(request)
