@@ -24,13 +24,40 @@ def log_in(browser, base_url, username="user", password="password"):
     assert browser.is_text_present(f"Logged in as {username}", wait_time=10)
 
 
-def run_in_last_cell(browser, code):
-    """Type ``code`` into the notebook's last code cell and run it with Shift+Enter."""
+def run_in_last_cell(browser, code, timeout=90):
+    """Type ``code`` into the notebook's last code cell and run it with Shift+Enter.
+
+    A notebook page that is still initialising (on a busy machine) can swallow the keystrokes or
+    the Shift+Enter; the cell's prompt shows whether it was queued (``[*]`` or ``[n]``), so type
+    and run again on that same cell until it was, within ``timeout``.
+    """
+    from selenium.common.exceptions import WebDriverException
+
     driver = browser.driver
     editor = wait_for(lambda: _last_editor(driver), timeout=60, message="a code cell editor")
-    editor.click()
-    editor.send_keys(code)
-    ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+    cell = editor.find_element(By.XPATH, "./ancestor::div[contains(@class, 'jp-CodeCell')][1]")
+
+    def queued():
+        try:
+            prompt = cell.find_element(By.CSS_SELECTOR, ".jp-InputPrompt").text
+        except WebDriverException:
+            return False
+        return "*" in prompt or any(ch.isdigit() for ch in prompt)
+
+    def attempt():
+        try:
+            editor.click()
+            if code not in editor.text:
+                editor.send_keys(code)
+            ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+        except WebDriverException:
+            return False
+        try:
+            return wait_for(queued, timeout=10, interval=0.2, message="the cell to be queued")
+        except AssertionError:
+            return False
+
+    wait_for(attempt, timeout=timeout, interval=0.5, message=f"the cell {code!r} to run")
 
 
 def _last_editor(driver):
