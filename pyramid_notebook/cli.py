@@ -13,7 +13,7 @@ import sys
 import urllib3
 
 from pyramid_notebook import contextfile
-from pyramid_notebook.notebookmanager import LOCK_FOLDER
+from pyramid_notebook.notebookmanager import FORK_SERVER_FOLDER, LOCK_FOLDER
 from pyramid_notebook.process import get_daemon_process, read_pid_file, terminate_daemon
 
 PID_FILE_NAME = "notebook.pid"
@@ -47,7 +47,7 @@ def user_folders(notebook_folder):
         raise SystemExit(f"No such notebook folder: {notebook_folder}") from None
     for entry in entries:
         path = os.path.join(notebook_folder, entry)
-        if entry == LOCK_FOLDER or not os.path.isdir(path):
+        if entry in (LOCK_FOLDER, FORK_SERVER_FOLDER) or not os.path.isdir(path):
             continue
         if os.path.exists(os.path.join(path, PID_FILE_NAME)) or os.path.exists(
                 contextfile.get_context_file(os.path.join(path, PID_FILE_NAME))):

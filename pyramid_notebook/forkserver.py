@@ -1,0 +1,469 @@
+#!/usr/bin/env python
+"""A fork server: notebook daemons forked from a process that has already imported Jupyter.
+
+Importing ``jupyter_server`` and ``notebook`` takes 2.4-3.3 s on a small machine, nearly
+all of a notebook server's start. The fork server pays that once per notebook folder and
+interpreter; each launch is then a ``fork()`` (a few milliseconds) and Jupyter's own
+start-up proper.
+
+Run as ``python forkserver.py serve SOCKET_FOLDER`` by :class:`ForkServerClient`, never
+by hand. Before it forks it has only *imported* modules: no event loop, no thread, no ZMQ
+context, no config or traitlets singleton, no socket but its own control socket (checked
+at start, see :func:`check_pristine`). Each child detaches as daemonocle's daemons do
+(``setsid``, a second fork, every inherited fd closed, signal handlers reset, the
+environment and working folder from the request) and then runs the daemon's own
+:func:`~pyramid_notebook.server.notebook_daemon.run_notebook`, under an honest command
+line (``python .../notebook_daemon.py start PID_FILE WORK_FOLDER PORT KILL_TIMEOUT``) so
+the pid checks of :mod:`pyramid_notebook.process` trust it exactly as a daemon started
+from the command line.
+
+The control socket (mode 0600, in a 0700 folder inside the notebook folder) speaks one
+JSON object per line; only processes of the same uid are answered (``SO_PEERCRED``).
+"""
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+_here = os.path.dirname(os.path.abspath(__file__))
+if __name__ == "__main__":  # run as a script: nothing in this folder may shadow a top-level module
+    if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
+        sys.path.pop(0)
+    sys.path.insert(0, os.path.dirname(_here))
+
+#: Folder (inside the notebook folder) holding fork servers' sockets and pid files.
+FOLDER_NAME = ".forkserver"
+DAEMON_SCRIPT = os.path.join(_here, "server", "notebook_daemon.py")
+#: Modules a notebook server needs, imported once before any fork.
+PRELOAD = ("notebook.app", "jupyter_server.serverapp", "jupyter_server.services.kernels.kernelmanager",
+           "jupyter_server.services.sessions.sessionmanager", "jupyter_server.services.contents.largefilemanager",
+           "jupyterlab_server", "jupyter_client.ioloop", "nbformat", "pyramid_notebook.server.notebook_daemon",
+           "pyramid_notebook.server.identity", "pyramid_notebook.server.websocket",
+           "pyramid_notebook.server.static_files", "pyramid_notebook.server.warm_kernel", "setproctitle")
+#: Jupyter's usual server extensions: imported too if installed (``jupyterlab.labapp`` alone asks
+#: node for its yarn configuration at import, a second on a small machine).
+PRELOAD_OPTIONAL = ("jupyterlab.labapp", "jupyterlab.handlers.announcements", "jupyter_lsp.serverextension",
+                    "jupyter_server_terminals.app", "terminado", "notebook_shim.shim", "jupyter_server.gateway.managers",
+                    "IPython.core.completer", "httpx", "jinja2", "pygments.lexers.python")
+#: Packages whose version (and, for ours, whose files) the fingerprint covers.
+PACKAGES = ("pyramid_notebook", "notebook", "jupyter_server")
+
+
+class ForkServerError(RuntimeError):
+    """The fork server is missing, stale or did not answer; launch the plain way instead."""
+
+
+def fingerprint(python=None) -> dict:
+    """What a fork server was built from: interpreter, package versions, our files' mtimes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    mtime = 0
+    for folder in (_here, os.path.join(_here, "server")):
+        for entry in os.scandir(folder):
+            if entry.name.endswith(".py"):
+                mtime = max(mtime, entry.stat().st_mtime_ns)
+    return {"python": python or sys.executable, "versions": versions, "package": _here, "mtime": mtime}
+
+
+def socket_name(python: str) -> str:
+    """One fork server per interpreter: its socket's file name."""
+    return "fs-" + hashlib.sha256(python.encode()).hexdigest()[:12] + ".sock"
+
+
+def _short_path(dir_fd: int, name: str) -> str:
+    # A unix socket path may be at most 107 bytes; deep notebook folders are longer.
+    return f"/proc/self/fd/{dir_fd}/{name}"
+
+
+def request(folder: str, python: str, message: dict, timeout: float = 10.0) -> dict:
+    """Send ``message`` to the fork server of ``python`` under ``folder``; return its answer.
+
+    Raises :class:`ForkServerError` when there is no server or it does not answer in time.
+    """
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise ForkServerError(f"no fork server folder: {e}") from None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(_short_path(dir_fd, socket_name(python)))
+            s.sendall(json.dumps(message).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        answer = json.loads(data)
+    except (OSError, ValueError) as e:
+        raise ForkServerError(f"the fork server did not answer: {e}") from None
+    finally:
+        os.close(dir_fd)
+    if not isinstance(answer, dict):
+        raise ForkServerError("the fork server gave a malformed answer")
+    return answer
+
+
+def spawn(folder: str, python: str, log_file: str) -> subprocess.Popen:
+    """Start a fork server for ``python`` under ``folder`` (returns at once; it imports for seconds)."""
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    with open(log_file, "ab") as log:
+        return subprocess.Popen([python, os.path.abspath(__file__), "serve", folder], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, close_fds=True, cwd=folder, start_new_session=True)
+
+
+def check_pristine() -> list:
+    """Reasons why forking now could share state between users (empty when safe)."""
+    import threading
+
+    problems = []
+    if threading.active_count() != 1:
+        problems.append(f"{threading.active_count()} threads")
+    zmq = sys.modules.get("zmq")
+    if zmq is not None and getattr(zmq.Context, "_instance", None) is not None:
+        problems.append("a ZMQ context")
+    import asyncio
+
+    with contextlib.suppress(RuntimeError):
+        if asyncio.get_event_loop_policy()._local._loop is not None:  # noqa: SLF001 - no public way to ask
+            problems.append("an asyncio event loop")
+    from traitlets.config import SingletonConfigurable
+
+    for cls in _subclasses(SingletonConfigurable):
+        if cls.initialized():
+            problems.append(f"a {cls.__name__} instance")
+    return problems
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+class ForkServerClient:
+    """The manager's handle on the fork server of one notebook folder and interpreter."""
+
+    #: Seconds a fork server being spawned is given to import Jupyter before another spawn is tried.
+    SPAWN_GRACE = 120.0
+
+    def __init__(self, notebook_folder: str, python: str):
+        self.folder = os.path.join(notebook_folder, FOLDER_NAME)
+        self.python = python
+        self.name = socket_name(python)
+        self.pid_file = os.path.join(self.folder, self.name[:-len(".sock")] + ".pid")
+        self.log_file = os.path.join(self.folder, self.name[:-len(".sock")] + ".log")
+        self._spawned = None
+
+    def start_daemon(self, pid_file, work_folder, port, kill_timeout, extra_args=()) -> int:
+        """Fork a notebook daemon; return its pid. Raises :class:`ForkServerError` to ask for a plain start.
+
+        A missing, dead or stale fork server is (re)started in the background on the way.
+        """
+        message = {"op": "start", "python": self.python, "pid_file": pid_file, "work_folder": work_folder,
+                   "port": int(port), "kill_timeout": int(kill_timeout), "extra_args": list(extra_args),
+                   "env": dict(os.environ)}
+        try:
+            answer = request(self.folder, self.python, message)
+        except ForkServerError:
+            self.ensure_running()
+            raise
+        if not answer.get("ok"):
+            if answer.get("error") == "stale":
+                self.ensure_running(force=True)
+            raise ForkServerError(f"the fork server refused: {answer.get('error')}")
+        return int(answer["pid"])
+
+    def ping(self, timeout=2.0):
+        """The fork server's ``{"pid", "fingerprint"}``, or ``None`` when it does not answer."""
+        try:
+            answer = request(self.folder, self.python, {"op": "ping"}, timeout=timeout)
+        except ForkServerError:
+            return None
+        return answer if answer.get("ok") else None
+
+    def ensure_running(self, force=False) -> None:
+        """Spawn the fork server unless it answers or is already being spawned (never waits for it)."""
+        import fcntl
+
+        from pyramid_notebook.process import read_pid_file
+
+        os.makedirs(self.folder, mode=0o700, exist_ok=True)
+        with open(os.path.join(self.folder, "spawn.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self._spawned is not None and self._spawned.poll() is not None:
+                self._spawned = None  # reaped
+            if not force and self.ping(timeout=0.5):
+                return
+            pid = read_pid_file(self.pid_file)
+            proc = self._process(pid)
+            if proc is not None:
+                booting = time.time() - proc.create_time() < self.SPAWN_GRACE
+                if booting and not force:
+                    return
+                self._kill(proc)
+            self._spawned = spawn(self.folder, self.python, self.log_file)
+            with open(self.pid_file, "w") as f:
+                f.write(f"{self._spawned.pid}\n")
+
+    def wait_until_ready(self, timeout=60.0):
+        """Block until the fork server answers (tests and benchmarks); return its ping answer."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answer = self.ping(timeout=1)
+            if answer:
+                return answer
+            time.sleep(0.05)
+        raise ForkServerError(f"the fork server did not answer within {timeout:g} s; see {self.log_file}")
+
+    def stop(self) -> bool:
+        """Stop the fork server (its notebook daemons keep running); return True if one ran."""
+        from pyramid_notebook.process import read_pid_file
+
+        proc = self._process(read_pid_file(self.pid_file))
+        answered = False
+        with contextlib.suppress(ForkServerError):
+            answered = bool(request(self.folder, self.python, {"op": "stop"}, timeout=2).get("ok"))
+        if proc is not None:
+            self._kill(proc, gentle=answered)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.pid_file)
+        if self._spawned is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._spawned.wait(timeout=5)
+        return answered or proc is not None
+
+    def _process(self, pid):
+        """The fork server behind ``pid``, only if its command line says it serves this folder."""
+        import psutil
+
+        if not pid:
+            return None
+        try:
+            proc = psutil.Process(pid)
+            cmdline = proc.cmdline()
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+        ours = len(cmdline) >= 3 and cmdline[-3].endswith("forkserver.py") and cmdline[-2:] == ["serve", self.folder]
+        return proc if ours and cmdline[0] == self.python else None
+
+    @staticmethod
+    def _kill(proc, gentle=False):
+        import psutil
+
+        try:
+            if not gentle:
+                proc.terminate()
+            proc.wait(timeout=5)
+            return
+        except psutil.NoSuchProcess:
+            return
+        except psutil.TimeoutExpired:
+            pass
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def stop_all(notebook_folder: str) -> int:
+    """Stop every fork server under ``notebook_folder``; return how many were running."""
+    folder = os.path.join(notebook_folder, FOLDER_NAME)
+    stopped = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.listdir(folder):
+            if entry.startswith("fs-") and entry.endswith(".pid"):
+                import psutil
+
+                from pyramid_notebook.process import read_pid_file
+
+                pid = read_pid_file(os.path.join(folder, entry))
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    python = psutil.Process(pid).cmdline()[0] if pid else None
+                    if python and ForkServerClient(notebook_folder, python).stop():
+                        stopped += 1
+    return stopped
+
+
+# --- the server side -----------------------------------------------------------
+
+
+def _peer_uid(conn) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def _read_line(conn, limit=1 << 20) -> dict:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < limit:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return json.loads(data)
+
+
+def serve(folder: str) -> int:
+    """Import Jupyter, then answer ``ping``/``start``/``stop`` requests on the control socket."""
+    import importlib
+
+    started = time.monotonic()
+    for name in PRELOAD:
+        importlib.import_module(name)
+    for name in PRELOAD_OPTIONAL:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    built = fingerprint()
+    problems = check_pristine()
+    if problems:
+        print(f"fork server refuses to serve: importing left {', '.join(problems)}", file=sys.stderr)
+        return 1
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    name = socket_name(sys.executable)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # the socket is created 0600: only our uid may even connect
+    try:
+        tmp = f".{name}.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        listener.bind(_short_path(dir_fd, tmp))
+        listener.listen(64)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # atomically replaces a stale socket
+    finally:
+        os.umask(old_umask)
+    print(f"fork server {os.getpid()} ready in {time.monotonic() - started:.2f} s: {json.dumps(built)}",
+          file=sys.stderr, flush=True)
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                conn.settimeout(10)
+                if _peer_uid(conn) != os.getuid():
+                    continue
+                message = _read_line(conn)
+                answer, stop = _handle(message, built, listener, conn)
+                conn.sendall(json.dumps(answer).encode() + b"\n")
+            except Exception as e:  # a bad request never ends the server
+                with contextlib.suppress(OSError):
+                    conn.sendall(json.dumps({"ok": False, "error": repr(e)}).encode() + b"\n")
+                continue
+        if stop:
+            with contextlib.suppress(OSError):
+                if os.stat(name, dir_fd=dir_fd).st_ino == os.fstat(listener.fileno()).st_ino:
+                    os.unlink(name, dir_fd=dir_fd)
+            return 0
+
+
+def _handle(message, built, listener, conn):
+    op = message.get("op")
+    if op == "ping":
+        return {"ok": True, "pid": os.getpid(), "fingerprint": built}, False
+    if op == "stop":
+        return {"ok": True, "pid": os.getpid()}, True
+    if op != "start":
+        return {"ok": False, "error": f"unknown op {op!r}"}, False
+    if message.get("python") != built["python"] or fingerprint() != built:
+        # Another interpreter asks, or packages were upgraded or our files changed since we imported them.
+        return {"ok": False, "error": "stale", "fingerprint": built}, True
+    return {"ok": True, "pid": _fork_daemon(message, listener, conn)}, False
+
+
+def _fork_daemon(message, listener, conn) -> int:
+    """Fork, detach and run the notebook daemon; return the daemon's pid."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked process
+        try:
+            os.close(read_end)
+            listener.close()
+            conn.close()
+            os.setsid()
+            grandchild = os.fork()
+            if grandchild:
+                os.write(write_end, str(grandchild).encode())
+                os._exit(0)
+            os.close(write_end)
+            _become_daemon(message)
+        finally:
+            os._exit(1)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(child, 0)
+    if not data:
+        raise RuntimeError("the daemon could not be forked")
+    return int(data)
+
+
+def _become_daemon(message):  # pragma: no cover - runs in the forked process
+    """In the grandchild: shed everything inherited, then run the notebook like the daemon does."""
+    import setproctitle
+
+    pid_file, work_folder = message["pid_file"], message["work_folder"]
+    port, kill_timeout = int(message["port"]), int(message["kill_timeout"])
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    os.umask(0o022)
+    os.chdir(work_folder)
+    # stdin from /dev/null and the logs as stdout/stderr, as daemonocle does; then nothing else inherited.
+    null = os.open(os.devnull, os.O_RDWR)
+    out = os.open(os.path.join(work_folder, "notebook.stdout.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    err = os.open(os.path.join(work_folder, "notebook.stderr.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for fd, target in ((null, 0), (out, 1), (err, 2)):
+        os.dup2(fd, target)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") < 65536 else 65536)
+    sys.stdin = open(0, "r", closefd=False)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    argv = [message["python"], DAEMON_SCRIPT, "start", pid_file, work_folder, str(port), str(kill_timeout)]
+    setproctitle.setproctitle(" ".join(argv))  # before the environment changes: it finds argv's memory by it
+    os.environ.clear()
+    os.environ.update(message.get("env") or {})
+    sys.argv = argv[1:]
+    fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    from pyramid_notebook.server.notebook_daemon import run_notebook
+
+    code = 0
+    try:
+        run_notebook(pid_file, work_folder, port, kill_timeout, list(message.get("extra_args") or []))
+    except BaseException as e:  # the log is where a daemon's failure shows
+        import traceback
+
+        traceback.print_exc()
+        code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1
+    finally:
+        with contextlib.suppress(OSError):
+            with open(pid_file) as f:
+                if f.read().strip() == str(os.getpid()):
+                    os.unlink(pid_file)  # as daemonocle does on exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "serve":
+        print("Usage: forkserver.py serve SOCKET_FOLDER (started by pyramid_notebook's NotebookManager)",
+              file=sys.stderr)
+        sys.exit(2)
+    from pyramid_notebook import forkserver as _module  # the package's copy, not __main__'s
+
+    sys.exit(_module.serve(os.path.abspath(sys.argv[2])))
