@@ -69,12 +69,14 @@ def fingerprint(python=None) -> dict:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = None
-    mtime = 0
+    files = hashlib.sha256()
     for folder in (_here, os.path.join(_here, "server")):
-        for entry in os.scandir(folder):
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if entry.name.endswith(".py"):
-                mtime = max(mtime, entry.stat().st_mtime_ns)
-    return {"python": python or sys.executable, "versions": versions, "package": _here, "mtime": mtime}
+                stat = entry.stat()
+                files.update(f"{entry.path} {stat.st_mtime_ns} {stat.st_size}\n".encode())
+    return {"python": python or sys.executable, "versions": versions, "package": _here,
+            "files": files.hexdigest()[:16]}
 
 
 def socket_name(python: str) -> str:
@@ -211,11 +213,15 @@ class ForkServerClient:
                 return
             pid = read_pid_file(self.pid_file)
             proc = self._process(pid)
+            socket_path = os.path.join(self.folder, self.name)
             if proc is not None:
-                booting = time.time() - proc.create_time() < self.SPAWN_GRACE
+                # It binds its socket once it has imported everything; we remove any old one first.
+                booting = not os.path.lexists(socket_path) and time.time() - proc.create_time() < self.SPAWN_GRACE
                 if booting and not force:
                     return
                 self._kill(proc)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path)
             self._spawned = spawn(self.folder, self.python, self.log_file)
             with open(self.pid_file, "w") as f:
                 f.write(f"{self._spawned.pid}\n")

@@ -20,6 +20,7 @@ from pyramid.httpexceptions import (
 from pyramid_notebook.notebookmanager import NotebookStartError, TooManyNotebooks
 from pyramid_notebook.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin
 from pyramid_notebook.ports import NoFreePort
+from pyramid_notebook.progress import launch_with_progress, wants_progress_page
 from pyramid_notebook.proxy import UpstreamError, proxy_request
 from pyramid_notebook.settings import get_notebook_settings
 from pyramid_notebook.static import static_file_response
@@ -102,6 +103,25 @@ def fill_context_defaults(request, notebook_context) -> dict:
     return context
 
 
+def describe_launch_error(e):
+    """``(status, title, message, details)`` of the error page for a failed launch; re-raises others."""
+    if isinstance(e, BadUsername):
+        return 400, "Unusable username", str(e), ""
+    if isinstance(e, (NoFreePort, TooManyNotebooks)):
+        return 503, "No notebook slot free", str(e), ""
+    if isinstance(e, NotebookStartError):
+        logger.error("Notebook failed to start: %s\n%s", e, e.log_tail)
+        return 500, "The notebook failed to start", str(e) + " The end of its log follows.", e.log_tail
+    logger.exception("Notebook failed to start", exc_info=e)
+    return 500, "The notebook failed to start", "An unexpected error occurred; the site's log has the details.", ""
+
+
+def launch_error_page(status, title, message, details=""):
+    """The error page (an HTTP exception) for a launch that failed with ``status``."""
+    exc_class = {400: HTTPBadRequest, 503: HTTPServiceUnavailable}.get(status, HTTPInternalServerError)
+    return error_page(exc_class, title, message, details)
+
+
 def launch_on_demand(request, username, notebook_context):
     """Start the user's notebook unless it already runs with the same context; return its context."""
     _require_user(username)
@@ -109,31 +129,43 @@ def launch_on_demand(request, username, notebook_context):
     manager = get_notebook_manager(request)
     try:
         context, created = manager.start_notebook_on_demand(username, context)
-    except BadUsername as e:
-        raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
-    except (NoFreePort, TooManyNotebooks) as e:
-        raise error_page(HTTPServiceUnavailable, "No notebook slot free", str(e)) from None
-    except NotebookStartError as e:
-        logger.error("Notebook for %r failed to start: %s\n%s", username, e, e.log_tail)
-        raise error_page(HTTPInternalServerError, "The notebook failed to start", str(e) +
-                         " The end of its log follows.", e.log_tail) from None
+    except (BadUsername, NoFreePort, TooManyNotebooks, NotebookStartError) as e:
+        raise launch_error_page(*describe_launch_error(e)) from None
     if created:
         logger.info("Started notebook for %r on port %s", username, context.get("http_port"))
     return context
 
 
-def launch_notebook(request, username, notebook_context):
+def _notebook_url(request, context) -> str:
+    path = context["notebook_path"].rstrip("/") + "/notebooks/" + context["notebook_name"]
+    return route_to_alt_domain(request, request.host_url + path)
+
+
+def launch_notebook(request, username, notebook_context, progress=None):
     """Start (or reuse) the user's notebook and redirect to its default notebook page.
 
     :param username: the authenticated user's name; each user has their own notebook.
     :param notebook_context: dict of context keys (``startup``, ``greeting``, ...),
         usually built with :mod:`pyramid_notebook.startup`.
-    :return: :class:`pyramid.httpexceptions.HTTPFound`
+    :param progress: answer a browser's cold launch at once with a progress page that moves
+        on to the notebook when it answers (see :mod:`pyramid_notebook.progress`); ``None``
+        (default) follows the ``pyramid_notebook.progress_page`` setting. Non-browser
+        clients, and launches of a notebook that already runs, always get the redirect.
+    :return: :class:`pyramid.httpexceptions.HTTPFound`, or the progress page's response
     """
+    if progress is None:
+        progress = get_notebook_settings(request.registry).progress_page
+    if progress and wants_progress_page(request):
+        _require_user(username)
+        context = fill_context_defaults(request, notebook_context)
+        try:
+            return launch_with_progress(request, username, context, get_notebook_manager(request),
+                                        lambda running: _notebook_url(request, running), describe_launch_error,
+                                        launch_error_page)
+        except BadUsername as e:
+            raise launch_error_page(*describe_launch_error(e)) from None
     context = launch_on_demand(request, username, notebook_context)
-    path = context["notebook_path"].rstrip("/") + "/notebooks/" + context["notebook_name"]
-    url = route_to_alt_domain(request, request.host_url + path)
-    return HTTPFound(url)
+    return HTTPFound(_notebook_url(request, context))
 
 
 def shutdown_notebook(request, username):

@@ -47,10 +47,25 @@ def stop_all_notebooks(notebook_folder):
     """Stop every daemon under ``notebook_folder`` (only pids recorded there, and only ours)."""
     if not os.path.isdir(notebook_folder):
         return
+    from pyramid_notebook import forkserver
+
+    forkserver.stop_all(notebook_folder)
     for entry in os.listdir(notebook_folder):
         pid_file = os.path.join(notebook_folder, entry, "notebook.pid")
         if os.path.exists(pid_file):
             terminate_daemon(pid_file, timeout=10)
+
+
+def fork_servers_under(folder):
+    """Live fork server processes serving a notebook folder inside ``folder``."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or len(cmdline) < 3:
+            continue
+        if cmdline[-3].endswith("forkserver.py") and cmdline[-1].startswith(str(folder)):
+            found.append(proc)
+    return found
 
 
 def daemons_under(folder):
