@@ -450,11 +450,13 @@ def _become_daemon(message):  # pragma: no cover - runs in the forked process
     code = 0
     try:
         run_notebook(pid_file, work_folder, port, kill_timeout, list(message.get("extra_args") or []))
-    except BaseException as e:  # the log is where a daemon's failure shows
+    except SystemExit as e:  # Jupyter has logged why
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # the log is where a daemon's failure shows
         import traceback
 
         traceback.print_exc()
-        code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1
+        code = 1
     finally:
         with contextlib.suppress(OSError):
             with open(pid_file) as f:

@@ -136,7 +136,7 @@ def _poll_url(request, start_id) -> str:
     params = [(k, v) for k, v in request.GET.items() if k != PARAM] + [(PARAM, start_id)]
     from urllib.parse import urlencode
 
-    return request.path_url + "?" + urlencode(params)
+    return request.path + "?" + urlencode(params)  # relative: right behind any proxy or alternative domain
 
 
 def _progress_response(request, start_id) -> Response:
