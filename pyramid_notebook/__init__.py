@@ -24,8 +24,8 @@ def includeme(config):
     def register():
         settings = parse_settings(config.get_settings(), maybe_dotted=config.maybe_dotted)
         config.registry.pyramid_notebook_settings = settings
-        config.registry.pyramid_notebook_manager = manager = NotebookManager.from_settings(settings)
-        # The fork server imports Jupyter while the site finishes starting; the first launch is then fast.
-        manager.start_fork_server()
+        # The fork server is spawned by the first launch, not here: scripts and kernels that merely
+        # bootstrap the site must not start processes.
+        config.registry.pyramid_notebook_manager = NotebookManager.from_settings(settings)
 
     config.action(SETTINGS_ACTION, register)

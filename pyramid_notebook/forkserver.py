@@ -37,6 +37,8 @@ if __name__ == "__main__":  # run as a script: nothing in this folder may shadow
         sys.path.pop(0)
     sys.path.insert(0, os.path.dirname(_here))
 
+#: Seconds without any request after which a fork server exits.
+IDLE_EXIT = 6 * 3600
 #: Folder (inside the notebook folder) holding fork servers' sockets and pid files.
 FOLDER_NAME = ".forkserver"
 DAEMON_SCRIPT = os.path.join(_here, "server", "notebook_daemon.py")
@@ -354,8 +356,14 @@ def serve(folder: str) -> int:
         os.umask(old_umask)
     print(f"fork server {os.getpid()} ready in {time.monotonic() - started:.2f} s: {json.dumps(built)}",
           file=sys.stderr, flush=True)
+    listener.settimeout(IDLE_EXIT)
     while True:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:  # unused for long: give the memory back; the next launch spawns a fresh one
+            conn, stop = None, True
+        if conn is None:
+            break
         with conn:
             try:
                 conn.settimeout(10)
@@ -369,10 +377,11 @@ def serve(folder: str) -> int:
                     conn.sendall(json.dumps({"ok": False, "error": repr(e)}).encode() + b"\n")
                 continue
         if stop:
-            with contextlib.suppress(OSError):
-                if os.stat(name, dir_fd=dir_fd).st_ino == os.fstat(listener.fileno()).st_ino:
-                    os.unlink(name, dir_fd=dir_fd)
-            return 0
+            break
+    with contextlib.suppress(OSError):
+        if os.stat(name, dir_fd=dir_fd).st_ino == os.fstat(listener.fileno()).st_ino:
+            os.unlink(name, dir_fd=dir_fd)
+    return 0
 
 
 def _handle(message, built, listener, conn):
