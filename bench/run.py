@@ -42,7 +42,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_until(condition, timeout=90.0, interval=0.005):
+def wait_until(condition, timeout=300.0, interval=0.005):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -568,6 +568,7 @@ def main():
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results.json"))
     parser.add_argument("--only", default="cold,click,warm,http,ws,scale")
     parser.add_argument("--sizes", default="10,25,50", help="user counts of the scale rows")
+    parser.add_argument("--samples", type=int, default=10, help="launches measured by the cold and click rows")
     args = parser.parse_args()
     only = set(args.only.split(","))
     q = args.quick
@@ -580,9 +581,9 @@ def main():
     uwsgi_site = Site("uwsgi", workdir) if ({"http", "ws"} & only) and os.path.exists(UWSGI) else None
     try:
         if "cold" in only:
-            measure_cold(results, waitress_site, workdir, 2 if q else 10)
+            measure_cold(results, waitress_site, workdir, 2 if q else args.samples)
         if "click" in only:
-            measure_click(results, waitress_site, workdir, 2 if q else 10)
+            measure_click(results, waitress_site, workdir, 2 if q else args.samples)
         if "warm" in only:
             measure_warm(results, waitress_site, 30 if q else 300)
         if "http" in only:

@@ -130,11 +130,12 @@ class ForkServerClient:
         self.pid_file = os.path.join(self.folder, self.name[:-len(".sock")] + ".pid")
         self.log_file = os.path.join(self.folder, self.name[:-len(".sock")] + ".log")
         self._spawned = None
+        self._respawn = None
 
     def start_daemon(self, pid_file, work_folder, port, kill_timeout, extra_args=()) -> int:
         """Fork a notebook daemon; return its pid. Raises :class:`ForkServerError` to ask for a plain start.
 
-        A missing, dead or stale fork server is (re)started in the background on the way.
+        A missing, dead or stale fork server is noted for :meth:`respawn_if_needed`.
         """
         message = {"op": "start", "python": self.python, "pid_file": pid_file, "work_folder": work_folder,
                    "port": int(port), "kill_timeout": int(kill_timeout), "extra_args": list(extra_args),
@@ -142,13 +143,22 @@ class ForkServerClient:
         try:
             answer = request(self.folder, self.python, message)
         except ForkServerError:
-            self.ensure_running()
+            self._respawn = self._respawn or "spawn"
             raise
         if not answer.get("ok"):
             if answer.get("error") == "stale":
-                self.ensure_running(force=True)
+                self._respawn = "force"
             raise ForkServerError(f"the fork server refused: {answer.get('error')}")
         return int(answer["pid"])
+
+    def respawn_if_needed(self) -> None:
+        """After a launch that could not use the fork server: (re)start it in the background.
+
+        Called once that launch's own server is up, so the two do not compete for the CPU.
+        """
+        respawn, self._respawn = self._respawn, None
+        if respawn:
+            self.ensure_running(force=respawn == "force")
 
     def ping(self, timeout=2.0):
         """The fork server's ``{"pid", "fingerprint"}``, or ``None`` when it does not answer."""

@@ -82,14 +82,18 @@ class NotebookManager:
                    idle_timeout=settings.idle_timeout, fork_server=settings.fork_server,
                    warm_kernel=settings.warm_kernel)
 
-    def start_fork_server(self) -> None:
+    def start_fork_server(self, respawn_only=False) -> None:
         """Spawn the fork server now (if enabled and not running) so that the first launch is fast.
 
-        Returns at once; until the fork server has imported Jupyter, launches start daemons the plain way.
+        Returns at once; until the fork server has imported Jupyter, launches start daemons the plain
+        way. ``respawn_only``: only if a launch found it missing, dead or stale.
         """
         if self.fork_server is not None:
             try:
-                self.fork_server.ensure_running()
+                if respawn_only:
+                    self.fork_server.respawn_if_needed()
+                else:
+                    self.fork_server.ensure_running()
             except OSError as e:  # never a reason to fail: launches fall back to a plain start
                 logger.warning("Could not start the notebook fork server: %s", e)
 
@@ -272,6 +276,8 @@ class NotebookManager:
                     launcher.wait(timeout=5)
                 if launcher.stderr:
                     launcher.stderr.close()
+                if self.fork_server is not None:
+                    self.start_fork_server(respawn_only=True)
 
     def _answers(self, context, timeout) -> bool:
         url = f"http://127.0.0.1:{context['http_port']}{context.get('notebook_path') or '/notebook/'}api/status"
