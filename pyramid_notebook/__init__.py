@@ -5,6 +5,8 @@ Use ``config.include("pyramid_notebook")`` and map the views in
 """
 
 SETTINGS_ACTION = "pyramid_notebook.settings"
+#: URL path prefix of the package's browser assets (``notebook-bridge.js``).
+ASSETS_PATH = "pyramid_notebook"
 
 
 def includeme(config):
@@ -29,3 +31,5 @@ def includeme(config):
         config.registry.pyramid_notebook_manager = NotebookManager.from_settings(settings)
 
     config.action(SETTINGS_ACTION, register)
+    # The parent-page half of the save bridge: <site>/pyramid_notebook/notebook-bridge.js.
+    config.add_static_view(ASSETS_PATH, "pyramid_notebook:assets", cache_max_age=3600)

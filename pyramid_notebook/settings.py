@@ -1,6 +1,7 @@
 """The ``pyramid_notebook.*`` settings, parsed and validated once at start-up."""
 import dataclasses
 import os
+import re
 import sys
 from typing import Callable, Optional
 
@@ -59,6 +60,11 @@ class NotebookSettings:
     warm_kernel: bool = True
     #: A browser's cold launch answers at once with a progress page instead of a frozen tab.
     progress_page: bool = True
+    # --- embedding (issue 14) ---
+    #: CSP ``frame-ancestors`` sources allowed to frame notebook pages (``'self'`` or exact
+    #: origins); empty: the site itself (``'self'``, plus the site's origin when notebook
+    #: pages are served from ``alternative_domain``).
+    frame_ancestors: tuple = ()
 
 
 def _int(settings, name, default, minimum=0, maximum=None):
@@ -100,6 +106,30 @@ def _float(settings, name, default, minimum):
     if not value > minimum:
         raise ConfigurationError(f"{PREFIX}{name} must be more than {minimum}, got {value}")
     return value
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+/?$")
+
+
+def _frame_ancestors(settings) -> tuple:
+    """Parse ``frame_ancestors``: ``'self'``, ``'none'`` or exact ``scheme://host[:port]`` origins."""
+    from pyramid_notebook.origin import normalize_origin
+
+    raw = (settings.get(PREFIX + "frame_ancestors") or "").replace(",", " ").split()
+    sources = []
+    for item in raw:
+        if item.lower() in ("'self'", "'none'"):
+            sources.append(item.lower())
+            continue
+        origin = normalize_origin(item) if _ORIGIN.match(item) else ""
+        if not origin:
+            raise ConfigurationError(
+                f"{PREFIX}frame_ancestors takes 'self', 'none' or exact origins such as https://app.example.com "
+                f"(no paths, no wildcards: the save bridge answers exact origins only), got {item!r}")
+        sources.append(origin)
+    if "'none'" in sources and len(sources) > 1:
+        raise ConfigurationError(f"{PREFIX}frame_ancestors: 'none' cannot be combined with other sources")
+    return tuple(dict.fromkeys(sources))
 
 
 def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
@@ -156,6 +186,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         fork_server=_bool(settings, "fork_server", NotebookSettings.fork_server),
         warm_kernel=_bool(settings, "warm_kernel", NotebookSettings.warm_kernel),
         progress_page=_bool(settings, "progress_page", NotebookSettings.progress_page),
+        frame_ancestors=_frame_ancestors(settings),
     )
 
 

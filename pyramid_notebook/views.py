@@ -11,12 +11,14 @@ is and whether they may have a shell at all::
 """
 import html
 import logging
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from pyramid.httpexceptions import (
     HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInternalServerError, HTTPServiceUnavailable,
 )
 
+from pyramid_notebook.contents import BadPath, validate_path
+from pyramid_notebook.framing import framing_context
 from pyramid_notebook.notebookmanager import NotebookStartError, TooManyNotebooks
 from pyramid_notebook.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin
 from pyramid_notebook.ports import NoFreePort
@@ -90,6 +92,9 @@ def fill_context_defaults(request, notebook_context) -> dict:
     context.setdefault("shutdown_url", _shutdown_url(request, settings))
     site_origin = normalize_origin(route_to_alt_domain(request, request.host_url))
     context.setdefault("allow_origin", site_origin)
+    # Embedding: who may frame notebook pages, and whom the save bridge answers.
+    for key, value in framing_context(settings.frame_ancestors, request.host_url, site_origin).items():
+        context.setdefault(key, value)
     if "websocket_url" not in context:
         if settings.websocket_proxy:
             context["websocket_url"] = ""  # same origin: websockets come through the proxy
@@ -136,17 +141,44 @@ def launch_on_demand(request, username, notebook_context):
     return context
 
 
-def _notebook_url(request, context) -> str:
-    path = context["notebook_path"].rstrip("/") + "/notebooks/" + context["notebook_name"]
-    return route_to_alt_domain(request, request.host_url + path)
+def _checked_path(path):
+    if path is None:
+        return None
+    try:
+        return validate_path(path)
+    except BadPath as e:
+        raise error_page(HTTPBadRequest, "Unusable notebook path", str(e)) from None
 
 
-def launch_notebook(request, username, notebook_context, progress=None):
+def _notebook_page_url(request, context, path=None) -> str:
+    target = quote(path) if path is not None else context["notebook_name"]
+    url_path = context["notebook_path"].rstrip("/") + "/notebooks/" + target
+    return route_to_alt_domain(request, request.host_url + url_path)
+
+
+def notebook_url(request, username, notebook_context, path=None) -> str:
+    """Start (or reuse) the user's notebook and return the URL of one of its notebooks.
+
+    For an iframe in the site's own page (see ``pyramid_notebook.frame_ancestors``).
+
+    :param path: a notebook path relative to the user's folder, such as
+        ``"analyses/report.ipynb"``; ``None`` for the default notebook. Paths that
+        are absolute, contain ``..`` or name hidden or state files are refused with 400.
+    :return: an absolute URL on the site (or on ``alternative_domain``).
+    """
+    path = _checked_path(path)
+    context = launch_on_demand(request, username, notebook_context)
+    return _notebook_page_url(request, context, path)
+
+
+def launch_notebook(request, username, notebook_context, path=None, progress=None):
     """Start (or reuse) the user's notebook and redirect to its default notebook page.
 
     :param username: the authenticated user's name; each user has their own notebook.
     :param notebook_context: dict of context keys (``startup``, ``greeting``, ...),
         usually built with :mod:`pyramid_notebook.startup`.
+    :param path: open this notebook (relative to the user's folder) instead of the
+        default one; see :func:`notebook_url`.
     :param progress: answer a browser's cold launch at once with a progress page that moves
         on to the notebook when it answers (see :mod:`pyramid_notebook.progress`); ``None``
         (default) follows the ``pyramid_notebook.progress_page`` setting. Non-browser
@@ -157,15 +189,15 @@ def launch_notebook(request, username, notebook_context, progress=None):
         progress = get_notebook_settings(request.registry).progress_page
     if progress and wants_progress_page(request):
         _require_user(username)
+        path = _checked_path(path)
         context = fill_context_defaults(request, notebook_context)
         try:
             return launch_with_progress(request, username, context, get_notebook_manager(request),
-                                        lambda running: _notebook_url(request, running), describe_launch_error,
-                                        launch_error_page)
+                                        lambda running: _notebook_page_url(request, running, path),
+                                        describe_launch_error, launch_error_page)
         except BadUsername as e:
             raise launch_error_page(*describe_launch_error(e)) from None
-    context = launch_on_demand(request, username, notebook_context)
-    return HTTPFound(_notebook_url(request, context))
+    return HTTPFound(notebook_url(request, username, notebook_context, path=path))
 
 
 def shutdown_notebook(request, username):

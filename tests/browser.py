@@ -11,11 +11,16 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--window-size=1400,1000",
 ]
+#: Resolve www.example.test, shell.example.test, evil.example.test ... to loopback (multi-origin tests).
+EXAMPLE_HOSTS = "--host-resolver-rules=MAP *.example.test 127.0.0.1"
 ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artifacts")
 
 
-def make_browser():
-    """A splinter Browser driving a fresh headless Chromium; returns (browser, profile folder)."""
+def make_browser(extra_flags=()):
+    """A splinter Browser driving a fresh headless Chromium; returns (browser, profile folder).
+
+    ``extra_flags`` are more Chromium flags, e.g. :data:`EXAMPLE_HOSTS` for multi-origin tests.
+    """
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
     from splinter import Browser
@@ -25,7 +30,7 @@ def make_browser():
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     options = Options()
     options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+    for flag in CHROMIUM_FLAGS + list(extra_flags) + [f"--user-data-dir={profile}"]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     browser = Browser("chrome", options=options, service=Service(executable_path=CHROMEDRIVER))

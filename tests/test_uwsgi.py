@@ -44,12 +44,15 @@ def _answers(url):
 class UWSGIServer:
     """The shipped uwsgi.ini on a free port, with its own notebook folder."""
 
-    def __init__(self, tmp_path, *extra_args):
+    def __init__(self, tmp_path, *extra_args, env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.notebook_folder = str(tmp_path / "notebooks")
         self.log_path = tmp_path / "uwsgi.log"
-        env = dict(os.environ, PYRAMID_NOTEBOOK_DEMO_PORT=str(self.port), PYRAMID_NOTEBOOK_FOLDER=self.notebook_folder)
+        # More environment variables; "{port}" in their values becomes the server's port.
+        extra = {name: value.format(port=self.port) for name, value in (env or {}).items()}
+        env = dict(os.environ, PYRAMID_NOTEBOOK_DEMO_PORT=str(self.port), PYRAMID_NOTEBOOK_FOLDER=self.notebook_folder,
+                   **extra)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([UWSGI, "--ini", os.path.join(ROOT, "uwsgi.ini"), *extra_args], cwd=tmp_path,
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)

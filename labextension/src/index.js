@@ -1,15 +1,23 @@
-// "Shut down and return to site" for pyramid_notebook, in Notebook 7 and JupyterLab 4.
+// pyramid_notebook's prebuilt extension for Notebook 7 and JupyterLab 4:
 //
-// Notebook 7 no longer loads custom.js, so the original's File menu item is now a
-// prebuilt extension. The site's shutdown URL arrives in the page config
-// (pyramidNotebookShutdownUrl); without it the extension does nothing, so it is
-// harmless in any other Jupyter server.
+// 1. "Shut down and return to site". Notebook 7 no longer loads custom.js, so the original's
+//    File menu item is now this extension. The site's shutdown URL arrives in the page config
+//    (pyramidNotebookShutdownUrl); without it the control is not added.
+// 2. The save bridge, for a notebook shown in an iframe in the site's own page. The parent page
+//    posts {channel: "pyramid_notebook", type: "save", id} and gets {type: "saved", id, path}
+//    once the notebook is saved (or {type: "error", id, message}); "status" answers whether the
+//    notebook has unsaved changes. Unasked, the frame posts "dirty" when the user edits and
+//    "saved" when the notebook is saved. Requests are taken only from the frame's parent window
+//    and only from the origins allowed to frame the notebook (pyramidNotebookParentOrigins, from
+//    pyramid_notebook.frame_ancestors); answers go to that exact origin, never "*". Without
+//    that page config (any other Jupyter server) the bridge does nothing.
 import { PageConfig } from '@jupyterlab/coreutils';
 import { IMainMenu } from '@jupyterlab/mainmenu';
 import { Widget } from '@lumino/widgets';
 
 const COMMAND = 'pyramid-notebook:shutdown';
 const LABEL = 'Shut down and return to site';
+const CHANNEL = 'pyramid_notebook';
 
 class ShutdownButton extends Widget {
   constructor(commands) {
@@ -24,7 +32,7 @@ class ShutdownButton extends Widget {
   }
 }
 
-const plugin = {
+const shutdownPlugin = {
   id: 'pyramid-notebook-shutdown:plugin',
   description: 'A control that shuts the notebook down and returns to the web site.',
   autoStart: true,
@@ -37,7 +45,16 @@ const plugin = {
     app.commands.addCommand(COMMAND, {
       label: LABEL,
       execute: () => {
-        // The site's shutdown view stops this server and redirects to the site.
+        // The site's shutdown view stops this server and redirects to the site. Inside the
+        // site's own page (an iframe) the whole page goes back to the site.
+        if (window.top !== window) {
+          try {
+            window.top.location.assign(url);
+            return;
+          } catch (e) {
+            // a parent we may not navigate: go back inside the frame
+          }
+        }
         window.location.assign(url);
       }
     });
@@ -48,4 +65,99 @@ const plugin = {
   }
 };
 
-export default plugin;
+function allowedParentOrigins() {
+  const value = PageConfig.getOption('pyramidNotebookParentOrigins') || '';
+  return value.split(/\s+/).filter(Boolean);
+}
+
+// The document open in the page, if it is one that can be saved (a notebook panel). Found
+// through the shell rather than INotebookTracker, so that the extension needs no package
+// beyond what the shutdown control already uses.
+function currentDocument(app) {
+  const widget = app.shell.currentWidget;
+  return widget && widget.context && typeof widget.context.save === 'function' ? widget : null;
+}
+
+const bridgePlugin = {
+  id: 'pyramid-notebook-shutdown:save-bridge',
+  description: "Lets the site's page that frames the notebook save it and hear about edits.",
+  autoStart: true,
+  activate: app => {
+    const origins = allowedParentOrigins();
+    if (!origins.length || window.parent === window) {
+      return;
+    }
+    // The parent's exact origin: from the browser where it says (Chromium, Safari), else from
+    // the parent's first valid request. Until then unasked notices go nowhere.
+    const ancestors = window.location.ancestorOrigins;
+    let parentOrigin = ancestors && ancestors.length && origins.includes(ancestors[0]) ? ancestors[0] : null;
+
+    const post = (message, origin) => {
+      window.parent.postMessage({ channel: CHANNEL, ...message }, origin);
+    };
+    const notify = message => {
+      if (parentOrigin) {
+        post(message, parentOrigin);
+      }
+    };
+    const watched = new WeakSet();
+    const watch = () => {
+      const panel = currentDocument(app);
+      if (!panel || watched.has(panel)) {
+        return;
+      }
+      watched.add(panel);
+      const context = panel.context;
+      context.model.stateChanged.connect((model, change) => {
+        if (change.name === 'dirty' && change.newValue) {
+          notify({ type: 'dirty', path: context.path });
+        }
+      });
+      context.saveState.connect((sender, state) => {
+        if (state === 'completed') {
+          notify({ type: 'saved', path: context.path });
+        }
+      });
+    };
+    if (app.shell.currentChanged) {
+      app.shell.currentChanged.connect(watch);
+    }
+    app.restored.then(watch);
+
+    window.addEventListener('message', async event => {
+      // Only our parent window, only from an allowed origin: anything else is ignored unanswered.
+      if (event.source !== window.parent || !origins.includes(event.origin)) {
+        return;
+      }
+      const data = event.data;
+      if (!data || typeof data !== 'object' || data.channel !== CHANNEL) {
+        return;
+      }
+      parentOrigin = event.origin;
+      watch();
+      const panel = currentDocument(app);
+      const id = data.id;
+      if (data.type === 'status') {
+        post({ type: 'status', id, path: panel ? panel.context.path : null,
+               dirty: panel ? panel.context.model.dirty : false }, event.origin);
+        return;
+      }
+      if (data.type !== 'save') {
+        return;
+      }
+      if (!panel) {
+        post({ type: 'error', id, message: 'No notebook is open in the frame.' }, event.origin);
+        return;
+      }
+      try {
+        await panel.context.ready;
+        await panel.context.save();
+        post({ type: 'saved', id, path: panel.context.path }, event.origin);
+      } catch (e) {
+        post({ type: 'error', id, message: String((e && e.message) || e) }, event.origin);
+      }
+    });
+  }
+};
+
+export default [shutdownPlugin, bridgePlugin];

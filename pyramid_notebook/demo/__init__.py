@@ -7,6 +7,14 @@ from pyramid_notebook.demo.models import setup_database
 from pyramid_notebook.demo.security import DemoSecurityPolicy, Root
 
 
+#: Environment variables that override settings, for running the shipped INI files unchanged.
+ENVIRONMENT_SETTINGS = {
+    "PYRAMID_NOTEBOOK_ALTERNATIVE_DOMAIN": "pyramid_notebook.alternative_domain",
+    "PYRAMID_NOTEBOOK_DEMO_COOKIE_DOMAIN": "demo.cookie_domain",
+    "PYRAMID_NOTEBOOK_DEMO_DATABASE": "sqlalchemy.url",
+}
+
+
 def _dbsession(request):
     session = request.registry.dbsession_factory()
     request.add_finished_callback(lambda r: session.close())
@@ -20,10 +28,15 @@ def main(global_config, **settings):
     # Let the environment override the folder without editing the INI file.
     if os.environ.get("PYRAMID_NOTEBOOK_FOLDER"):
         settings["pyramid_notebook.notebook_folder"] = os.environ["PYRAMID_NOTEBOOK_FOLDER"]
+    # Alternative domain runs (tests, docs) set these without a separate INI file.
+    for variable, key in ENVIRONMENT_SETTINGS.items():
+        if os.environ.get(variable):
+            settings[key] = os.environ[variable]
     settings.setdefault("sqlalchemy.url", f"sqlite:///{os.path.join(here, 'demo.sqlite')}")
 
     with Configurator(settings=settings, root_factory=Root) as config:
-        config.set_security_policy(DemoSecurityPolicy(settings.get("demo.secret", "not a secret, demo only")))
+        config.set_security_policy(DemoSecurityPolicy(settings.get("demo.secret", "not a secret, demo only"),
+                                                      cookie_domain=settings.get("demo.cookie_domain")))
         config.include("pyramid_notebook")
         config.registry.dbsession_factory = setup_database(settings["sqlalchemy.url"])
         config.add_request_method(_dbsession, "dbsession", reify=True)
@@ -32,7 +45,10 @@ def main(global_config, **settings):
         config.add_route("logout", "/logout")
         config.add_route("shell1", "/shell1")
         config.add_route("shell2", "/shell2")
+        config.add_route("embed", "/embed")
+        config.add_route("embed_save", "/embed/save")
         config.add_route("shutdown_notebook", "/notebook/shutdown")
         config.add_route("notebook_proxy", "/notebook/*remainder")
         config.scan("pyramid_notebook.demo.views")
+        config.scan("pyramid_notebook.demo.embed")
         return config.make_wsgi_app()

@@ -1,7 +1,8 @@
-"""The demo's SQLAlchemy 2 model: one table, seeded with one row."""
+"""The demo's SQLAlchemy 2 models: items (seeded with one row) and stored analyses."""
+import datetime
 import fcntl
 
-from sqlalchemy import String, create_engine, func, select
+from sqlalchemy import DateTime, String, Text, create_engine, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 SEED_ITEM = "Ground control to Major Tom"
@@ -17,6 +18,18 @@ class Item(Base):
     __tablename__ = "items"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+
+
+class Analysis(Base):
+    """A notebook the site stored from the /embed page: its owner, name and nbformat JSON."""
+
+    __tablename__ = "analyses"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    content: Mapped[str] = mapped_column(Text)
+    saved_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime, default=lambda: datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None))
 
 
 def setup_database(url: str) -> sessionmaker:

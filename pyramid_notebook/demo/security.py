@@ -26,8 +26,11 @@ class Root:
 class DemoSecurityPolicy:
     """Pyramid 2 security policy: HTTP Basic credentials or a signed login cookie."""
 
-    def __init__(self, secret):
-        self.cookie = AuthTktCookieHelper(secret, hashalg="sha512", http_only=True, samesite="Lax")
+    def __init__(self, secret, cookie_domain=None):
+        # cookie_domain (e.g. example.com): one login for www.example.com and the notebooks'
+        # alternative domain shell.example.com.
+        self.cookie = AuthTktCookieHelper(secret, hashalg="sha512", http_only=True, samesite="Lax",
+                                          domain=cookie_domain or None)
 
     def identity(self, request):
         """The username of the logged-in user, or ``None``."""

@@ -25,6 +25,8 @@ HOME = """<h1>pyramid_notebook demo</h1>
     <code>root</code> and <code>registry</code></li>
 <li><a id="shell2" href="/shell2">Shell 2</a>: also <code>a</code>, <code>b</code>, <code>fn()</code> and the
     SQLAlchemy models</li>
+<li><a id="embed" href="/embed">Shell 2 inside this site's page</a>: save analyses to the site's
+    database and reopen them</li>
 <li><a id="shutdown" href="/notebook/shutdown">Shut down my notebook</a></li>
 </ul>
 """
@@ -102,9 +104,8 @@ def shell1(request):
     return launch_notebook(request, request.authenticated_userid, notebook_context=nb)
 
 
-@view_config(route_name="shell2", permission="shell")
-def shell2(request):
-    """A notebook with the bootstrap, a few test variables and the SQLAlchemy models."""
+def shell2_context(request) -> dict:
+    """Shell 2's notebook context: the bootstrap, a few test variables and the SQLAlchemy models."""
     nb = {}
     startup.make_startup(nb, _config_file(request))
     startup.add_script(nb, 'a = "foo"')
@@ -116,7 +117,13 @@ def shell2(request):
     startup.add_script(nb, "dbsession = request.dbsession")
     startup.add_greeting(nb, "* **dbsession** - the demo's SQLAlchemy session")
     startup.include_sqlalchemy_models(nb, Base)
-    return launch_notebook(request, request.authenticated_userid, notebook_context=nb)
+    return nb
+
+
+@view_config(route_name="shell2", permission="shell")
+def shell2(request):
+    """A notebook with the bootstrap, a few test variables and the SQLAlchemy models."""
+    return launch_notebook(request, request.authenticated_userid, notebook_context=shell2_context(request))
 
 
 @view_config(route_name="shutdown_notebook", permission="shell")

@@ -18,6 +18,7 @@ import secrets
 import sys
 import threading
 import time
+from urllib.parse import urlsplit
 
 # Run as a script, sys.path[0] is this folder: drop it so nothing here shadows a
 # top-level module, and make the package importable from an uninstalled checkout.
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover - running from a checkout that is not in
     sys.path.insert(0, os.path.dirname(os.path.dirname(_here)))
 
 from pyramid_notebook.contextfile import read_context, write_context  # noqa: E402
+from pyramid_notebook.framing import content_security_policy  # noqa: E402
 from pyramid_notebook.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
 from pyramid_notebook.server import static_files  # noqa: E402
 
@@ -110,8 +112,18 @@ def prepare_work_folder(work_folder: str, port: int, context: dict) -> dict:
                                 "pyramid_notebook.server.warm_kernel": True},
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
-        # Read by our prebuilt extension's "Shut down and return to site" control.
-        "tornado_settings": {"page_config_data": {"pyramidNotebookShutdownUrl": context.get("shutdown_url") or ""}},
+        "tornado_settings": {
+            # Read by our prebuilt extension: the "Shut down and return to site" control, and the
+            # save bridge, which answers postMessage requests from these parent origins only.
+            "page_config_data": {
+                "pyramidNotebookShutdownUrl": context.get("shutdown_url") or "",
+                "pyramidNotebookParentOrigins": " ".join(context.get("parent_origins") or []),
+            },
+            # Who may frame notebook pages (pyramid_notebook.frame_ancestors); replaces Jupyter's
+            # default "frame-ancestors 'self'" on every page and API answer.
+            "headers": {"Content-Security-Policy": content_security_policy(
+                context.get("frame_ancestors"), context.get("notebook_path") or "/notebook/")},
+        },
     }
     config = {
         "ServerApp": server,
@@ -136,6 +148,11 @@ def prepare_work_folder(work_folder: str, port: int, context: dict) -> dict:
             "cull_busy": False,
         }
         server["shutdown_no_activity_timeout"] = idle
+    ws_host = urlsplit(context.get("websocket_url") or "").hostname
+    if ws_host and ws_host not in ("localhost", "127.0.0.1", "::1"):
+        # pserve mode with a site reached by name (www.example.com:port): the browser's direct
+        # websockets carry that Host, which Jupyter's DNS-rebinding guard refuses unless listed.
+        server["local_hostnames"] = ["localhost", ws_host]
     _write_private(os.path.join(jupyter_dir, "jupyter_server_config.json"), json.dumps(config, indent=2))
 
     name = context["notebook_name"]
