@@ -5,7 +5,9 @@ import textwrap
 import pytest
 
 from pyramid_notebook.notebookmanager import NotebookManager
-from tests.helpers import WSGIServerThread, daemons_under, fork_servers_under, random_port_base, stop_all_notebooks
+from tests.helpers import (
+    WSGIServerThread, daemons_under, fork_servers_under, join_background_starts, random_port_base, stop_all_notebooks,
+)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -78,6 +80,7 @@ def make_demo_server(tmp_path, notebook_folder):
     yield make
     for server in servers:
         server.__exit__(None, None, None)
+    join_background_starts()
 
 
 @pytest.fixture

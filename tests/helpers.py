@@ -56,6 +56,18 @@ def stop_all_notebooks(notebook_folder):
             terminate_daemon(pid_file, timeout=10)
 
 
+def join_background_starts(timeout=120.0):
+    """Wait for the progress page's background starts (threads of this process) to finish.
+
+    A site stopped by a test fixture would otherwise leave a start running that launches a
+    notebook after the test's clean-up.
+    """
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name.startswith("pyramid_notebook start "):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def fork_servers_under(folder):
     """Live fork server processes serving a notebook folder inside ``folder``."""
     found = []

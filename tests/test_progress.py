@@ -12,7 +12,7 @@ from pyramid.config import Configurator
 from pyramid_notebook.progress import HEADER, PARAM, RECORD_NAME
 from pyramid_notebook.views import launch_notebook, notebook_proxy
 from tests.browser import CHROMEDRIVER, CHROMIUM
-from tests.helpers import WSGIServerThread, daemons_under, random_port_base, wait_for
+from tests.helpers import WSGIServerThread, daemons_under, join_background_starts, random_port_base, wait_for
 
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 BROKEN = {"extra_template_paths": [["not", "a", "path"]]}  # Jupyter refuses to start with this
@@ -39,6 +39,7 @@ def make_app(notebook_folder):
 def site(notebook_folder):
     with WSGIServerThread(make_app(notebook_folder)) as server:
         yield server
+    join_background_starts()
 
 
 def state(site, url):
