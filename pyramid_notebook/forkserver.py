@@ -99,6 +99,10 @@ def request(folder: str, python: str, message: dict, timeout: float = 10.0) -> d
                     break
                 data += chunk
         answer = json.loads(data)
+    except TimeoutError:
+        error = ForkServerError(f"the fork server did not answer within {timeout:g} s")
+        error.hung = True
+        raise error from None
     except (OSError, ValueError) as e:
         raise ForkServerError(f"the fork server did not answer: {e}") from None
     finally:
@@ -122,6 +126,8 @@ class ForkServerClient:
 
     #: Seconds a fork server being spawned is given to import Jupyter before another spawn is tried.
     SPAWN_GRACE = 120.0
+    #: Seconds a start request may take before the fork server counts as hung (and is replaced).
+    START_TIMEOUT = 60.0
 
     def __init__(self, notebook_folder: str, python: str):
         self.folder = os.path.join(notebook_folder, FOLDER_NAME)
@@ -141,9 +147,10 @@ class ForkServerClient:
                    "port": int(port), "kill_timeout": int(kill_timeout), "extra_args": list(extra_args),
                    "env": dict(os.environ)}
         try:
-            answer = request(self.folder, self.python, message)
-        except ForkServerError:
-            self._respawn = self._respawn or "spawn"
+            # Generous: a fork is milliseconds, but a loaded machine must not make us start a user twice.
+            answer = request(self.folder, self.python, message, timeout=self.START_TIMEOUT)
+        except ForkServerError as e:
+            self._respawn = "force" if getattr(e, "hung", False) else (self._respawn or "spawn")
             raise
         if not answer.get("ok"):
             if answer.get("error") == "stale":
