@@ -147,8 +147,8 @@ class Site:
         # A site that has been up for a few seconds: its fork server has imported Jupyter.
         from pyramid_notebook.notebookmanager import NotebookManager
 
-        manager = NotebookManager(self.folder)
-        if manager.fork_server is not None and kind == "waitress":
+        manager = NotebookManager(self.folder, fork_server=True)
+        if kind == "waitress":
             manager.start_fork_server()
             manager.fork_server.wait_until_ready(timeout=120)
 
@@ -465,8 +465,8 @@ def measure_scale(results, site, sizes):
 def _fork_server_pid(site):
     from pyramid_notebook.notebookmanager import NotebookManager
 
-    manager = NotebookManager(site.folder)
-    answer = manager.fork_server.ping() if manager.fork_server else None
+    manager = NotebookManager(site.folder, fork_server=True)
+    answer = manager.fork_server.ping()
     return answer and answer["pid"]
 
 

@@ -55,7 +55,7 @@ class NotebookManager:
     """
 
     def __init__(self, notebook_folder, min_port=29000, port_range=100, kill_timeout=3600, python=None,
-                 startup_timeout=60.0, max_notebooks=None, idle_timeout=0, fork_server=True, warm_kernel=True):
+                 startup_timeout=60.0, max_notebooks=None, idle_timeout=0, fork_server=False, warm_kernel=True):
         self.notebook_folder = os.path.abspath(notebook_folder)
         self.min_port = int(min_port)
         self.port_range = int(port_range)

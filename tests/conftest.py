@@ -42,7 +42,7 @@ def notebook_folder(tmp_path):
 def manager(notebook_folder):
     """A real NotebookManager on a random port range, its fork server ready (stopped after the test)."""
     manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, kill_timeout=600,
-                              startup_timeout=60)
+                              startup_timeout=60, fork_server=True)
     manager.start_fork_server()
     manager.fork_server.wait_until_ready(timeout=120)
     return manager

@@ -56,7 +56,7 @@ def shared(tmp_path_factory):
     """One fork server and two users forked from it, shared by the isolation tests."""
     folder = str(tmp_path_factory.mktemp("forked") / "notebooks")
     os.makedirs(folder)
-    manager = NotebookManager(folder, min_port=random_port_base(), port_range=20, kill_timeout=600)
+    manager = NotebookManager(folder, min_port=random_port_base(), port_range=20, kill_timeout=600, fork_server=True)
     manager.start_fork_server()
     server = manager.fork_server.wait_until_ready(timeout=120)
     users = {}
@@ -196,7 +196,8 @@ def test_another_interpreter_gets_its_own_fork_server(notebook_folder, tmp_path)
     os.symlink(sys.executable, python)
     os.symlink(os.path.join(sys.prefix, "lib"), venv / "lib")
     (venv / "pyvenv.cfg").write_text(open(os.path.join(sys.prefix, "pyvenv.cfg")).read())
-    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, python=python)
+    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, python=python,
+                              fork_server=True)
     manager.start_fork_server()
     assert manager.fork_server.wait_until_ready(timeout=120)["fingerprint"]["python"] == python
     context = manager.start_notebook("alice", CONTEXT)

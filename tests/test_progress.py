@@ -22,7 +22,7 @@ def make_app(notebook_folder):
     """A site with one good shell (user alice) and one whose notebook cannot start (user bob)."""
     settings = {"pyramid_notebook.notebook_folder": notebook_folder,
                 "pyramid_notebook.port_base": str(random_port_base()), "pyramid_notebook.port_range": "20",
-                "pyramid_notebook.startup_timeout": "60"}
+                "pyramid_notebook.startup_timeout": "60", "pyramid_notebook.fork_server": "true"}
     with Configurator(settings=settings) as config:
         config.include("pyramid_notebook")
         config.add_route("shell", "/shell")

@@ -81,6 +81,13 @@ def serve(folder: str) -> int:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     built = fingerprint()
+    # Move everything imported so far out of the collector's sight: children's collections then
+    # neither scan it (a forked server holds more modules than one that imported what it needed)
+    # nor write to its pages (which would copy them, losing the memory shared with us).
+    import gc
+
+    gc.collect()
+    gc.freeze()
     problems = check_pristine()
     if problems:
         print(f"fork server refuses to serve: importing left {', '.join(problems)}", file=sys.stderr)
