@@ -59,7 +59,7 @@ class NotebookSettings:
     #: Start the default notebook's kernel (and its startup script) as soon as the server runs.
     warm_kernel: bool = True
     #: A browser's cold launch answers at once with a progress page instead of a frozen tab.
-    progress_page: bool = True
+    progress_page: bool = False
     # --- embedding (issue 14) ---
     #: CSP ``frame-ancestors`` sources allowed to frame notebook pages (``'self'`` or exact
     #: origins); empty: the site itself (``'self'``, plus the site's origin when notebook
