@@ -21,12 +21,25 @@ install_requires = [
     "setproctitle>=1.3",
 ]
 
+# ASGI (pyramid_notebook.asgi): the site under uvicorn, notebook websockets relayed on the event loop.
+asgi_requires = [
+    "uvicorn>=0.30",
+    "a2wsgi>=1.10,<2",
+    "websockets>=13",
+]
+
+# The demo runs on uvicorn (egg:pyramid_notebook#uvicorn), so it includes the asgi extra.
 demo_requires = [
     "waitress>=2",
     "SQLAlchemy>=2,<3",
+] + asgi_requires
+
+hub_requires = [
+    "jupyterhub>=6,<7",
+    "jupyterhub-idle-culler>=2",
 ]
 
-test_requires = demo_requires + [
+test_requires = demo_requires + hub_requires + [
     "pytest>=7",
     "pytest-timeout",
     "websocket-client>=1.6",
@@ -61,10 +74,17 @@ setup(
         "demo": demo_requires,
         "test": test_requires,
         "uwsgi": ["uwsgi>=2.0.22", "wsproto>=1.2"],
+        "asgi": asgi_requires,
+        # The JupyterHub backend (issue 15): the hub, its idle culler; configurable-http-proxy is npm's.
+        "hub": hub_requires,
     },
     entry_points={
         "console_scripts": ["pyramid-notebook = pyramid_notebook.cli:main"],
         "paste.app_factory": ["demo = pyramid_notebook.demo:main"],
-        "paste.server_runner": ["demo_server = pyramid_notebook.demo.server:serve"],
+        "paste.server_runner": [
+            "demo_server = pyramid_notebook.demo.server:serve",
+            "uvicorn = pyramid_notebook.asgi:serve_paste",
+            "demo_uwsgi = pyramid_notebook.demo.server:serve_uwsgi",
+        ],
     },
 )

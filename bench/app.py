@@ -98,3 +98,21 @@ def uwsgi_application():
     import os
 
     return make_app(os.environ["BENCH_NOTEBOOK_FOLDER"], "pyramid_notebook.uwsgi.serve_websocket")
+
+
+def asgi_application(notebook_folder):
+    """The bench app under uvicorn (``pyramid_notebook.asgi``), websockets through the site."""
+    from pyramid_notebook.asgi import make_asgi_app
+
+    return make_asgi_app(make_app(notebook_folder, "pyramid_notebook.asgi.serve_websocket"))
+
+
+def make_hub_app(hub_url, hub_api_token):
+    """The app on the JupyterHub backend (issue 15): the same views, the hub's servers."""
+    return main({}, **{
+        "pyramid_notebook.backend": "jupyterhub",
+        "pyramid_notebook.hub_url": hub_url,
+        "pyramid_notebook.hub_api_token": hub_api_token,
+        "pyramid_notebook.startup_timeout": "300",
+        "pyramid_notebook.websocket_proxy": "pyramid_notebook.uwsgi.serve_websocket",
+    })

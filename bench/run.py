@@ -1,6 +1,7 @@
 """Benchmark pyramid_notebook against direct access, side by side in one run.
 
-    bench/run [--quick] [--output bench/results.json] [--only cold,warm,http,ws,scale,click] [--sizes 10,25,50]
+    bench/run [--quick] [--output bench/results.json] [--only cold,click,warm,http,ws,idle,scale,hub]
+              [--servers waitress,uwsgi,uvicorn] [--sizes 10,25,50] [--samples 10]
 
 Prints one table (metric, proxied, direct/baseline, ratio, target, pass) and writes it as JSON.
 Every comparison is measured interleaved in the same run, on loopback; report medians (with
@@ -129,6 +130,12 @@ class Site:
             code = ("import sys, waitress; sys.path.insert(0, %r); from bench.app import make_app; "
                     "waitress.serve(make_app(%r), host='127.0.0.1', port=%d, threads=32, _quiet=True)"
                     % (ROOT, self.folder, self.port))
+            cmd = [PYTHON, "-c", code]
+        elif kind == "uvicorn":
+            # One uvicorn worker: HTTP through a2wsgi's thread pool, websockets on the event loop.
+            code = ("import sys, uvicorn; sys.path.insert(0, %r); from bench.app import asgi_application; "
+                    "uvicorn.run(asgi_application(%r), host='127.0.0.1', port=%d, log_level='warning', "
+                    "access_log=False)" % (ROOT, self.folder, self.port))
             cmd = [PYTHON, "-c", code]
         else:
             wsgi = os.path.join(workdir, "bench_wsgi.py")
@@ -267,13 +274,13 @@ def _load(urls_and_headers, concurrency, n):
     return times, nbytes[0], time.perf_counter() - start
 
 
-def _throughput(site, concurrency, n, proxied_url, direct_url, headers, rounds=2):
+def _throughput(site, concurrency, n, proxied_url, direct_url, headers, rounds=2, user="http"):
     """Median MiB/s of proxied and direct GETs of one large URL, in interleaved rounds."""
     p_rate, d_rate = [], []
     # Jupyter refuses files/ downloads without a same-site Referer, as a browser would send.
     headers = dict(headers, Referer=direct_url.split("/notebook/")[0] + "/notebook/tree")
     for _ in range(rounds):
-        _, b, t = _load((proxied_url, {"X-Bench-User": "http", "Referer": site.url + "/notebook/tree"}), concurrency, n)
+        _, b, t = _load((proxied_url, {"X-Bench-User": user, "Referer": site.url + "/notebook/tree"}), concurrency, n)
         p_rate.append(b / t / 2**20)
         _, b, t = _load((direct_url, headers), concurrency, n)
         d_rate.append(b / t / 2**20)
@@ -393,7 +400,7 @@ def measure_ws(results, site, n):
             out.append(ms(time.perf_counter() - start))
     p, d = stats(p_rtt), stats(d_rtt)
     added = p["median"] - d["median"]
-    results.add("uwsgi: websocket round trip added p50", added, None, target="<= 0.5 ms", passed=added <= 0.5,
+    results.add(f"{site.kind}: websocket round trip added p50", added, None, target="<= 0.5 ms", passed=added <= 0.5,
                 note=f"proxied {_fmt(p)} / direct {_fmt(d)} ms (64-byte comm echo); p99 added "
                      f"{p['p99'] - d['p99']:.2f}")
     payload = os.urandom(2**20)
@@ -404,10 +411,63 @@ def measure_ws(results, site, n):
             echo(i, ch, payload)
             rates[key].append(2 / (time.perf_counter() - start))
     ratio = statistics.median(rates["p"]) / statistics.median(rates["d"])
-    results.add("uwsgi: 1 MiB binary echo throughput", stats(rates["p"]), stats(rates["d"]), unit="MiB/s",
-                ratio=ratio, target=">= 0.5", passed=ratio >= 0.5)
+    floor = 0.9 if site.kind == "uvicorn" else 0.5
+    results.add(f"{site.kind}: 1 MiB binary echo throughput", stats(rates["p"]), stats(rates["d"]), unit="MiB/s",
+                ratio=ratio, target=f">= {floor}", passed=ratio >= floor)
     proxied.ws.close()
     direct.ws.close()
+    s.get(site.url + "/notebook/shutdown", allow_redirects=False)
+
+
+def measure_idle(results, site, idle, n):
+    """Many idle notebook websockets held by one uvicorn worker: memory, and an active kernel's p99 beside them."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * idle + 1024)), hard))
+    launch_and_load(site, "idle")
+    s = site.session("idle")
+    s.get(site.url + "/notebook/tree")
+    r = s.post(site.url + "/notebook/api/kernels", json={"name": "python3"},
+               headers={"X-XSRFToken": s.cookies.get("_xsrf", path="/notebook/"), "Origin": site.url})
+    ws_base = site.url.replace("http", "ws")
+    active = Channel(f"{ws_base}/notebook/api/kernels/{r.json()['id']}/channels", ["X-Bench-User: idle"],
+                     origin=site.url)
+    active.wait(active.send("execute_request", {"code": ECHO_TARGET, "silent": False}), "execute_reply")
+    active.send("comm_open", {"comm_id": "echo", "target_name": "echo", "data": {}})
+
+    def round_trips(count):
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            active.wait(active.send("comm_msg", {"comm_id": "echo", "data": {}}, [b"x" * 64]), "comm_msg")
+            times.append(ms(time.perf_counter() - start))
+        return stats(times)
+
+    round_trips(10)
+    quiet = round_trips(n)
+    server = psutil.Process(site.proc.pid)
+    rss_before = server.memory_info().rss / 2**20
+
+    def open_idle(_):
+        # The notebook page's event stream: a real notebook websocket that stays quiet.
+        return websocket.create_connection(f"{ws_base}/notebook/api/events/subscribe", header=["X-Bench-User: idle"],
+                                           origin=site.url, timeout=60)
+
+    with ThreadPoolExecutor(16) as pool:
+        sockets = list(pool.map(open_idle, range(idle)))
+    busy = round_trips(n)
+    rss_after = server.memory_info().rss / 2**20
+    per_socket = (rss_after - rss_before) * 1024 / idle
+    results.add(f"{site.kind}: {idle} idle websockets, memory per socket", per_socket, None, unit="KiB",
+                note=f"one uvicorn process, RSS {rss_before:.0f} -> {rss_after:.0f} MiB (browser and notebook legs)")
+    ratio = busy["p99"] / quiet["p99"]
+    results.add(f"{site.kind}: kernel round trip p99 beside {idle} idle websockets", busy["p99"], quiet["p99"],
+                ratio=ratio, target="<= 2", passed=ratio <= 2.0,
+                note=f"p50 {busy['median']:.2f} vs {quiet['median']:.2f} ms with none open")
+    for ws in sockets:
+        ws.close()
+    active.ws.close()
     s.get(site.url + "/notebook/shutdown", allow_redirects=False)
 
 
@@ -566,19 +626,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="each measurement briefly (CI keeps it working)")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results.json"))
-    parser.add_argument("--only", default="cold,click,warm,http,ws,scale")
+    parser.add_argument("--only", default="cold,click,warm,http,ws,idle,scale,hub")
+    parser.add_argument("--servers", default="waitress,uwsgi,uvicorn",
+                        help="web servers for the http and ws rows (cold, warm and scale use waitress)")
     parser.add_argument("--sizes", default="10,25,50", help="user counts of the scale rows")
     parser.add_argument("--samples", type=int, default=10, help="launches measured by the cold and click rows")
     args = parser.parse_args()
     only = set(args.only.split(","))
+    servers = set(args.servers.split(","))
     q = args.quick
     workdir = tempfile.mkdtemp(prefix="pyramid-notebook-bench-")
     results = Results()
     print(f"Machine: {platform.platform()}, {os.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB; quick={q}\n")
     print(HEADER)
-    waitress_site = Site("waitress", workdir)
-    uwsgi_site = Site("uwsgi", workdir) if ({"http", "ws"} & only) and os.path.exists(UWSGI) else None
+    if only == {"hub"}:  # the JupyterHub backend's rows alone (issue 15)
+        from bench.hub import measure_hub
+
+        measure_hub(results, stats, ms, _fmt, _load, _throughput, free_port, wait_until, q)
+        only = set()
+    waitress_site = Site("waitress", workdir) if only else None
+    uwsgi_site = Site("uwsgi", workdir) if ({"http", "ws"} & only) and "uwsgi" in servers and os.path.exists(UWSGI) \
+        else None
+    uvicorn_site = Site("uvicorn", workdir) if ({"http", "ws", "idle"} & only) and "uvicorn" in servers else None
     try:
         if "cold" in only:
             measure_cold(results, waitress_site, workdir, 2 if q else args.samples)
@@ -587,17 +657,28 @@ def main():
         if "warm" in only:
             measure_warm(results, waitress_site, 30 if q else 300)
         if "http" in only:
-            measure_http(results, waitress_site, 80 if q else 800)
-            if uwsgi_site:
-                measure_http(results, uwsgi_site, 80 if q else 800)
-        if "ws" in only and uwsgi_site:
-            measure_ws(results, uwsgi_site, 30 if q else 300)
+            if "waitress" in servers:
+                measure_http(results, waitress_site, 80 if q else 800)
+            for site in (uwsgi_site, uvicorn_site):
+                if site:
+                    measure_http(results, site, 80 if q else 800)
+        if "ws" in only:
+            for site in (uwsgi_site, uvicorn_site):
+                if site:
+                    measure_ws(results, site, 30 if q else 300)
+        if "idle" in only and uvicorn_site:
+            measure_idle(results, uvicorn_site, 100 if q else 1000, 50 if q else 300)
         if "scale" in only:
             measure_scale(results, waitress_site, [3] if q else [int(x) for x in args.sizes.split(",")])
+        if "hub" in only and os.path.exists(os.path.join(os.path.dirname(PYTHON), "jupyterhub")) and \
+                os.path.exists(os.path.join(ROOT, ".venv", "node", "node_modules", ".bin", "configurable-http-proxy")):
+            from bench.hub import measure_hub
+
+            measure_hub(results, stats, ms, _fmt, _load, _throughput, free_port, wait_until, q)
     finally:
-        waitress_site.stop()
-        if uwsgi_site:
-            uwsgi_site.stop()
+        for site in (waitress_site, uwsgi_site, uvicorn_site):
+            if site:
+                site.stop()
     report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "memory_gib": round(psutil.virtual_memory().total / 2**30)},
               "quick": q, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": results.rows}

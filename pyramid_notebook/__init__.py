@@ -12,9 +12,10 @@ ASSETS_PATH = "pyramid_notebook"
 def includeme(config):
     """Read and validate the ``pyramid_notebook.*`` settings once.
 
-    The parsed :class:`~pyramid_notebook.settings.NotebookSettings` and a
-    :class:`~pyramid_notebook.notebookmanager.NotebookManager` built from them
-    are stored on the registry. A missing or malformed setting raises
+    The parsed :class:`~pyramid_notebook.settings.NotebookSettings` and the
+    notebook backend they choose (``pyramid_notebook.backend``: ``local``, a
+    :class:`~pyramid_notebook.notebookmanager.NotebookManager`, or ``jupyterhub``, a
+    :class:`~pyramid_notebook.hub.HubBackend`) are stored on the registry. A missing or malformed setting raises
     :class:`pyramid.exceptions.ConfigurationError` naming it when the
     configuration is committed.
     """
@@ -26,9 +27,12 @@ def includeme(config):
     def register():
         settings = parse_settings(config.get_settings(), maybe_dotted=config.maybe_dotted)
         config.registry.pyramid_notebook_settings = settings
-        # The fork server is spawned by the first launch, not here: scripts and kernels that merely
-        # bootstrap the site must not start processes.
-        config.registry.pyramid_notebook_manager = NotebookManager.from_settings(settings)
+        if settings.backend == "jupyterhub":
+            from pyramid_notebook.hub import HubBackend
+
+            config.registry.pyramid_notebook_manager = HubBackend.from_settings(settings)
+        else:
+            config.registry.pyramid_notebook_manager = NotebookManager.from_settings(settings)
 
     config.action(SETTINGS_ACTION, register)
     # The parent-page half of the save bridge: <site>/pyramid_notebook/notebook-bridge.js.

@@ -174,7 +174,11 @@ def make_parser():
 
     def add(name, func, help_text, user=False):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("notebook_folder", metavar="NOTEBOOK_FOLDER")
+        # Optional when --hub-url or --ini says where the notebooks are.
+        p.add_argument("notebook_folder", metavar="NOTEBOOK_FOLDER", nargs="?")
+        p.add_argument("--ini", help="the site's INI file: its [app:main] pyramid_notebook.* settings say where")
+        p.add_argument("--hub-url", help="the JupyterHub backend: the hub's URL (pyramid_notebook.hub_url)")
+        p.add_argument("--hub-api-token", help="the site's hub service token (default: $PYRAMID_NOTEBOOK_HUB_API_TOKEN)")
         if user:
             p.add_argument("user", metavar="USER")
         p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -193,7 +197,15 @@ def make_parser():
 
 def main(argv=None) -> int:
     """Entry point of the ``pyramid-notebook`` console script."""
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    from pyramid_notebook import hubcli
+
+    backend = hubcli.backend_from_args(args)
+    if backend is not None:
+        return hubcli.run(backend, args)
+    if not args.notebook_folder:
+        parser.error("give NOTEBOOK_FOLDER, --ini FILE or --hub-url URL")
     return args.func(args)
 
 

@@ -11,6 +11,7 @@ import urllib3
 
 from pyramid_notebook import contextfile
 from pyramid_notebook.forkserver import FOLDER_NAME as FORK_SERVER_FOLDER, ForkServerClient, ForkServerError
+from pyramid_notebook.backend import NotebookBackend
 from pyramid_notebook.ports import NoFreePort, pick_port, port_is_listening
 from pyramid_notebook.settings import default_python
 from pyramid_notebook.process import get_daemon_process, pid_alive, remove_stale_pid_file, terminate_daemon
@@ -45,7 +46,7 @@ class TooManyNotebooks(RuntimeError):
 __all__ = ["NotebookManager", "NotebookStartError", "NoFreePort", "TooManyNotebooks"]
 
 
-class NotebookManager:
+class NotebookManager(NotebookBackend):
     """Manage per-user notebook daemons under ``notebook_folder``.
 
     Each user gets ``notebook_folder/<user>/`` holding their files, the daemon's
@@ -156,6 +157,14 @@ class NotebookManager:
             return None
         self._status_cache[pid_file] = (key, context)
         return context
+
+    def list_notebooks(self) -> list:
+        """Every user folder's notebook state, as ``pyramid-notebook list`` shows it."""
+        from pyramid_notebook import cli
+
+        if not os.path.isdir(self.notebook_folder):
+            return []
+        return [cli.describe(name, path, clean=False) for name, path in cli.user_folders(self.notebook_folder)]
 
     # --- start and stop ---------------------------------------------------
 

@@ -44,7 +44,7 @@ def _connection_tokens(value: str) -> set:
     return {t.strip().lower() for t in value.split(",") if t.strip()}
 
 
-def upstream_headers(request, port: int, token: str) -> dict:
+def upstream_headers(request, port: int, token: str, host: str = "127.0.0.1") -> dict:
     """Headers for the notebook: the browser's minus hop-by-hop ones, plus forwarding info."""
     drop = HOP_BY_HOP | REPLACED_REQUEST_HEADERS | _connection_tokens(request.headers.get("Connection", ""))
     headers = urllib3.HTTPHeaderDict()
@@ -56,7 +56,7 @@ def upstream_headers(request, port: int, token: str) -> dict:
     headers["X-Forwarded-For"] = f"{prior}, {client}" if prior else client
     headers["X-Forwarded-Host"] = request.host
     headers["X-Forwarded-Proto"] = request.scheme
-    headers["Host"] = f"127.0.0.1:{port}"
+    headers["Host"] = f"{host}:{port}"
     headers["Authorization"] = f"token {token}"
     return headers
 
@@ -109,16 +109,18 @@ class StreamingBody:
         self.upstream.release_conn()
 
 
-def proxy_request(request, port: int, token: str) -> Response:
-    """Forward ``request`` to the notebook on ``127.0.0.1:port`` and return its streamed answer.
+def proxy_request(request, port: int, token: str, host: str = "127.0.0.1") -> Response:
+    """Forward ``request`` to the notebook on ``host:port`` and return its streamed answer.
+
+    ``host`` is the context's ``http_host`` (the hub's proxy) or 127.0.0.1 for a local notebook.
 
     Raises :class:`UpstreamError` if the notebook does not answer.
     """
     body, length = _request_body(request)
-    headers = upstream_headers(request, port, token)
+    headers = upstream_headers(request, port, token, host)
     if length is not None and (length or request.method in ("POST", "PUT", "PATCH")):
         headers["Content-Length"] = str(length)
-    pool = get_pool_manager().connection_from_host("127.0.0.1", port, scheme="http")
+    pool = get_pool_manager().connection_from_host(host, port, scheme="http")
     try:
         upstream = pool.urlopen(
             request.method, request.path_qs, body=body, headers=headers, redirect=False, retries=False,

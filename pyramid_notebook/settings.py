@@ -60,6 +60,15 @@ class NotebookSettings:
     warm_kernel: bool = True
     #: A browser's cold launch answers at once with a progress page instead of a frozen tab.
     progress_page: bool = False
+    # --- the notebook backend (issue 15) ---
+    #: ``local`` (daemons on this machine) or ``jupyterhub`` (servers spawned by a JupyterHub).
+    backend: str = "local"
+    #: The hub's URL through its proxy, with its base_url (``http://127.0.0.1:8000/notebook/``).
+    hub_url: str = ""
+    #: The site's JupyterHub service token.
+    hub_api_token: str = ""
+    #: Where the site calls the hub's REST API; empty: ``<hub_url>hub/api/``.
+    hub_api_url: str = ""
     # --- embedding (issue 14) ---
     #: CSP ``frame-ancestors`` sources allowed to frame notebook pages (``'self'`` or exact
     #: origins); empty: the site itself (``'self'``, plus the site's origin when notebook
@@ -138,7 +147,12 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
     Raises :class:`pyramid.exceptions.ConfigurationError` naming the setting that
     is missing or malformed.
     """
+    backend = (settings.get(PREFIX + "backend") or "local").strip()
+    if backend not in BACKENDS:
+        raise ConfigurationError(f"{PREFIX}backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     folder = (settings.get(PREFIX + "notebook_folder") or "").strip()
+    if not folder and backend == "jupyterhub":
+        folder = os.path.join(os.getcwd(), "notebooks")  # unused: the hub keeps the users' files
     if not folder:
         raise ConfigurationError(
             f"{PREFIX}notebook_folder is missing: set it to a folder where each user's notebook files go"
@@ -171,7 +185,9 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
     if shutdown_url and not shutdown_url.startswith(("/", "http://", "https://")):
         raise ConfigurationError(
             f"{PREFIX}shutdown_url must be a path like /notebook/shutdown or a full URL, got {shutdown_url!r}")
+    hub = _hub_settings(settings, backend, websocket_proxy)
     return NotebookSettings(
+        **hub,
         notebook_folder=folder,
         kill_timeout=_int(settings, "kill_timeout", NotebookSettings.kill_timeout, 1),
         websocket_proxy=websocket_proxy,
@@ -188,6 +204,32 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         progress_page=_bool(settings, "progress_page", NotebookSettings.progress_page),
         frame_ancestors=_frame_ancestors(settings),
     )
+
+
+#: Values of ``pyramid_notebook.backend``.
+BACKENDS = ("local", "jupyterhub")
+
+
+def _hub_settings(settings, backend, websocket_proxy) -> dict:
+    """The ``hub_*`` settings, checked when the JupyterHub backend is chosen."""
+    hub = {"backend": backend}
+    for name in ("hub_url", "hub_api_token", "hub_api_url"):
+        hub[name] = (settings.get(PREFIX + name) or "").strip()
+    if backend != "jupyterhub":
+        return hub
+    for name in ("hub_url", "hub_api_url"):
+        if hub[name] and not hub[name].startswith(("http://", "https://")):
+            raise ConfigurationError(f"{PREFIX}{name} must be a URL like http://127.0.0.1:8000/notebook/, "
+                                     f"got {hub[name]!r}")
+    if not hub["hub_url"]:
+        raise ConfigurationError(f"{PREFIX}hub_url is missing: the JupyterHub's URL through its proxy, with its "
+                                 "base_url (the path of your notebook_proxy route), e.g. http://127.0.0.1:8000/notebook/")
+    if not hub["hub_api_token"]:
+        raise ConfigurationError(f"{PREFIX}hub_api_token is missing: the site's JupyterHub service token")
+    if websocket_proxy is None:
+        raise ConfigurationError(f"{PREFIX}backend = jupyterhub needs {PREFIX}websocket_proxy: the browser "
+                                 "reaches the hub's servers only through the site")
+    return hub
 
 
 def _resolve(dotted):

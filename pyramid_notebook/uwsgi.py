@@ -52,12 +52,12 @@ def _subprotocols(request):
     return [p.strip() for p in value.split(",") if p.strip()]
 
 
-def _open_upstream(request, port, token):
+def _open_upstream(request, port, token, host="127.0.0.1"):
     """Handshake with the notebook; return (socket, wsproto connection, accepted subprotocol).
 
     Raises an HTTP exception carrying the notebook's own answer if it refuses.
     """
-    sock = socket.create_connection(("127.0.0.1", port), timeout=HANDSHAKE_TIMEOUT)
+    sock = socket.create_connection((host, port), timeout=HANDSHAKE_TIMEOUT)
     _no_delay(sock)
     ws = WSConnection(ConnectionType.CLIENT)
     headers = [(name.lower().encode(), request.headers[name].encode("latin-1"))
@@ -68,7 +68,7 @@ def _open_upstream(request, port, token):
         (b"x-forwarded-host", request.host.encode("latin-1")),
         (b"x-forwarded-proto", request.scheme.encode()),
     ]
-    sock.sendall(ws.send(Request(host=f"127.0.0.1:{port}", target=request.path_qs,
+    sock.sendall(ws.send(Request(host=f"{host}:{port}", target=request.path_qs,
                                  subprotocols=_subprotocols(request), extra_headers=headers)))
     rejection, body = None, b""
     while True:
@@ -214,7 +214,8 @@ def serve_websocket(request, port):
                           "This websocket to your notebook was opened by another web site and was refused.")
     context = request.environ.get(CONTEXT_ENVIRON_KEY) or {}
     try:
-        upstream_sock, upstream_ws, subprotocol = _open_upstream(request, port, context.get("token", ""))
+        upstream_sock, upstream_ws, subprotocol = _open_upstream(request, port, context.get("token", ""),
+                                                                 context.get("http_host") or "127.0.0.1")
     except OSError as e:
         logger.warning("Websocket to notebook on port %s failed: %s", port, e)
         return error_page(HTTPBadGateway, "Your notebook does not answer",

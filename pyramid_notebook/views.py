@@ -14,9 +14,11 @@ import logging
 from urllib.parse import quote, urljoin, urlsplit
 
 from pyramid.httpexceptions import (
-    HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInternalServerError, HTTPServiceUnavailable,
+    HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInternalServerError, HTTPNotFound,
+    HTTPServiceUnavailable,
 )
 
+from pyramid_notebook.backend import BackendUnavailable
 from pyramid_notebook.contents import BadPath, validate_path
 from pyramid_notebook.framing import framing_context
 from pyramid_notebook.notebookmanager import NotebookStartError, TooManyNotebooks
@@ -51,7 +53,9 @@ def error_page(exc_class, title, message, details=""):
 
 
 def get_notebook_manager(request):
-    """The :class:`~pyramid_notebook.notebookmanager.NotebookManager` of this site."""
+    """The notebook backend of this site (:class:`~pyramid_notebook.backend.NotebookBackend`):
+    a :class:`~pyramid_notebook.notebookmanager.NotebookManager` or a
+    :class:`~pyramid_notebook.hub.HubBackend`, as ``pyramid_notebook.backend`` says."""
     get_notebook_settings(request.registry)  # a clear error if includeme was not called
     return request.registry.pyramid_notebook_manager
 
@@ -114,9 +118,13 @@ def describe_launch_error(e):
         return 400, "Unusable username", str(e), ""
     if isinstance(e, (NoFreePort, TooManyNotebooks)):
         return 503, "No notebook slot free", str(e), ""
+    if isinstance(e, BackendUnavailable):
+        logger.error("Notebook service unavailable: %s", e)
+        return 503, "The notebook service is unavailable", f"{e} Try again in a few minutes.", ""
     if isinstance(e, NotebookStartError):
         logger.error("Notebook failed to start: %s\n%s", e, e.log_tail)
-        return 500, "The notebook failed to start", str(e) + " The end of its log follows.", e.log_tail
+        return 500, "The notebook failed to start", str(e) + (" The end of its log follows." if e.log_tail else ""), \
+            e.log_tail
     logger.exception("Notebook failed to start", exc_info=e)
     return 500, "The notebook failed to start", "An unexpected error occurred; the site's log has the details.", ""
 
@@ -134,7 +142,7 @@ def launch_on_demand(request, username, notebook_context):
     manager = get_notebook_manager(request)
     try:
         context, created = manager.start_notebook_on_demand(username, context)
-    except (BadUsername, NoFreePort, TooManyNotebooks, NotebookStartError) as e:
+    except (BadUsername, NoFreePort, TooManyNotebooks, BackendUnavailable, NotebookStartError) as e:
         raise launch_error_page(*describe_launch_error(e)) from None
     if created:
         logger.info("Started notebook for %r on port %s", username, context.get("http_port"))
@@ -154,6 +162,12 @@ def _notebook_page_url(request, context, path=None) -> str:
     target = quote(path) if path is not None else context["notebook_name"]
     url_path = context["notebook_path"].rstrip("/") + "/notebooks/" + target
     return route_to_alt_domain(request, request.host_url + url_path)
+
+
+def _unavailable(username, e):
+    logger.error("Notebook service unavailable for %r: %s", username, e)
+    return error_page(HTTPServiceUnavailable, "The notebook service is unavailable",
+                      f"{e} Try again in a few minutes.")
 
 
 def notebook_url(request, username, notebook_context, path=None) -> str:
@@ -210,6 +224,8 @@ def shutdown_notebook(request, username):
         return get_notebook_manager(request).stop_notebook(username)
     except BadUsername as e:
         raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
+    except BackendUnavailable as e:
+        raise _unavailable(username, e) from None
 
 
 def notebook_proxy(request, username):
@@ -229,10 +245,16 @@ def notebook_proxy(request, username):
         context = manager.get_notebook_status(username)
     except BadUsername as e:
         raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
+    except BackendUnavailable as e:
+        raise _unavailable(username, e) from None
     if not context or not context.get("http_port") or not context.get("token"):
         raise error_page(HTTPBadGateway, "Your notebook is not running",
                          "It may have been shut down or timed out. Launch it again from the site.")
     port = context["http_port"]
+    # Only the user's own server's paths go upstream: on a hub, others' servers and the hub's
+    # own pages share the upstream address (the user's token is refused there as well).
+    if not request.path.startswith(context.get("notebook_path") or "/"):
+        raise error_page(HTTPNotFound, "Not your notebook", "This address is not part of your notebook.")
 
     if is_websocket_upgrade(request):
         websocket_proxy = get_notebook_settings(request.registry).websocket_proxy
@@ -248,7 +270,7 @@ def notebook_proxy(request, username):
     if response is not None:
         return response
     try:
-        return proxy_request(request, port, context["token"])
+        return proxy_request(request, port, context["token"], host=context.get("http_host") or "127.0.0.1")
     except UpstreamError as e:
         logger.warning("Notebook of %r on port %s did not answer: %s", username, port, e)
         raise error_page(HTTPBadGateway, "Your notebook does not answer",

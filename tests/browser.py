@@ -16,10 +16,11 @@ EXAMPLE_HOSTS = "--host-resolver-rules=MAP *.example.test 127.0.0.1"
 ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artifacts")
 
 
-def make_browser(extra_flags=()):
+def make_browser(extra_flags=(), performance_log=False):
     """A splinter Browser driving a fresh headless Chromium; returns (browser, profile folder).
 
-    ``extra_flags`` are more Chromium flags, e.g. :data:`EXAMPLE_HOSTS` for multi-origin tests.
+    ``extra_flags`` are more Chromium flags, e.g. :data:`EXAMPLE_HOSTS` for multi-origin tests;
+    ``performance_log`` records DevTools network events (``driver.get_log("performance")``).
     """
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -32,7 +33,10 @@ def make_browser(extra_flags=()):
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS + list(extra_flags) + [f"--user-data-dir={profile}"]:
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    logging_prefs = {"browser": "ALL"}
+    if performance_log:
+        logging_prefs["performance"] = "ALL"
+    options.set_capability("goog:loggingPrefs", logging_prefs)
     browser = Browser("chrome", options=options, service=Service(executable_path=CHROMEDRIVER))
     return browser, profile
 

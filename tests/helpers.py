@@ -185,13 +185,13 @@ class KernelChannel:
 
     SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
 
-    def __init__(self, ws_url, origin=None, cookie=None, timeout=60.0, headers=()):
+    def __init__(self, ws_url, origin=None, cookie=None, timeout=60.0, headers=(), **options):
         import websocket
 
         self.timeout = timeout
         headers = list(headers) + ([f"Cookie: {cookie}"] if cookie else [])
         self.ws = websocket.create_connection(ws_url, origin=origin, header=headers, timeout=timeout,
-                                              subprotocols=[self.SUBPROTOCOL])
+                                              subprotocols=[self.SUBPROTOCOL], **options)
 
     def send(self, channel, msg_type, content, buffers=()):
         from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1

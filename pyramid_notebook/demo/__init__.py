@@ -28,6 +28,13 @@ def main(global_config, **settings):
     # Let the environment override the folder without editing the INI file.
     if os.environ.get("PYRAMID_NOTEBOOK_FOLDER"):
         settings["pyramid_notebook.notebook_folder"] = os.environ["PYRAMID_NOTEBOOK_FOLDER"]
+    if settings.get("pyramid_notebook.backend") == "jupyterhub":
+        # The hub's port and the site's service token, as hub/jupyterhub_config.py reads them.
+        if os.environ.get("PYRAMID_NOTEBOOK_HUB_PORT"):
+            settings["pyramid_notebook.hub_url"] = \
+                f"http://127.0.0.1:{os.environ['PYRAMID_NOTEBOOK_HUB_PORT']}/notebook/"
+        if os.environ.get("PYRAMID_NOTEBOOK_HUB_API_TOKEN"):
+            settings["pyramid_notebook.hub_api_token"] = os.environ["PYRAMID_NOTEBOOK_HUB_API_TOKEN"]
     # Alternative domain runs (tests, docs) set these without a separate INI file.
     for variable, key in ENVIRONMENT_SETTINGS.items():
         if os.environ.get(variable):

@@ -1,0 +1,80 @@
+"""The JupyterHub backend's pure parts: names, settings, hub states, the spawn hook."""
+import json
+import types
+
+import pytest
+from pyramid.exceptions import ConfigurationError
+
+from pyramid_notebook.backend import NotebookBackend
+from pyramid_notebook.hub import HubBackend, hub_username, server_state
+from pyramid_notebook.hubspawn import CONTEXT_ENV, check_context, pre_spawn_hook
+from pyramid_notebook.notebookmanager import NotebookManager
+from pyramid_notebook.settings import parse_settings
+from pyramid_notebook.utils import BadUsername
+
+HUB = {"pyramid_notebook.backend": "jupyterhub", "pyramid_notebook.hub_url": "http://127.0.0.1:8000/notebook/",
+       "pyramid_notebook.hub_api_token": "secret", "pyramid_notebook.websocket_proxy": "builtins.print"}
+
+
+def test_both_backends_implement_the_interface(tmp_path):
+    assert isinstance(NotebookManager(str(tmp_path)), NotebookBackend)
+    assert isinstance(HubBackend("http://127.0.0.1:8000/notebook/", "t"), NotebookBackend)
+    assert NotebookManager(str(tmp_path / "missing")).list_notebooks() == []
+
+
+def test_hub_usernames_never_collide():
+    assert hub_username("alice") == "alice"
+    assert hub_username("a.b-c_1") == "a.b-c_1"
+    names = ["Alice", "alice", "ALICE", "a b", "alice/../bob", "ünï", "x--0123456789abcdef"]
+    mapped = [hub_username(n) for n in names]
+    assert len(set(mapped)) == len(names)
+    for name, hub in zip(names, mapped):
+        assert hub == hub.lower() and "/" not in hub and " " not in hub
+        if name != hub:
+            assert "--" in hub, "only hashed names contain --, so no plain name can take one"
+    # A user cannot pick the plain name another user's name hashes to.
+    assert hub_username(hub_username("Alice")) != hub_username("Alice")
+    for bad in ("", "a\x00b", "x" * 300):
+        with pytest.raises(BadUsername):
+            hub_username(bad)
+
+
+def test_hub_settings():
+    settings = parse_settings(HUB)
+    assert settings.backend == "jupyterhub" and settings.hub_url == HUB["pyramid_notebook.hub_url"]
+    backend = HubBackend.from_settings(settings)
+    assert (backend.proxy_host, backend.proxy_port, backend.base_path) == ("127.0.0.1", 8000, "/notebook/")
+    assert backend.api_url == "http://127.0.0.1:8000/notebook/hub/api/"
+    assert backend.notebook_path("alice") == "/notebook/user/alice/"
+    for missing, message in (("pyramid_notebook.hub_url", "hub_url is missing"),
+                             ("pyramid_notebook.hub_api_token", "hub_api_token is missing"),
+                             ("pyramid_notebook.websocket_proxy", "needs pyramid_notebook.websocket_proxy")):
+        with pytest.raises(ConfigurationError, match=message):
+            parse_settings({k: v for k, v in HUB.items() if k != missing})
+    with pytest.raises(ConfigurationError, match="backend must be one of"):
+        parse_settings(dict(HUB, **{"pyramid_notebook.backend": "kubernetes"}))
+    with pytest.raises(ConfigurationError, match="hub_url must be a URL"):
+        parse_settings(dict(HUB, **{"pyramid_notebook.hub_url": "127.0.0.1:8000"}))
+
+
+def test_server_states():
+    assert server_state(None) == "stopped"
+    assert server_state({"stopped": True, "pending": None, "ready": False}) == "stopped"
+    assert server_state({"stopped": False, "pending": "spawn", "ready": False}) == "spawning"
+    assert server_state({"stopped": False, "pending": "stop", "ready": True}) == "stopping"
+    assert server_state({"stopped": False, "pending": None, "ready": True}) == "ready"
+
+
+def test_spawn_hook_passes_a_checked_context():
+    spawner = types.SimpleNamespace(user_options={"pyramid_notebook": {"startup": "a = 1", "kill_timeout": 60,
+                                                                       "notebook_name": "default-1.ipynb"}},
+                                    environment={"KEEP": "1"})
+    pre_spawn_hook(spawner)
+    assert json.loads(spawner.environment[CONTEXT_ENV])["startup"] == "a = 1"
+    assert spawner.environment["KEEP"] == "1"
+    spawner.user_options = {}  # a server someone starts on the hub's own pages: nothing of ours
+    pre_spawn_hook(spawner)
+    assert CONTEXT_ENV not in spawner.environment
+    for bad in ({"kill_timeout": "soon"}, {"startup": 1}, {"notebook_name": "../x.ipynb"}, []):
+        with pytest.raises(ValueError, match="pyramid_notebook"):
+            check_context(bad)
