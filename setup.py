@@ -17,6 +17,8 @@ install_requires = [
     "psutil>=5",
     "urllib3>=2,<3",
     "requests>=2.28",
+    # Fork server: forked notebook daemons show an honest command line (pid checks read it).
+    "setproctitle>=1.3",
 ]
 
 # ASGI (pyramid_notebook.asgi): the site under uvicorn, notebook websockets relayed on the event loop.

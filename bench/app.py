@@ -90,6 +90,7 @@ def make_app(notebook_folder, websocket_proxy="", accel_redirect=""):
         "pyramid_notebook.port_range": "200",
         "pyramid_notebook.max_notebooks": "100",
         "pyramid_notebook.websocket_proxy": websocket_proxy,
+        "pyramid_notebook.fork_server": "true",
     })
 
 

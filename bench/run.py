@@ -1,7 +1,7 @@
 """Benchmark pyramid_notebook against direct access, side by side in one run.
 
-    bench/run [--quick] [--output bench/results.json] [--only cold,warm,http,ws,idle,scale,accel,hub]
-              [--servers waitress,uwsgi,uvicorn]
+    bench/run [--quick] [--output bench/results.json] [--only cold,click,warm,http,ws,idle,scale,accel,hub]
+              [--servers waitress,uwsgi,uvicorn] [--sizes 10,25,50] [--samples 10]
 
 Prints one table (metric, proxied, direct/baseline, ratio, target, pass) and writes it as JSON.
 Every comparison is measured interleaved in the same run, on loopback; report medians (with
@@ -43,7 +43,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_until(condition, timeout=90.0, interval=0.005):
+def wait_until(condition, timeout=300.0, interval=0.005):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -152,6 +152,13 @@ class Site:
         wait_until(lambda: self.proc.poll() is not None or answers(self.url + "/shell"), 60)
         if self.proc.poll() is not None:
             raise RuntimeError(f"{kind} did not start; see {self.log.name}")
+        # A site that has been up for a few seconds: its fork server has imported Jupyter.
+        from pyramid_notebook.notebookmanager import NotebookManager
+
+        manager = NotebookManager(self.folder, fork_server=True)
+        if kind == "waitress":
+            manager.start_fork_server()
+            manager.fork_server.wait_until_ready(timeout=120)
 
         self.has_floor = True
 
@@ -168,8 +175,9 @@ class Site:
         return NotebookManager(self.folder).get_notebook_status(user)
 
     def stop(self):
-        from pyramid_notebook import statefolder
+        from pyramid_notebook import forkserver, statefolder
 
+        forkserver.stop_all(self.folder)
         for pid_file in statefolder.pid_files(self.folder):
             if os.path.exists(pid_file):
                 terminate_daemon(pid_file)
@@ -250,7 +258,7 @@ def measure_cold(results, site, workdir, n):
         site.session("cold").get(site.url + "/notebook/shutdown", allow_redirects=False)
     p, b = stats([ms(x) for x in proxied]), stats([ms(x) for x in bare])
     ratio = p["median"] / b["median"]
-    results.add("cold launch -> notebook page (waitress)", p, b, target="<= 1.05", passed=ratio <= 1.05,
+    results.add("cold launch -> notebook page (waitress)", p, b, target="<= 0.25", passed=ratio <= 0.25,
                 ratio=ratio, note="baseline: bare jupyter notebook start -> answering")
     launch_and_load(site, "restart", "1")
     restarts = []
@@ -507,10 +515,14 @@ def measure_idle(results, site, idle, n):
     s.get(site.url + "/notebook/shutdown", allow_redirects=False)
 
 
-def _memory_mb(pid):
+def _memory_mb(pid, kind="rss"):
+    """Resident (``rss``) or proportional (``pss``: shared pages split among their sharers) MiB."""
     try:
         proc = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [proc] + proc.children(recursive=True)) / 2**20
+        procs = [proc] + proc.children(recursive=True)
+        if kind == "pss":
+            return sum(p.memory_full_info().pss for p in procs) / 2**20
+        return sum(p.memory_info().rss for p in procs) / 2**20
     except psutil.NoSuchProcess:
         return 0.0
 
@@ -537,12 +549,119 @@ def measure_scale(results, site, sizes):
                     list(pool.map(start_kernel, users))
                 time.sleep(2)  # let kernels finish importing before reading RSS (a measurement, not a sync)
                 mem = statistics.median(_memory_mb(site.context(u)["pid"]) for u in users)
-                note += f", RSS per user (server+kernel) {mem:.0f} MB"
-            results.add(f"scale {size} users, {mode}: per-user launch", st, None, target=f"{size} reachable",
-                        passed=reachable == size, note=note)
+                pss = statistics.median(_memory_mb(site.context(u)["pid"], "pss") for u in users)
+                note += f", per user (server+kernel) RSS {mem:.0f} MB, PSS {pss:.0f} MB"
+                fs = _fork_server_pid(site)
+                if fs:
+                    note += f"; fork server RSS {_memory_mb(fs):.0f} MB, PSS {_memory_mb(fs, 'pss'):.0f} MB"
+            target, passed = f"{size} reachable", reachable == size
+            if size == 10 and mode == "10 at a time":
+                target, passed = "p95 <= 5 s", passed and st["p95"] <= 5000
+            elif size == 50 and mode == "sequential":
+                target, passed = "p50 <= 0.6 s", passed and st["median"] <= 600
+            results.add(f"scale {size} users, {mode}: per-user launch", st, None, target=target,
+                        passed=passed, note=note)
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(lambda u: site.session(u).get(site.url + "/notebook/shutdown",
                                                             allow_redirects=False), users))
+
+
+def _fork_server_pid(site):
+    from pyramid_notebook.notebookmanager import NotebookManager
+
+    manager = NotebookManager(site.folder, fork_server=True)
+    answer = manager.fork_server.ping()
+    return answer and answer["pid"]
+
+
+def _first_result(channel, code):
+    """Run ``code`` on a kernel channel; return its text/plain result."""
+    from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+
+    msg_id = channel.send("execute_request", {"code": code, "silent": False, "store_history": False})
+    while True:
+        _, data = channel.ws.recv_data()
+        _, parts = deserialize_msg_from_ws_v1(data)
+        header, parent = json.loads(parts[0]), json.loads(parts[1])
+        if parent.get("msg_id") == msg_id and header["msg_type"] == "execute_result":
+            return json.loads(parts[3])["data"]["text/plain"]
+        if parent.get("msg_id") == msg_id and header["msg_type"] == "error":
+            raise RuntimeError(json.loads(parts[3])["evalue"])
+
+
+def _session_like_the_page(s, base, path, headers=None):
+    """What Notebook 7's page does: attach to the notebook's running session, else start one."""
+    sessions = s.get(base + "api/sessions", headers=headers).json()
+    for session in sessions:
+        if session["path"] == path:
+            return session["kernel"]["id"]
+    xsrf = s.cookies.get("_xsrf", path="/notebook/") or s.cookies.get("_xsrf")
+    r = s.post(base + "api/sessions", json={"path": path, "name": path, "type": "notebook",
+                                            "kernel": {"name": "python3"}},
+               headers=dict(headers or {}, **({"X-XSRFToken": xsrf} if xsrf else {})))
+    assert r.status_code == 201, r.text
+    return r.json()["kernel"]["id"]
+
+
+def click_to_first_result(site, user):
+    """Seconds from the click (launch request) to ``a + b``'s result: launch, page, session, websocket."""
+    s = site.session(user)
+    start = time.perf_counter()
+    r = s.get(f"{site.url}/shell", allow_redirects=False)
+    assert r.status_code == 302, r.text
+    page = s.get(r.headers["Location"])
+    assert page.status_code == 200
+    name = r.headers["Location"].rsplit("/", 1)[1]
+    kernel = _session_like_the_page(s, site.url + "/notebook/", name, {"Origin": site.url})
+    ctx = site.context(user)
+    # pserve mode: the page opens its websocket straight to the notebook's port.
+    channel = Channel(f"ws://127.0.0.1:{ctx['http_port']}/notebook/api/kernels/{kernel}/channels",
+                      [f"Authorization: token {ctx['token']}"])
+    try:
+        assert _first_result(channel, "a + b") == "'foobar'"
+    finally:
+        channel.ws.close()
+    return time.perf_counter() - start
+
+
+def bare_server_first_result(workdir):
+    """Seconds for a bare `jupyter server`: start, answer, session, websocket, one cell."""
+    port = free_port()
+    root = tempfile.mkdtemp(dir=workdir)
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=os.path.join(root, ".jupyter"),
+               JUPYTER_RUNTIME_DIR=os.path.join(root, ".runtime"))
+    base = f"http://127.0.0.1:{port}/"
+    auth = {"Authorization": "token bench"}
+    start = time.perf_counter()
+    proc = subprocess.Popen([PYTHON, "-m", "jupyter", "server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+                             "--ServerApp.port_retries=0", "--IdentityProvider.token=bench", "--allow-root",
+                             f"--ServerApp.root_dir={root}"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: http_ok(base + "api/status", auth))
+        s = requests.Session()
+        kernel = _session_like_the_page(s, base, "bench.ipynb", auth)
+        channel = Channel(f"ws://127.0.0.1:{port}/api/kernels/{kernel}/channels", ["Authorization: token bench"])
+        try:
+            assert _first_result(channel, "1 + 1") == "2"
+        finally:
+            channel.ws.close()
+        return time.perf_counter() - start
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def measure_click(results, site, workdir, n):
+    proxied, bare = [], []
+    for i in range(n):
+        bare.append(bare_server_first_result(workdir))
+        proxied.append(click_to_first_result(site, "click"))
+        site.session("click").get(site.url + "/notebook/shutdown", allow_redirects=False)
+    p, b = stats([ms(x) for x in proxied]), stats([ms(x) for x in bare])
+    ratio = p["median"] / b["median"]
+    results.add("click -> first cell result (waitress)", p, b, target="<= 0.3", passed=ratio <= 0.3, ratio=ratio,
+                note="launch, page, session, websocket, a + b; baseline: bare jupyter server start + session + cell")
 
 
 # --- main --------------------------------------------------------------------
@@ -551,11 +670,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="each measurement briefly (CI keeps it working)")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results.json"))
-    parser.add_argument("--only", default="cold,warm,http,ws,idle,scale,accel,hub",
+    parser.add_argument("--only", default="cold,click,warm,http,ws,idle,scale,accel,hub",
                         help="accel: nginx accel mode's HTTP and websocket rows (needs nginx); "
                              "hub: the JupyterHub backend's rows")
     parser.add_argument("--servers", default="waitress,uwsgi,uvicorn",
                         help="web servers for the http and ws rows (cold, warm and scale use waitress)")
+    parser.add_argument("--sizes", default="10,25,50", help="user counts of the scale rows")
+    parser.add_argument("--samples", type=int, default=10, help="launches measured by the cold and click rows")
     args = parser.parse_args()
     only = set(args.only.split(","))
     servers = set(args.servers.split(","))
@@ -577,7 +698,9 @@ def main():
     uvicorn_site = Site("uvicorn", workdir) if ({"http", "ws", "idle"} & only) and "uvicorn" in servers else None
     try:
         if "cold" in only:
-            measure_cold(results, waitress_site, workdir, 2 if q else 10)
+            measure_cold(results, waitress_site, workdir, 2 if q else args.samples)
+        if "click" in only:
+            measure_click(results, waitress_site, workdir, 2 if q else args.samples)
         if "warm" in only:
             measure_warm(results, waitress_site, 30 if q else 300)
         if "http" in only:
@@ -593,7 +716,7 @@ def main():
         if "idle" in only and uvicorn_site:
             measure_idle(results, uvicorn_site, 100 if q else 1000, 50 if q else 300)
         if "scale" in only:
-            measure_scale(results, waitress_site, [3] if q else [10, 25, 50])
+            measure_scale(results, waitress_site, [3] if q else [int(x) for x in args.sizes.split(",")])
         if accel_site:
             measure_http(results, accel_site, 80 if q else 800)
             measure_ws(results, accel_site, 30 if q else 300)

@@ -157,6 +157,10 @@ def cmd_stop(args):
 
 def cmd_stop_all(args):
     _report_stops([_stop(name, path, args.timeout) for name, path in user_folders(args.notebook_folder)], args.json)
+    # The fork server too (a site that launches again spawns a fresh one).
+    from pyramid_notebook import forkserver
+
+    forkserver.stop_all(os.path.abspath(args.notebook_folder))
     return 0
 
 

@@ -26,7 +26,7 @@ import urllib3
 from pyramid_notebook.proxy import get_pool_manager
 
 #: Files the notebook daemon keeps beside the user's notebooks: never read or written here.
-STATE_FILES = frozenset({"notebook.pid", "context.json", "notebook.stdout.log", "notebook.stderr.log"})
+STATE_FILES = frozenset({"notebook.pid", "context.json", "notebook.stdout.log", "notebook.stderr.log", "launch.json"})
 TIMEOUT = urllib3.Timeout(connect=5.0, read=60.0)
 MAX_PATH_LENGTH = 1024
 

@@ -1,6 +1,7 @@
 """Start, find and stop one daemonized Jupyter server per user."""
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import subprocess
@@ -9,6 +10,7 @@ import time
 import urllib3
 
 from pyramid_notebook import contextfile, statefolder
+from pyramid_notebook.forkserver import ForkServerClient, ForkServerError
 from pyramid_notebook.backend import NotebookBackend
 from pyramid_notebook.ports import NoFreePort, pick_port, port_is_listening
 from pyramid_notebook.settings import default_python
@@ -23,7 +25,11 @@ LOCK_FOLDER = ".locks"
 STATE_FOLDER = statefolder.STATE_FOLDER
 #: Context keys the manager and daemon add; they never count as a context change.
 RUNTIME_KEYS = ("http_port", "pid", "token", "started_at", "stopped_at", "state", "notebook_name", "username",
-                "starting_at", "static_files")
+                "starting_at", "static_files", "warm_kernel", "warm_session", "warm_session_error")
+#: Seconds a launch waits, after the server answers, for the warm kernel's session to exist.
+WARM_SESSION_WAIT = 10.0
+
+logger = logging.getLogger(__name__)
 
 
 class NotebookStartError(RuntimeError):
@@ -68,7 +74,7 @@ class NotebookManager(NotebookBackend):
     """
 
     def __init__(self, notebook_folder, min_port=29000, port_range=100, kill_timeout=3600, python=None,
-                 startup_timeout=60.0, max_notebooks=None, idle_timeout=0):
+                 startup_timeout=60.0, max_notebooks=None, idle_timeout=0, fork_server=False, warm_kernel=True):
         self.notebook_folder = os.path.abspath(notebook_folder)
         self.min_port = int(min_port)
         self.port_range = int(port_range)
@@ -77,6 +83,10 @@ class NotebookManager(NotebookBackend):
         self.startup_timeout = float(startup_timeout)
         self.max_notebooks = max_notebooks
         self.idle_timeout = int(idle_timeout)
+        #: Start daemons by forking a pre-imported server (see :mod:`pyramid_notebook.forkserver`), or ``None``.
+        self.fork_server = ForkServerClient(self.notebook_folder, self.python) if fork_server else None
+        #: Start the default notebook's kernel with the server (see ``server/warm_kernel.py``).
+        self.warm_kernel = bool(warm_kernel)
         # pid file -> ((pid file mtime, context mtime), context): the proxy asks on every request.
         self._status_cache = {}
         # Readiness polls reuse connections; one pool per port, made on demand.
@@ -88,7 +98,23 @@ class NotebookManager(NotebookBackend):
         return cls(settings.notebook_folder, min_port=settings.port_base, port_range=settings.port_range,
                    kill_timeout=settings.kill_timeout, python=settings.python,
                    startup_timeout=settings.startup_timeout, max_notebooks=settings.max_notebooks,
-                   idle_timeout=settings.idle_timeout)
+                   idle_timeout=settings.idle_timeout, fork_server=settings.fork_server,
+                   warm_kernel=settings.warm_kernel)
+
+    def start_fork_server(self, respawn_only=False) -> None:
+        """Spawn the fork server now (if enabled and not running) so that the first launch is fast.
+
+        Returns at once; until the fork server has imported Jupyter, launches start daemons the plain
+        way. ``respawn_only``: only if a launch found it missing, dead or stale.
+        """
+        if self.fork_server is not None:
+            try:
+                if respawn_only:
+                    self.fork_server.respawn_if_needed()
+                else:
+                    self.fork_server.ensure_running()
+            except OSError as e:  # never a reason to fail: launches fall back to a plain start
+                logger.warning("Could not start the notebook fork server: %s", e)
 
     # --- where things are -------------------------------------------------
 
@@ -241,6 +267,7 @@ class NotebookManager(NotebookBackend):
         context = {k: v for k, v in context.items() if k not in RUNTIME_KEYS}
         context["kill_timeout"] = int(context.get("kill_timeout") or self.kill_timeout)
         context.setdefault("idle_timeout", self.idle_timeout)
+        context["warm_kernel"] = self.warm_kernel
         with self._lock("ports"):
             reserved = self._reserved_ports(state_folder)
             if self.max_notebooks and len(reserved) >= self.max_notebooks:
@@ -259,20 +286,30 @@ class NotebookManager(NotebookBackend):
         if fg:
             subprocess.run(cmd, check=False)
             return contextfile.read_context(pid_file)
-        # Do not wait for the launcher: daemonocle's parent lingers a second after
-        # forking. We poll the server instead and reap the launcher afterwards.
-        launcher = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, close_fds=True, cwd=work_folder)
+        launcher = forked = None
+        if self.fork_server is not None:
+            try:
+                forked = self.fork_server.start_daemon(pid_file, work_folder, port, context["kill_timeout"])
+            except (ForkServerError, OSError) as e:
+                logger.info("Starting %r's notebook without the fork server: %s", name, e)
+        if forked is None:
+            # Do not wait for the launcher: daemonocle's parent lingers a second after
+            # forking. We poll the server instead and reap the launcher afterwards.
+            launcher = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, close_fds=True, cwd=work_folder)
         try:
-            return self._wait_until_ready(name, launcher, context)
+            return self._wait_until_ready(name, launcher, context, forked)
         except BaseException:
             terminate_daemon(pid_file, timeout=5)
             raise
         finally:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                launcher.wait(timeout=5)
-            if launcher.stderr:
-                launcher.stderr.close()
+            if launcher is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    launcher.wait(timeout=5)
+                if launcher.stderr:
+                    launcher.stderr.close()
+                if self.fork_server is not None:
+                    self.start_fork_server(respawn_only=True)
 
     def _answers(self, context, timeout) -> bool:
         url = f"http://127.0.0.1:{context['http_port']}{context.get('notebook_path') or '/notebook/'}api/status"
@@ -283,19 +320,27 @@ class NotebookManager(NotebookBackend):
             return False
         return r.status == 200
 
-    def _wait_until_ready(self, name, launcher, context):
+    def _wait_until_ready(self, name, launcher, context, forked=None):
         pid_file = self.get_pid_file(name)
         work_folder = self.get_state_folder(name)  # where the logs are
         deadline = time.monotonic() + self.startup_timeout
+        answered_at = None
         while True:
             latest = contextfile.read_context(pid_file) or {}
             if latest.get("pid") and latest.get("token") == context["token"]:
                 if get_daemon_process(pid_file, pid=latest["pid"]) is None:
                     raise NotebookStartError("The notebook server exited while starting." + _disk_hint(work_folder),
                                              self._log_tail(work_folder))
-                if self._answers(latest, timeout=1):
+                if answered_at is None and self._answers(latest, timeout=1):
+                    answered_at = time.monotonic()
+                # The page must find the warm kernel's session, or it would start a second kernel.
+                if answered_at is not None and (
+                        not latest.get("warm_kernel") or "warm_session" in latest or "warm_session_error" in latest
+                        or time.monotonic() - answered_at > WARM_SESSION_WAIT):
                     return latest
-            code = launcher.poll()
+            elif forked is not None and not pid_alive(forked):
+                raise NotebookStartError("The notebook server exited while starting.", self._log_tail(work_folder))
+            code = launcher.poll() if launcher is not None else None
             if code not in (None, 0):
                 raise NotebookStartError(f"The notebook launcher failed (exit status {code})." +
                                          _disk_hint(work_folder),

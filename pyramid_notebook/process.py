@@ -40,7 +40,29 @@ def get_daemon_process(pid_file: str, pid=None):
     pid_file = os.path.abspath(pid_file)
     if any(arg.endswith(DAEMON_SCRIPT) for arg in cmdline) and pid_file in cmdline:
         return proc
+    if _forked_daemon_title(pid, pid_file):
+        return proc
     return None
+
+
+def _forked_daemon_title(pid: int, pid_file: str) -> bool:
+    """True for a daemon forked by the fork server, which titles itself as the CLI would run it.
+
+    setproctitle rewrites the command line as one string, ``PYTHON .../notebook_daemon.py start
+    PID_FILE WORK_FOLDER PORT KILL_TIMEOUT`` (psutil then splits it at spaces, which would break
+    paths with spaces, so the raw ``/proc/<pid>/cmdline`` is read). Only that exact shape is
+    accepted: a single argument naming our script, the ``start`` action and then this pid file.
+    """
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read().rstrip(b"\0")
+    except OSError:
+        return False
+    if b"\0" in raw:
+        return False  # several arguments: an ordinary process, judged by the rule above
+    title = raw.decode("utf-8", "surrogateescape")
+    marker = f"{os.sep}{DAEMON_SCRIPT} start {pid_file} "
+    return marker in title and " " in title.split(marker, 1)[0]
 
 
 def remove_stale_pid_file(pid_file: str) -> bool:

@@ -53,6 +53,13 @@ class NotebookSettings:
     #: Where the notebook's "Shut down and return to site" control goes; empty: the
     #: URL of the site's ``shutdown_notebook`` route, if it has one.
     shutdown_url: str = ""
+    # --- launch speed (issue 13) ---
+    #: Fork notebook servers from a process that has already imported Jupyter (opt-in for now).
+    fork_server: bool = False
+    #: Start the default notebook's kernel (and its startup script) as soon as the server runs.
+    warm_kernel: bool = True
+    #: A browser's cold launch answers at once with a progress page instead of a frozen tab.
+    progress_page: bool = False
     # --- the notebook backend (issue 15) ---
     #: ``local`` (daemons on this machine) or ``jupyterhub`` (servers spawned by a JupyterHub).
     backend: str = "local"
@@ -85,6 +92,20 @@ def _int(settings, name, default, minimum=0, maximum=None):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise ConfigurationError(f"{PREFIX}{name} must be {bounds}, got {value}")
     return value
+
+
+def _bool(settings, name, default):
+    raw = settings.get(PREFIX + name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise ConfigurationError(f"{PREFIX}{name} must be true or false, got {raw!r}")
 
 
 def _float(settings, name, default, minimum):
@@ -183,6 +204,9 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         shutdown_url=shutdown_url,
         idle_timeout=_int(settings, "idle_timeout", NotebookSettings.idle_timeout, 0),
         max_notebooks=_int(settings, "max_notebooks", NotebookSettings.max_notebooks, 1),
+        fork_server=_bool(settings, "fork_server", NotebookSettings.fork_server),
+        warm_kernel=_bool(settings, "warm_kernel", NotebookSettings.warm_kernel),
+        progress_page=_bool(settings, "progress_page", NotebookSettings.progress_page),
         frame_ancestors=_frame_ancestors(settings),
     )
 

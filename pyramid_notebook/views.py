@@ -27,6 +27,7 @@ from pyramid_notebook.framing import framing_context
 from pyramid_notebook.notebookmanager import NotebookStartError, TooManyNotebooks
 from pyramid_notebook.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin
 from pyramid_notebook.ports import NoFreePort
+from pyramid_notebook.progress import launch_with_progress, wants_progress_page
 from pyramid_notebook.proxy import UpstreamError, proxy_request
 from pyramid_notebook.settings import get_notebook_settings
 from pyramid_notebook.static import static_file_response
@@ -119,13 +120,8 @@ def fill_context_defaults(request, notebook_context) -> dict:
 
 def _folder_error_page(username, e: OSError):
     """The notebook folder could not be written (read-only, full): say so, log it."""
-    logger.error("Notebook folder unusable for %r: %s", username, e)
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return error_page(HTTPInsufficientStorage, "The notebook folder is full",
-                          "There is no space left for your notebook's files. Ask the site's administrator.")
-    return error_page(HTTPServiceUnavailable, "The notebook folder cannot be written",
-                      f"Your notebook cannot be started or stopped right now ({e.strerror or e}). "
-                      "Ask the site's administrator.")
+    logger.error("Notebook folder unusable for %r", username)
+    return launch_error_page(*describe_launch_error(e))
 
 
 def _checked_context(request, notebook_context):
@@ -149,7 +145,40 @@ def _require_restart_intent(request, manager, username, context):
                        "every kernel stops and unsaved work in open notebooks is lost. Your files stay.",
                        "Restart my notebook", cancel_url=request.application_url + "/")
 
+
 # --- end hardening ----------------------------------------------------------------------
+
+
+def describe_launch_error(e):
+    """``(status, title, message, details)`` of the error page for a failed launch; re-raises others."""
+    if isinstance(e, BadUsername):
+        return 400, "Unusable username", str(e), ""
+    if isinstance(e, OSError):  # the notebook folder is read-only or full
+        logger.error("Notebook folder unusable: %s", e)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return 507, "The notebook folder is full", \
+                "There is no space left for your notebook's files. Ask the site's administrator.", ""
+        return 503, "The notebook folder cannot be written", \
+            f"Your notebook cannot be started or stopped right now ({e.strerror or e}). " \
+            "Ask the site's administrator.", ""
+    if isinstance(e, (NoFreePort, TooManyNotebooks)):
+        return 503, "No notebook slot free", str(e), ""
+    if isinstance(e, BackendUnavailable):
+        logger.error("Notebook service unavailable: %s", e)
+        return 503, "The notebook service is unavailable", f"{e} Try again in a few minutes.", ""
+    if isinstance(e, NotebookStartError):
+        logger.error("Notebook failed to start: %s\n%s", e, e.log_tail)
+        return 500, "The notebook failed to start", str(e) + (" The end of its log follows." if e.log_tail else ""), \
+            e.log_tail
+    logger.exception("Notebook failed to start", exc_info=e)
+    return 500, "The notebook failed to start", "An unexpected error occurred; the site's log has the details.", ""
+
+
+def launch_error_page(status, title, message, details=""):
+    """The error page (an HTTP exception) for a launch that failed with ``status``."""
+    exc_class = {400: HTTPBadRequest, 503: HTTPServiceUnavailable, 507: HTTPInsufficientStorage}.get(
+        status, HTTPInternalServerError)
+    return error_page(exc_class, title, message, details)
 
 
 def launch_on_demand(request, username, notebook_context):
@@ -164,27 +193,31 @@ def launch_on_demand(request, username, notebook_context):
     _require_restart_intent(request, manager, username, context)
     try:
         context, created = manager.start_notebook_on_demand(username, context)
-    except BadUsername as e:
-        raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
-    except OSError as e:
-        raise _folder_error_page(username, e) from None
-    except (NoFreePort, TooManyNotebooks) as e:
-        raise error_page(HTTPServiceUnavailable, "No notebook slot free", str(e)) from None
-    except BackendUnavailable as e:
-        raise _unavailable(username, e) from None
-    except NotebookStartError as e:
-        logger.error("Notebook for %r failed to start: %s\n%s", username, e, e.log_tail)
-        raise error_page(HTTPInternalServerError, "The notebook failed to start", str(e) +
-                         (" The end of its log follows." if e.log_tail else ""), e.log_tail) from None
+    except (BadUsername, OSError, NoFreePort, TooManyNotebooks, BackendUnavailable, NotebookStartError) as e:
+        raise launch_error_page(*describe_launch_error(e)) from None
     if created:
         logger.info("Started notebook for %r on port %s", username, context.get("http_port"))
     return context
 
 
+def _checked_path(path):
+    if path is None:
+        return None
+    try:
+        return validate_path(path)
+    except BadPath as e:
+        raise error_page(HTTPBadRequest, "Unusable notebook path", str(e)) from None
+
+
+def _notebook_page_url(request, context, path=None) -> str:
+    target = quote(path) if path is not None else context["notebook_name"]
+    url_path = context["notebook_path"].rstrip("/") + "/notebooks/" + target
+    return route_to_alt_domain(request, request.host_url + url_path)
+
+
 def _unavailable(username, e):
-    logger.error("Notebook service unavailable for %r: %s", username, e)
-    return error_page(HTTPServiceUnavailable, "The notebook service is unavailable",
-                      f"{e} Try again in a few minutes.")
+    logger.error("Notebook service unavailable for %r", username)
+    return launch_error_page(*describe_launch_error(e))
 
 
 def notebook_url(request, username, notebook_context, path=None) -> str:
@@ -197,18 +230,12 @@ def notebook_url(request, username, notebook_context, path=None) -> str:
         are absolute, contain ``..`` or name hidden or state files are refused with 400.
     :return: an absolute URL on the site (or on ``alternative_domain``).
     """
-    if path is not None:
-        try:
-            path = validate_path(path)
-        except BadPath as e:
-            raise error_page(HTTPBadRequest, "Unusable notebook path", str(e)) from None
+    path = _checked_path(path)
     context = launch_on_demand(request, username, notebook_context)
-    target = quote(path) if path is not None else context["notebook_name"]
-    url_path = context["notebook_path"].rstrip("/") + "/notebooks/" + target
-    return route_to_alt_domain(request, request.host_url + url_path)
+    return _notebook_page_url(request, context, path)
 
 
-def launch_notebook(request, username, notebook_context, path=None):
+def launch_notebook(request, username, notebook_context, path=None, progress=None):
     """Start (or reuse) the user's notebook and redirect to its default notebook page.
 
     :param username: the authenticated user's name; each user has their own notebook.
@@ -216,8 +243,26 @@ def launch_notebook(request, username, notebook_context, path=None):
         usually built with :mod:`pyramid_notebook.startup`.
     :param path: open this notebook (relative to the user's folder) instead of the
         default one; see :func:`notebook_url`.
-    :return: :class:`pyramid.httpexceptions.HTTPFound`
+    :param progress: answer a browser's cold launch at once with a progress page that moves
+        on to the notebook when it answers (see :mod:`pyramid_notebook.progress`); ``None``
+        (default) follows the ``pyramid_notebook.progress_page`` setting. Non-browser
+        clients, and launches of a notebook that already runs, always get the redirect.
+    :return: :class:`pyramid.httpexceptions.HTTPFound`, or the progress page's response
     """
+    if progress is None:
+        progress = get_notebook_settings(request.registry).progress_page
+    if progress and wants_progress_page(request):
+        _require_user(username)
+        path = _checked_path(path)
+        context = _checked_context(request, notebook_context)
+        manager = get_notebook_manager(request)
+        _require_restart_intent(request, manager, username, context)
+        try:
+            return launch_with_progress(request, username, context, manager,
+                                        lambda running: _notebook_page_url(request, running, path),
+                                        describe_launch_error, launch_error_page)
+        except BadUsername as e:
+            raise launch_error_page(*describe_launch_error(e)) from None
     return HTTPFound(notebook_url(request, username, notebook_context, path=path))
 
 

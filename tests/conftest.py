@@ -5,7 +5,9 @@ import textwrap
 import pytest
 
 from pyramid_notebook.notebookmanager import NotebookManager
-from tests.helpers import WSGIServerThread, daemons_under, random_port_base, stop_all_notebooks
+from tests.helpers import (
+    WSGIServerThread, daemons_under, fork_servers_under, join_background_starts, random_port_base, stop_all_notebooks,
+)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -21,10 +23,10 @@ def no_notebook_left_behind(tmp_path_factory):
     """Fail the run if any test leaves a notebook daemon running."""
     base = tmp_path_factory.getbasetemp()
     yield
-    left = daemons_under(base)
+    left = daemons_under(base) + fork_servers_under(base)
     for proc in left:  # clean up anyway, then report
         proc.kill()
-    assert not left, f"Notebook daemons left running: {[p.pid for p in left]}"
+    assert not left, f"Notebook daemons or fork servers left running: {[p.pid for p in left]}"
 
 
 @pytest.fixture
@@ -38,9 +40,12 @@ def notebook_folder(tmp_path):
 
 @pytest.fixture
 def manager(notebook_folder):
-    """A real NotebookManager on a random port range."""
-    return NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, kill_timeout=600,
-                           startup_timeout=60)
+    """A real NotebookManager on a random port range, its fork server ready (stopped after the test)."""
+    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, kill_timeout=600,
+                              startup_timeout=60, fork_server=True)
+    manager.start_fork_server()
+    manager.fork_server.wait_until_ready(timeout=120)
+    return manager
 
 
 def write_demo_ini(tmp_path, notebook_folder, **extra_settings):
@@ -75,6 +80,7 @@ def make_demo_server(tmp_path, notebook_folder):
     yield make
     for server in servers:
         server.__exit__(None, None, None)
+    join_background_starts()
 
 
 @pytest.fixture

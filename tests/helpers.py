@@ -51,9 +51,36 @@ def stop_all_notebooks(notebook_folder):
     """
     if not os.path.isdir(notebook_folder):
         return
+    from pyramid_notebook import forkserver
+
+    forkserver.stop_all(notebook_folder)
     for pid_file in statefolder.pid_files(notebook_folder) + statefolder.legacy_pid_files(notebook_folder):
         if os.path.exists(pid_file):
             terminate_daemon(pid_file, timeout=10)
+
+
+def join_background_starts(timeout=120.0):
+    """Wait for the progress page's background starts (threads of this process) to finish.
+
+    A site stopped by a test fixture would otherwise leave a start running that launches a
+    notebook after the test's clean-up.
+    """
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name.startswith("pyramid_notebook start "):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def fork_servers_under(folder):
+    """Live fork server processes serving a notebook folder inside ``folder``."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or len(cmdline) < 3:
+            continue
+        if cmdline[-3].endswith("forkserver.py") and cmdline[-1].startswith(str(folder)):
+            found.append(proc)
+    return found
 
 
 def daemons_under(folder):

@@ -127,8 +127,10 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         # Kernel messages go out at once instead of waiting out delayed ACKs (see server/websocket.py).
         "kernel_websocket_connection_class":
             "pyramid_notebook.server.websocket.NoDelayKernelWebsocketConnection",
-        # Publishes where the static files are, so the site can send them from disk.
-        "jpserver_extensions": {"pyramid_notebook.server.static_files": True},
+        # Publishes where the static files are, so the site can send them from disk; starts the
+        # default notebook's kernel before the browser asks for it (see server/warm_kernel.py).
+        "jpserver_extensions": {"pyramid_notebook.server.static_files": True,
+                                "pyramid_notebook.server.warm_kernel": True},
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
         "tornado_settings": {
@@ -150,6 +152,9 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         "IdentityProvider": {"token": ""},
         # Our prebuilt frontend extension, shipped as package data: no node build needed.
         "LabServerApp": {"extra_labextensions_path": [LABEXTENSION_FOLDER]},
+        # The PyPI extension manager builds an HTTPS client at start-up (~1 s of imports and
+        # certificates); a site's shell lists its installed extensions but does not install new ones.
+        "LabApp": {"extension_manager": "readonly"},
         "ProxyIdentityProvider": {
             "proxy_token": context["token"],
             "cookie_name": f"pyramid-notebook-{port}",

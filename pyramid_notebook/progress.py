@@ -1,0 +1,184 @@
+"""A progress page for a browser's cold launch, instead of a tab frozen while the server starts.
+
+When a browser asks to launch a notebook that is not running, :func:`launch_with_progress`
+answers at once with a small page and starts the notebook in a background thread of the
+web process (which holds the user's lock as any launch does, so concurrent launches still
+start exactly one server). The page works without JavaScript: it reloads the launch URL
+every two seconds (``<meta http-equiv="refresh">``). With JavaScript it asks the same URL
+every quarter second, with an ``X-Pyramid-Notebook-Progress`` header, for a one-line JSON
+state, and moves on the moment the notebook answers. Once started, the launch URL redirects
+to the notebook as always; if the start failed, it shows the error and the end of the
+notebook's log, as a synchronous launch would.
+
+The state of a start lives in ``launch.json`` beside the user's pid file (so it follows the
+manager's state folder), shared by every process of the web server: which start, whether it
+failed and why, and which process runs it. A start whose process died (the web server was
+restarted mid-start) or that overran ``startup_timeout`` is simply started again by the next
+request.
+"""
+import contextlib
+import html
+import json
+import logging
+import os
+import secrets
+import tempfile
+import threading
+import time
+
+from pyramid.response import Response
+
+from pyramid_notebook.process import pid_alive
+
+logger = logging.getLogger(__name__)
+
+#: Query parameter naming the start a progress page waits for.
+PARAM = "pyramid_notebook_start"
+#: Header with which the page's script asks for the JSON state.
+HEADER = "X-Pyramid-Notebook-Progress"
+RECORD_NAME = "launch.json"
+
+PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Starting your notebook</title>
+<meta http-equiv="refresh" content="2;url={url}">
+<style>body{{font-family:sans-serif;margin:3em}}#pyramid-notebook-progress{{color:#555}}</style></head>
+<body><h1>Starting your notebook&hellip;</h1>
+<p id="pyramid-notebook-progress">This takes a moment. The notebook opens by itself when it is ready.</p>
+<script>
+(function () {{
+  var url = {url_json}, started = Date.now();
+  function poll() {{
+    fetch(url, {{headers: {{"{header}": "1"}}, credentials: "same-origin", cache: "no-store"}})
+      .then(function (r) {{ return r.json(); }})
+      .then(function (s) {{
+        if (s.state === "starting") {{
+          document.getElementById("pyramid-notebook-progress").textContent =
+            "Starting, " + Math.round((Date.now() - started) / 1000) + " s\u2026";
+          setTimeout(poll, 250);
+        }} else {{
+          window.location.replace(s.url || url);
+        }}
+      }})
+      .catch(function () {{ setTimeout(poll, 1000); }});
+  }}
+  setTimeout(poll, 250);
+}})();
+</script></body></html>
+"""
+
+
+def wants_progress_page(request) -> bool:
+    """True for a browser navigating (``GET`` with ``Accept: text/html``) or the page's own poll."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    return HEADER in request.headers or "text/html" in (request.headers.get("Accept") or "")
+
+
+def _record_path(manager, username) -> str:
+    return os.path.join(os.path.dirname(manager.get_pid_file(username)), RECORD_NAME)
+
+
+def read_record(manager, username):
+    """The state of the user's latest background start, or ``None``."""
+    try:
+        with open(_record_path(manager, username), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _write_record(manager, username, record) -> None:
+    path = _record_path(manager, username)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".launch-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _in_progress(manager, record) -> bool:
+    if not record or record.get("state") != "starting":
+        return False
+    fresh = time.time() - float(record.get("at") or 0) < manager.startup_timeout + 30
+    return fresh and pid_alive(record.get("owner"))
+
+
+def _start_in_background(manager, username, context, start_id, describe_error) -> None:
+    def run():
+        outcome = None
+        try:
+            manager.start_notebook_on_demand(username, context)
+        except Exception as e:  # noqa: BLE001 - every failure is shown to the user, none is lost
+            status, title, message, details = describe_error(e)
+            outcome = {"state": "failed", "status": status, "title": title, "message": message, "details": details}
+        record = read_record(manager, username) or {}
+        if record.get("id") != start_id:
+            return  # a newer start took over the record
+        if outcome is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(_record_path(manager, username))
+        else:
+            _write_record(manager, username, dict(record, at=time.time(), **outcome))
+
+    _write_record(manager, username, {"id": start_id, "state": "starting", "owner": os.getpid(), "at": time.time(),
+                                      "context_hash": context.get("context_hash")})
+    threading.Thread(target=run, name=f"pyramid_notebook start {username}", daemon=True).start()
+
+
+def _poll_url(request, start_id) -> str:
+    params = [(k, v) for k, v in request.GET.items() if k != PARAM] + [(PARAM, start_id)]
+    from urllib.parse import urlencode
+
+    return request.path + "?" + urlencode(params)  # relative: right behind any proxy or alternative domain
+
+
+def _progress_response(request, start_id) -> Response:
+    url = _poll_url(request, start_id)
+    if HEADER in request.headers:
+        return _json(request, {"state": "starting"})
+    body = PAGE.format(url=html.escape(url), url_json=json.dumps(url).replace("<", "\\u003c"), header=HEADER)
+    return Response(body, content_type="text/html", charset="utf-8", cache_control="no-store")
+
+
+def _json(request, state) -> Response:
+    response = Response(json.dumps(state), content_type="application/json", charset="utf-8")
+    response.cache_control = "no-store"
+    return response
+
+
+def launch_with_progress(request, username, context, manager, running_url, describe_error, error_response):
+    """Answer a browser's launch: redirect if running, else a progress page while it starts.
+
+    :param context: the filled-in notebook context (with ``context_hash``).
+    :param running_url: ``callable(context) -> str``, the notebook page of a running context.
+    :param describe_error: ``callable(exception) -> (status, title, message, details)``.
+    :param error_response: ``callable(status, title, message, details) -> Response``.
+    """
+    from pyramid.httpexceptions import HTTPFound
+
+    from pyramid_notebook.ports import port_is_listening
+
+    running = manager.get_notebook_status(username)
+    if running and running.get("context_hash") == context["context_hash"] and \
+            port_is_listening(running["http_port"]) and not _in_progress(manager, read_record(manager, username)):
+        if HEADER in request.headers:
+            return _json(request, {"state": "ready", "url": running_url(running)})
+        return HTTPFound(running_url(running))
+    record = read_record(manager, username)
+    if _in_progress(manager, record):
+        return _progress_response(request, record["id"])
+    waited_for = request.GET.get(PARAM)
+    if record and record.get("state") == "failed" and waited_for:
+        if HEADER in request.headers:
+            return _json(request, {"state": "failed"})
+        return error_response(record["status"], record["title"], record["message"], record.get("details") or "")
+    start_id = secrets.token_hex(8)
+    _start_in_background(manager, username, context, start_id, describe_error)
+    return _progress_response(request, start_id)

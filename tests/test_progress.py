@@ -1,0 +1,124 @@
+"""The progress page of a browser's cold launch: plain HTTP and a real headless Chromium."""
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import requests
+from pyramid.config import Configurator
+
+from pyramid_notebook.progress import HEADER, PARAM, RECORD_NAME
+from pyramid_notebook.views import launch_notebook, notebook_proxy
+from tests.browser import CHROMEDRIVER, CHROMIUM
+from tests.helpers import WSGIServerThread, daemons_under, join_background_starts, random_port_base, wait_for
+
+HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+BROKEN = {"extra_template_paths": [["not", "a", "path"]]}  # Jupyter refuses to start with this
+
+
+def make_app(notebook_folder):
+    """A site with one good shell (user alice) and one whose notebook cannot start (user bob)."""
+    settings = {"pyramid_notebook.notebook_folder": notebook_folder,
+                "pyramid_notebook.port_base": str(random_port_base()), "pyramid_notebook.port_range": "20",
+                "pyramid_notebook.startup_timeout": "60", "pyramid_notebook.fork_server": "true",
+                "pyramid_notebook.progress_page": "true"}
+    with Configurator(settings=settings) as config:
+        config.include("pyramid_notebook")
+        config.add_route("shell", "/shell")
+        config.add_route("broken", "/broken")
+        config.add_route("notebook_proxy", "/notebook/*remainder")
+        config.add_view(lambda r: launch_notebook(r, "alice", {"greeting": "Progress *test*", "startup": "a = 1\n"}),
+                        route_name="shell")
+        config.add_view(lambda r: launch_notebook(r, "bob", BROKEN), route_name="broken")
+        config.add_view(lambda r: notebook_proxy(r, "alice"), route_name="notebook_proxy")
+        return config.make_wsgi_app()
+
+
+@pytest.fixture
+def site(notebook_folder):
+    with WSGIServerThread(make_app(notebook_folder)) as server:
+        yield server
+    join_background_starts()
+
+
+def state(site, url):
+    r = requests.get(url, headers={HEADER: "1"}, allow_redirects=False, timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    return r.json()
+
+
+def test_cold_launch_answers_with_a_progress_page_then_redirects(site):
+    manager = site.manager
+    # A launch interrupted by a web server that died mid-start is simply started again.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record_file = os.path.join(os.path.dirname(manager.get_pid_file("alice")), RECORD_NAME)
+    os.makedirs(os.path.dirname(record_file), exist_ok=True)
+    with open(record_file, "w") as f:
+        json.dump({"id": "interrupted", "state": "starting", "owner": dead.pid, "at": 0}, f)
+
+    # Several tabs at once: each gets a page at once, and one server starts.
+    pages = []
+    threads = [threading.Thread(target=lambda: pages.append(
+        requests.get(site.url + "/shell", headers=HTML, allow_redirects=False, timeout=30))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(pages) == 4
+    for page in pages:
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+        assert "Starting your notebook" in page.text and "Traceback" not in page.text
+        assert f'http-equiv="refresh" content="2;url=/shell?{PARAM}=' in page.text.replace("&amp;", "&")
+        assert page.headers["Cache-Control"] == "no-store"
+    ids = {page.text.split(PARAM + "=")[1].split('"')[0] for page in pages}
+    assert "interrupted" not in ids
+    poll = f"{site.url}/shell?{PARAM}={ids.pop()}"
+
+    ready = wait_for(lambda: (lambda s: s if s["state"] != "starting" else None)(state(site, poll)), timeout=90,
+                     message="the notebook to start")
+    context = manager.get_notebook_status("alice")
+    assert ready == {"state": "ready", "url": f"{site.url}/notebook/notebooks/{context['notebook_name']}"}
+    assert len(daemons_under(manager.notebook_folder)) == 1, "exactly one server for all those tabs"
+    assert not os.path.exists(record_file)
+    # The meta refresh (a browser without JavaScript) lands on the notebook.
+    r = requests.get(poll, headers=HTML, allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and r.headers["Location"] == ready["url"]
+    # A non-browser client gets the redirect as before; so does a browser once it runs.
+    assert requests.get(site.url + "/shell", allow_redirects=False, timeout=10).status_code == 302
+    assert requests.get(site.url + "/shell", headers=HTML, allow_redirects=False, timeout=10).status_code == 302
+
+
+def test_failed_start_shows_the_log(site):
+    r = requests.get(site.url + "/broken", headers=HTML, allow_redirects=False, timeout=30)
+    assert r.status_code == 200
+    poll = r.url + "?" + PARAM + "=" + r.text.split(PARAM + "=")[1].split('"')[0]
+    wait_for(lambda: state(site, poll)["state"] == "failed", timeout=90, message="the start to fail")
+    r = requests.get(poll, headers=HTML, allow_redirects=False, timeout=10)
+    assert r.status_code == 500
+    assert "The notebook failed to start" in r.text and "extra_template_paths" in r.text
+    assert "Traceback (most recent call last)" not in r.text.split("<pre>")[0]
+    assert daemons_under(site.manager.notebook_folder) == []
+    # Without the header a non-browser client still gets the synchronous answer.
+    assert requests.get(site.url + "/broken", allow_redirects=False, timeout=90).status_code == 500
+
+
+def _text_present(browser, text):
+    try:
+        return browser.is_text_present(text)
+    except Exception:  # splinter raises while the page is navigating from the progress page
+        return False
+
+
+@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+                    reason="needs Debian's chromium and chromium-driver (scripts/test installs them)")
+def test_browser_ends_on_the_notebook_or_the_error(browser, site):
+    browser.visit(site.url + "/shell")
+    assert "/notebook/notebooks/" not in browser.url, "answered at once, before the notebook runs"
+    wait_for(lambda: "/notebook/notebooks/default-" in browser.url, timeout=90, message="the notebook page")
+    assert browser.is_text_present("Progress test", wait_time=60)
+    browser.visit(site.url + "/broken")
+    wait_for(lambda: _text_present(browser, "The notebook failed to start"), timeout=90, message="the error")
+    assert browser.is_text_present("extra_template_paths")
