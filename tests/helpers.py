@@ -32,6 +32,11 @@ def random_port_base(size=20) -> int:
     return random.randrange(20000, 32000 - size)
 
 
+#: The fetch metadata a browser sends for a click on one of the site's own links: a launch that
+#: restarts a notebook with another context needs that intent (pyramid_notebook.intent).
+CLICK = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+
+
 def wait_for(condition, timeout=30.0, interval=0.05, message="condition"):
     """Poll ``condition()`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -12,7 +12,7 @@ import pytest
 import requests
 import websocket
 
-from tests.helpers import KernelChannel, free_port, login, wait_for
+from tests.helpers import CLICK, KernelChannel, free_port, login, wait_for
 from tests.hubhelpers import BROKEN_USER, CHP, HUB_TOKEN, JUPYTERHUB, Hub, WebNode
 
 pytestmark = [
@@ -64,10 +64,7 @@ def nodes(hub, tmp_path_factory):
 
 def launch(s, node, shell="shell2"):
     """Launch through ``node``; the path the browser is sent to."""
-    # As a browser sends it for a click on the site's own "shell" link: a launch that restarts a
-    # notebook with another context needs that intent (pyramid_notebook.intent).
-    r = s.get(f"{node.url}/{shell}", allow_redirects=False,
-              headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
+    r = s.get(f"{node.url}/{shell}", allow_redirects=False, headers=CLICK)  # a click on the site's link
     assert r.status_code == 302, r.text
     assert r.headers["Location"].startswith(ORIGIN + "/")
     return r.headers["Location"][len(ORIGIN):]

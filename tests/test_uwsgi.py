@@ -15,7 +15,7 @@ import pytest
 import requests
 import websocket
 
-from tests.helpers import KernelChannel, daemons_under, free_port, login, stop_all_notebooks, wait_for
+from tests.helpers import CLICK, KernelChannel, daemons_under, free_port, login, stop_all_notebooks, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UWSGI = os.path.join(os.path.dirname(sys.executable), "uwsgi")
@@ -126,7 +126,7 @@ def site(request, tmp_path, uwsgi_server):
 def open_kernel(base_url, username="user", shell="shell2"):
     """Log in, launch, start a kernel; return (session, kernel ws URL, cookie header)."""
     s = login(base_url, username)
-    location = s.get(f"{base_url}/{shell}", allow_redirects=False).headers["Location"]
+    location = s.get(f"{base_url}/{shell}", allow_redirects=False, headers=CLICK).headers["Location"]
     assert s.get(location).status_code == 200
     xsrf = s.cookies.get("_xsrf", path="/notebook/")
     r = s.post(base_url + "/notebook/api/sessions", headers={"X-XSRFToken": xsrf, "Origin": base_url},

@@ -14,11 +14,12 @@ from pyramid.request import Request
 
 import notebook
 from pyramid_notebook.views import launch_notebook
-from tests.helpers import KernelChannel, daemons_under, execute_over_websocket, free_port, login, wait_for
+from tests.helpers import CLICK, KernelChannel, daemons_under, execute_over_websocket, free_port, login, wait_for
 
 
 def launch(session, base_url, shell="shell1"):
-    r = session.get(f"{base_url}/{shell}", allow_redirects=False)
+    """A click on the site's "shell" link (a restart with another context needs that intent)."""
+    r = session.get(f"{base_url}/{shell}", allow_redirects=False, headers=CLICK)
     assert r.status_code == 302, r.text
     return r.headers["Location"]
 
