@@ -90,7 +90,7 @@ def test_users_are_isolated(shared):
     assert alice["token"] != bob["token"] and alice["http_port"] != bob["http_port"]
     assert psutil.Process(alice["pid"]).cwd() == manager.get_work_folder("alice")
     assert psutil.Process(bob["pid"]).cwd() == manager.get_work_folder("bob")
-    secrets_ = [open(os.path.join(manager.get_work_folder(u), ".jupyter", "runtime", "cookie_secret")).read()
+    secrets_ = [open(os.path.join(manager.get_state_folder(u), ".jupyter", "runtime", "cookie_secret")).read()
                 for u in ("alice", "bob")]
     assert secrets_[0] != secrets_[1]
     # No socket (in particular the control socket) and no file of the fork server is shared.
@@ -115,7 +115,7 @@ def test_warm_kernels_ran_their_own_startup_and_stay_apart(shared):
             env = eval(channel.execute("import os; {k: os.environ.get(k) for k in os.environ}"))
             assert env["PYRAMID_NOTEBOOK_TEST_LAUNCH"] == name
             for key in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
-                assert env[key].startswith(manager.get_work_folder(name) + os.sep), key
+                assert env[key].startswith(manager.get_state_folder(name) + os.sep), key
             assert channel.execute("os.getcwd()") == repr(manager.get_work_folder(name))
         channels["alice"].execute("import json; json.MARK = 'alice was here'")
         assert channels["bob"].execute("import json; hasattr(json, 'MARK')") == "False"
