@@ -137,8 +137,8 @@ def _require_restart_intent(request, manager, username, context):
     """A launch that would restart a running notebook with another context needs intent."""
     try:
         running = manager.get_notebook_status(username)
-    except BadUsername as e:
-        raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
+    except (BadUsername, BackendUnavailable, OSError) as e:
+        raise launch_error_page(*describe_launch_error(e)) from None
     if running and running.get("context_hash") != context["context_hash"]:
         require_intent(request, "Restart your notebook?",
                        "Your notebook is running with another set-up. Opening this shell restarts it: "
