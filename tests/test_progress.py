@@ -15,7 +15,20 @@ from tests.browser import CHROMEDRIVER, CHROMIUM
 from tests.helpers import WSGIServerThread, daemons_under, join_background_starts, random_port_base, wait_for
 
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
-BROKEN = {"extra_template_paths": [["not", "a", "path"]]}  # Jupyter refuses to start with this
+BROKEN = {"greeting": "Never shown: this notebook cannot start"}
+
+
+def break_bobs_server(site):
+    """A Jupyter config file in bob's state folder that ends the server while it starts, after
+    saying why on stderr (the context itself is checked before any start, so a malformed one
+    never reaches Jupyter; and Jupyter only logs exceptions raised in config files)."""
+    folder = os.path.join(site.manager.get_state_folder("bob"), ".jupyter")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    with open(os.path.join(folder, "jupyter_server_config.py"), "w") as f:
+        f.write('import os, sys\n'
+                'print("Bad config value for extra_template_paths (broken on purpose)", file=sys.stderr)\n'
+                'sys.stderr.flush()\n'
+                'os._exit(3)\n')
 
 
 def make_app(notebook_folder):
@@ -92,6 +105,7 @@ def test_cold_launch_answers_with_a_progress_page_then_redirects(site):
 
 
 def test_failed_start_shows_the_log(site):
+    break_bobs_server(site)
     r = requests.get(site.url + "/broken", headers=HTML, allow_redirects=False, timeout=30)
     assert r.status_code == 200
     poll = r.url + "?" + PARAM + "=" + r.text.split(PARAM + "=")[1].split('"')[0]
@@ -119,6 +133,7 @@ def test_browser_ends_on_the_notebook_or_the_error(browser, site):
     assert "/notebook/notebooks/" not in browser.url, "answered at once, before the notebook runs"
     wait_for(lambda: "/notebook/notebooks/default-" in browser.url, timeout=90, message="the notebook page")
     assert browser.is_text_present("Progress test", wait_time=60)
+    break_bobs_server(site)
     browser.visit(site.url + "/broken")
     wait_for(lambda: _text_present(browser, "The notebook failed to start"), timeout=90, message="the error")
     assert browser.is_text_present("extra_template_paths")
