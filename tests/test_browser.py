@@ -21,7 +21,19 @@ def log_in(browser, base_url, username="user", password="password"):
     browser.find_by_id("username").fill(username)
     browser.find_by_id("password").fill(password)
     browser.find_by_id("login").click()
-    assert browser.is_text_present(f"Logged in as {username}", wait_time=10)
+    wait_for(lambda: _text_on_page(browser, f"Logged in as {username}"), timeout=30, interval=0.2,
+             message=f"the site's page for {username}")
+
+
+def _text_on_page(browser, text):
+    """``text`` is on the current page; False while the page is being replaced (the browser then
+    answers with "Node ... does not belong to the document", or the old body goes stale)."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        return text in browser.driver.find_element(By.TAG_NAME, "body").text
+    except WebDriverException:
+        return False
 
 
 def run_in_last_cell(browser, code, timeout=90):
