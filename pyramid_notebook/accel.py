@@ -20,18 +20,35 @@ shipped ``nginx-accel.conf`` uses the grant in two ways:
   turns such a redirected request into a GET (HEAD and websocket handshakes stay as they are)
   and has already consumed its body: that is why ``auth_request`` is the main path.
 
+Static files (the 2.5 MB JavaScript bundle and the rest of what a notebook page loads) are sent
+by nginx from disk, as the site sends them in the other modes (:mod:`pyramid_notebook.static`):
+for a GET or HEAD of a file found where the running notebook publishes its static folders, the
+grant also names the file and the headers Jupyter would send (:data:`STATIC_HEADERS`), and
+``nginx-accel.conf`` serves it with ``try_files`` after the access phase, so only after the site
+said yes. Anything else, or a site that names no file, is relayed to the notebook.
+
 When the site refuses (login redirect, 403, 502 "not running"), ``auth_request`` can only say
 401/403/500; nginx then asks the site again in a named location with
 :data:`FALLBACK_HEADER` set, and passes the site's own answer and page to the browser. The same
 named location handles a notebook that does not answer nginx (502/504): the site, asked with
 that header, answers its clear 502 page instead of another grant. See ``docs/design.rst``.
 """
+import os
+
 from pyramid.response import Response
 
 #: Header nginx sets when it asks the site for the page to show instead of the notebook's answer.
 FALLBACK_HEADER = "X-Pyramid-Notebook-Accel-Fallback"
 #: Header whose value nginx follows as an internal redirect and never passes to a client.
 ACCEL_HEADER = "X-Accel-Redirect"
+#: The grant's headers for a file nginx sends from disk: the file, and the headers Jupyter would
+#: send with it (nginx-accel.conf reads them with ``auth_request_set``; no client ever sees them).
+#: ``X-Content-Type-Options: nosniff``, which Jupyter sends with every file, is in the config.
+STATIC_HEADERS = {"file": "X-Pyramid-Notebook-Static-File", "Content-Type": "X-Pyramid-Notebook-Static-Type",
+                  "Cache-Control": "X-Pyramid-Notebook-Static-Cache-Control",
+                  "Expires": "X-Pyramid-Notebook-Static-Expires",
+                  "Content-Disposition": "X-Pyramid-Notebook-Static-Disposition",
+                  "Content-Security-Policy": "X-Pyramid-Notebook-Static-CSP"}
 
 
 def upstream_address(context: dict) -> str:
@@ -54,10 +71,25 @@ def is_fallback(request) -> bool:
     return bool(request.headers.get(FALLBACK_HEADER))
 
 
-def grant_response(request, context: dict, prefix: str) -> Response:
-    """The empty answer that lets nginx relay ``request`` to the user's notebook."""
+def grant_response(request, context: dict, prefix: str, static=None) -> Response:
+    """The empty answer that lets nginx relay ``request`` to the user's notebook.
+
+    ``static`` is :func:`pyramid_notebook.static.static_file_plan`'s answer for the request:
+    nginx then sends that file from disk instead of asking the notebook.
+    """
     response = Response(status=200, body=b"", content_type=None)
     response.headers[ACCEL_HEADER] = grant_uri(prefix, context)
+    if static is not None:
+        file_path, content_type, headers = static
+        # The file name's own bytes (UTF-8 or not), each as one latin-1 character: how WSGI servers
+        # write header values. nginx uses them as they are; control bytes cannot be sent at all.
+        raw = os.fsencode(file_path)
+        if not any(b < 0x20 or b == 0x7F for b in raw):
+            response.headers[STATIC_HEADERS["file"]] = raw.decode("latin-1")
+            response.headers[STATIC_HEADERS["Content-Type"]] = content_type
+            for name, value in headers.items():
+                if name in STATIC_HEADERS:
+                    response.headers[STATIC_HEADERS[name]] = value
     # Never cached anywhere: the grant is for this request only.
     response.headers["Cache-Control"] = "no-store"
     return response

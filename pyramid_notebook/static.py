@@ -14,13 +14,21 @@ import mimetypes
 import os
 import time
 from email.utils import formatdate
+from urllib.parse import quote, urlsplit
 
 from pyramid.response import FileResponse
 
-from pyramid_notebook.server.static_files import CONTEXT_KEY
+from pyramid_notebook.server.static_files import CONTEXT_KEY, FILES_HEADERS
 #: What tornado's StaticFileHandler gives versioned (``?v=``) files.
 VERSIONED_MAX_AGE = 86400 * 365 * 10
 IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+#: The notebook server's own table: jupyter_server's ServerApp overrides two types at start-up
+#: (``init_mime_overrides``); the site's global table is left alone.
+_types = mimetypes.MimeTypes()
+_types.add_type("text/css", ".css")
+_types.add_type("application/javascript", ".js")
 
 
 @functools.lru_cache(maxsize=256)
@@ -96,19 +104,80 @@ def _drop_unparsable_conditions(request) -> None:
                 del request.environ[key]
 
 
-def static_file_response(request, context: dict):
-    """A :class:`~pyramid.response.FileResponse` for a static notebook file, or None to proxy."""
+def _files_content_type(file_path: str):
+    """What Jupyter's files/ handler sends as Content-Type, or None for an encoded (.gz) file."""
+    name = os.path.basename(file_path)
+    if name.endswith(".ipynb"):
+        return "application/x-ipynb+json"
+    content_type, encoding = _types.guess_type(file_path)
+    if encoding:
+        return None
+    if content_type == "text/plain":
+        return "text/plain; charset=UTF-8"
+    return content_type or "application/octet-stream"
+
+
+def _attachment(request, file_path: str):
+    """Jupyter's Content-Disposition for a notebook file or a ``?download=1`` link, else None."""
+    download = request.GET.getall("download")
+    if os.path.splitext(file_path)[1] == ".ipynb" or (download and download[-1].strip()):
+        return "attachment; filename*=utf-8''" + quote(os.path.basename(file_path).encode("utf-8"))
+    return None
+
+
+def _referred_by_site(request, context: dict) -> bool:
+    """True when Jupyter's own cross-site inclusion check for files/ surely passes: the Referer
+    is a page of the site's allowed origin and no other Origin is given. Jupyter judges the rest
+    (an ``_xsrf`` token, a missing Referer) itself."""
+    allowed = context.get("allow_origin")
+    referer = urlsplit(request.headers.get("Referer", ""))
+    if not allowed or not referer.scheme or f"{referer.scheme}://{referer.netloc}" != allowed:
+        return False
+    return request.headers.get("Origin") in (None, allowed)
+
+
+def static_file_plan(request, context: dict):
+    """``(file path, content type, headers)`` of a file to send from disk, or None.
+
+    None means "let Jupyter answer": not a GET/HEAD, not under a published route, not found
+    exactly as Jupyter would find it, or a compressed file Jupyter sends as it is.
+    """
     if request.method not in ("GET", "HEAD"):
         return None
-    found = find_static_file(context, request.path)
+    # The decoded path, as tornado matches files (``request.path`` is %-quoted again).
+    found = find_static_file(context, request.script_name + request.path_info)
     if found is None:
         return None
     file_path, route = found
-    _drop_unparsable_conditions(request)
-    content_type, encoding = mimetypes.guess_type(file_path, strict=False)
+    headers = _cache_headers(request, route, context[CONTEXT_KEY].get("immutable", ()))
+    if route.get("kind") == "files":  # the user's own files, with the files/ handler's rules
+        if not _referred_by_site(request, context):
+            return None
+        content_type = _files_content_type(file_path)
+        published = route.get("headers")
+        if content_type is None or not isinstance(published, dict):
+            return None
+        headers.update({k: v for k, v in published.items() if k in FILES_HEADERS and isinstance(v, str)})
+        attachment = _attachment(request, file_path)
+        if attachment:
+            headers["Content-Disposition"] = attachment
+        return file_path, content_type, headers
+    content_type, encoding = _types.guess_type(file_path, strict=False)
     if encoding:
         return None  # Jupyter sends .gz and friends as they are; leave those to it
-    response = FileResponse(file_path, request=request, content_type=content_type or "application/octet-stream")
-    response.headers.update(_cache_headers(request, route, context[CONTEXT_KEY].get("immutable", ())))
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Content-Type-Options"] = "nosniff"
+    return file_path, content_type or "application/octet-stream", headers
+
+
+def static_file_response(request, context: dict):
+    """A :class:`~pyramid.response.FileResponse` for a static notebook file, or None to proxy."""
+    plan = static_file_plan(request, context)
+    if plan is None:
+        return None
+    file_path, content_type, headers = plan
+    _drop_unparsable_conditions(request)
+    response = FileResponse(file_path, request=request, content_type=content_type)
+    # Exactly Jupyter's Content-Type: WebOb would add a charset to text/html and +json types.
+    response.headers["Content-Type"] = content_type
+    response.headers.update(headers)
     return response

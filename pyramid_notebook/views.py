@@ -30,7 +30,7 @@ from pyramid_notebook.ports import NoFreePort
 from pyramid_notebook.progress import launch_with_progress, wants_progress_page
 from pyramid_notebook.proxy import UpstreamError, proxy_request
 from pyramid_notebook.settings import get_notebook_settings
-from pyramid_notebook.static import static_file_response
+from pyramid_notebook.static import static_file_plan, static_file_response
 from pyramid_notebook.utils import BadUsername, make_dict_hash, route_to_alt_domain
 from pyramid_notebook.badinput import check_request_size, check_websocket_handshake
 from pyramid_notebook.intent import require_intent
@@ -327,7 +327,8 @@ def notebook_proxy(request, username):
             logger.warning("Notebook of %r on port %s did not answer nginx", username, port)
             raise error_page(HTTPBadGateway, "Your notebook does not answer",
                              "The notebook server could not be reached. Launch it again from the site.")
-        return accel.grant_response(request, context, accel_prefix)
+        static = None if is_websocket_upgrade(request) else static_file_plan(request, context)
+        return accel.grant_response(request, context, accel_prefix, static)
 
     if is_websocket_upgrade(request):
         check_websocket_handshake(request)

@@ -242,3 +242,65 @@ class KernelChannel:
 
     def close(self):
         self.ws.close()
+
+
+#: The user's files a browser may fetch through files/, each as Jupyter answers it: name -> body.
+USER_FILES = {
+    "page.html": b"<script>parent.document.title = 'pwned'</script>",
+    "notes.txt": b"plain text\n",
+    "nb.ipynb": b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}',
+    "data.bin": bytes(range(256)) * 4,
+    "sub dir/\u00fc + x.css": b"body {}",
+}
+#: Headers of a files/ answer that must be Jupyter's, whoever sends it.
+FILES_PARITY_HEADERS = ("Content-Type", "Cache-Control", "Content-Security-Policy", "Content-Disposition",
+                        "X-Content-Type-Options")
+
+
+def check_user_files_as_jupyter_sends_them(session, site_url, context, work_folder, from_disk):
+    """Fetch :data:`USER_FILES` (and some Jupyter refuses) through the site and straight from the
+    notebook; the bodies and :data:`FILES_PARITY_HEADERS` must agree. ``from_disk(response)`` says
+    whether the site sent a file itself; it must for the plain files and must not for the others."""
+    from urllib.parse import quote
+
+    for name, body in USER_FILES.items():
+        os.makedirs(os.path.dirname(os.path.join(work_folder, name)), exist_ok=True)
+        with open(os.path.join(work_folder, name), "wb") as f:
+            f.write(body)
+    with open(os.path.join(work_folder, ".hidden.txt"), "wb") as f:
+        f.write(b"hidden")
+    outside = os.path.join(os.path.dirname(work_folder.rstrip("/")), "outside.txt")
+    with open(outside, "wb") as f:
+        f.write(b"outside")
+    link = os.path.join(work_folder, "link.txt")
+    if not os.path.lexists(link):
+        os.symlink(outside, link)
+    direct = f"http://127.0.0.1:{context['http_port']}"
+    auth = {"Authorization": "token " + context["token"]}
+    base = context.get("notebook_path") or "/notebook/"
+    referer = {"Referer": site_url + base + "tree"}
+    for name, body in USER_FILES.items():
+        for query in ("", "?download=1", "?v=2"):
+            path = base + "files/" + quote(name) + query
+            ours = session.get(site_url + path, headers=referer)
+            theirs = requests.get(direct + path, headers=dict(auth, **referer))
+            assert ours.status_code == theirs.status_code == 200, (path, ours.status_code, theirs.status_code)
+            assert ours.content == theirs.content == body, path
+            for header in FILES_PARITY_HEADERS:
+                assert ours.headers.get(header) == theirs.headers.get(header), (path, header, ours.headers, theirs.headers)
+            assert ("Expires" in ours.headers) == ("Expires" in theirs.headers), path
+            assert from_disk(ours), f"{path} was relayed, not sent from disk"
+    assert "sandbox" in session.get(site_url + base + "files/page.html", headers=referer).headers[
+        "Content-Security-Policy"]
+    # What Jupyter refuses or may judge otherwise stays Jupyter's to answer: hidden files, links out,
+    # and a request without the site's Referer (Jupyter's guard against cross-site inclusion).
+    for name, headers in ((".hidden.txt", referer), ("link.txt", referer), ("missing.txt", referer),
+                          ("sub%20dir", referer), ("notes.txt", {}),
+                          ("notes.txt", {"Referer": "https://elsewhere.example/page"})):
+        path = base + "files/" + name
+        ours = session.get(site_url + path, headers=headers)
+        theirs = requests.get(direct + path, headers=dict(auth, **headers))
+        assert ours.status_code == theirs.status_code, (path, headers, ours.status_code, theirs.status_code)
+        assert ours.content == theirs.content or ours.status_code >= 400, path
+        assert not from_disk(ours), f"{path} was sent from disk"
+    assert session.get(site_url + base + "files/notes.txt").status_code == 403

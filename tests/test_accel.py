@@ -19,7 +19,8 @@ import websocket
 
 from pyramid_notebook import accel
 from pyramid_notebook.notebookmanager import NotebookManager
-from tests.helpers import KernelChannel, execute_over_websocket, free_port, login, stop_all_notebooks, wait_for
+from tests.helpers import (KernelChannel, check_user_files_as_jupyter_sends_them, execute_over_websocket, free_port,
+                           login, stop_all_notebooks, wait_for)
 from tests.test_uwsgi import open_kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,6 +55,10 @@ def start_nginx(prefix, site_port, edit=lambda conf: conf):
     assert "listen 127.0.0.1:8080;" in conf and "server 127.0.0.1:9999;" in conf
     conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{port};")
     conf = edit(conf.replace("server 127.0.0.1:9999;", f"server 127.0.0.1:{site_port};"))
+    if os.geteuid() == 0:
+        # nginx sends users' files itself only when its workers can read the notebook folder
+        # (README: the site's group). As root, workers would be "nobody", and pytest's folders are 0700.
+        conf = "user root;\n" + conf
     (prefix / "nginx.conf").write_text(conf)
     proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", "nginx.conf", "-g", "daemon off;"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -130,6 +135,20 @@ def test_grant_is_an_internal_uri_with_the_address_and_secret():
     assert accel.upstream_address(context) == "10.0.0.5:29001"
     with pytest.raises(ValueError):
         accel.grant_uri("/_pyramid_notebook/", {"http_port": 1, "token": "a/b"})
+
+
+def test_grant_names_a_file_by_its_own_bytes():
+    from pyramid.request import Request
+
+    context = {"http_port": 29001, "token": "abc"}
+    static = ("/srv/n/user/d\u00e9j\u00e0 vu.csv", "text/csv", {"Cache-Control": "no-cache", "X-Other": "x"})
+    headers = accel.grant_response(Request.blank("/"), context, "/_p/", static).headers
+    assert headers[accel.STATIC_HEADERS["file"]] == "/srv/n/user/d\u00e9j\u00e0 vu.csv".encode().decode("latin-1")
+    assert headers[accel.STATIC_HEADERS["Content-Type"]] == "text/csv"
+    assert headers[accel.STATIC_HEADERS["Cache-Control"]] == "no-cache" and "X-Other" not in str(headers)
+    # A name no header can carry is left to the notebook: the grant alone.
+    headers = accel.grant_response(Request.blank("/"), context, "/_p/", ("/srv/a\nb", "text/plain", {})).headers
+    assert accel.STATIC_HEADERS["file"] not in headers and headers[accel.ACCEL_HEADER] == "/_p/127.0.0.1:29001/abc"
 
 
 def test_accel_redirect_setting_is_validated(tmp_path):
@@ -337,6 +356,7 @@ def test_a_grant_in_an_ordinary_answer_is_relayed_not_forwarded(stack, tmp_path)
 
     def without_auth_location(conf):
         conf = re.sub(r"\n        location /notebook/ \{.*?\n        \}\n", "\n", conf, count=1, flags=re.S)
+        conf = re.sub(r"\n        location @pyramid_notebook_relay \{.*?\n        \}\n", "\n", conf, count=1, flags=re.S)
         return re.sub(r"^    map \$pyramid_notebook_grant .*?^    \}\n", "", conf, flags=re.S | re.M)
 
     proc, url = start_nginx(tmp_path / "nginx", stack.port, without_auth_location)
@@ -360,6 +380,68 @@ def test_a_grant_in_an_ordinary_answer_is_relayed_not_forwarded(stack, tmp_path)
         assert stack.context()["token"] not in access + stack.log_path.read_text(errors="replace")
     finally:
         _stop(proc, signal.SIGQUIT)
+
+
+def _largest_static_file(context):
+    """(URL path, file) of the biggest file under the notebook's own static route."""
+    import notebook
+
+    folder = os.path.join(os.path.dirname(notebook.__file__), "static")
+    name = max((n for n in os.listdir(folder) if n.endswith(".js")), key=lambda n: os.path.getsize(os.path.join(folder, n)))
+    return context["notebook_path"] + "static/notebook/" + name, os.path.join(folder, name)
+
+
+def test_static_files_are_sent_by_nginx_from_disk_with_jupyters_headers(stack):
+    s = record(stack, login(stack.url))
+    s.get(stack.url + "/shell2", allow_redirects=False)  # the context open_kernel uses: no restart
+    wait_for(lambda: "static_files" in (stack.context() or {}), timeout=30, message="static folders published")
+    context = stack.context()
+    path, file_path = _largest_static_file(context)
+    direct = f"http://127.0.0.1:{context['http_port']}"
+    auth = {"Authorization": f"token {context['token']}"}
+    with open(file_path, "rb") as f:
+        content = f.read()
+    for query in ("", "?v=0123abcd"):
+        theirs = requests.get(direct + path + query, headers=auth)
+        ours = s.get(stack.url + path + query)
+        assert ours.status_code == theirs.status_code == 200
+        assert ours.content == theirs.content == content
+        for name in ("Content-Type", "Cache-Control"):
+            assert ours.headers.get(name) == theirs.headers.get(name), (name, query)
+        assert ("Expires" in ours.headers) == ("Expires" in theirs.headers), query
+        assert ours.headers["X-Content-Type-Options"] == "nosniff"
+        assert not any(h.lower().startswith("x-pyramid-notebook") for h in ours.headers), ours.headers
+    # Ranges, conditional requests and HEAD, as HTTP says.
+    r = s.get(stack.url + path, headers={"Range": "bytes=10-19"})
+    assert r.status_code == 206 and r.content == content[10:20]
+    r = s.get(stack.url + path, headers={"If-Modified-Since": ours.headers["Last-Modified"]})
+    assert r.status_code == 304 and r.content == b""
+    r = s.head(stack.url + path)
+    assert r.status_code == 200 and r.content == b"" and int(r.headers["Content-Length"]) == len(content)
+    # From disk, not through Jupyter: with the notebook frozen, the file still comes, whole.
+    notebook = psutil.Process(context["pid"])
+    notebook.suspend()
+    try:
+        r = s.get(stack.url + path, timeout=20)
+        assert r.status_code == 200 and r.content == content
+    finally:
+        notebook.resume()
+    # A name Jupyter has no file for is still Jupyter's to answer (its 404), and only the owner
+    # gets anything: an anonymous client gets the site's login, not the file.
+    missing = context["notebook_path"] + "static/notebook/no-such-file.js"
+    assert s.get(stack.url + missing).status_code == requests.get(direct + missing, headers=auth).status_code == 404
+    r = record(stack, requests.Session()).get(stack.url + path, allow_redirects=False)
+    assert r.status_code in (302, 403) and r.content != content
+
+
+def test_user_files_are_sent_by_nginx_from_disk_with_jupyters_headers(stack):
+    s = record(stack, login(stack.url))
+    s.get(stack.url + "/shell2", allow_redirects=False)  # the context open_kernel uses: no restart
+    wait_for(lambda: "static_files" in (stack.context() or {}), timeout=30, message="static folders published")
+    # Jupyter sends no ETag for files/, nginx does for a file it sends itself.
+    check_user_files_as_jupyter_sends_them(s, stack.url, stack.context(),
+                                           NotebookManager(stack.folder).get_work_folder("user"),
+                                           from_disk=lambda r: "ETag" in r.headers)
 
 
 def test_secret_never_reaches_a_client(stack):

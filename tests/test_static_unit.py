@@ -134,3 +134,57 @@ def test_the_notebook_publishes_the_route_tornado_picks(tmp_path):
     assert _route_for(app, "/nb/api/") is None, "not a file handler"
     assert _route_for(app, "/nb/one/") is None
     assert _route_for(app, "/elsewhere/") is None
+
+
+FILES_CSP = "frame-ancestors 'self'; report-uri /notebook/api/security/csp-report; sandbox allow-scripts"
+
+
+@pytest.fixture
+def files(tmp_path):
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    for name in ("page.html", "notes.txt", "nb.ipynb", "sub/d\u00e9j\u00e0 vu.csv", "data.gz", ".secret"):
+        (work / name).write_text("x")
+    context = {"allow_origin": "https://site.example", "static_files": {"immutable": [], "routes": [
+        {"prefix": "/notebook/files/", "roots": [str(work)], "no_cache_paths": [], "kind": "files",
+         "headers": {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": FILES_CSP, "X-Other": "no"}}]}}
+    return context, work
+
+
+def _from_site(path, **headers):
+    return _get(path, Referer="https://site.example/notebook/tree", **headers)
+
+
+def test_user_files_follow_jupyters_files_handler(files):
+    from pyramid_notebook.static import static_file_plan
+
+    context, work = files
+    path, content_type, headers = static_file_plan(_from_site("/notebook/files/page.html"), context)
+    assert path == str(work / "page.html") and content_type == "text/html"
+    assert headers == {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Content-Security-Policy": FILES_CSP}
+    assert static_file_plan(_from_site("/notebook/files/notes.txt"), context)[1] == "text/plain; charset=UTF-8"
+    _, content_type, headers = static_file_plan(_from_site("/notebook/files/nb.ipynb"), context)
+    assert content_type == "application/x-ipynb+json"
+    assert headers["Content-Disposition"] == "attachment; filename*=utf-8''nb.ipynb"
+    _, _, headers = static_file_plan(_from_site("/notebook/files/sub/d%C3%A9j%C3%A0%20vu.csv?download=1&v=3"), context)
+    assert headers["Content-Disposition"] == "attachment; filename*=utf-8''d%C3%A9j%C3%A0%20vu.csv"
+    assert headers["Cache-Control"].startswith("max-age=") and "Expires" in headers
+    assert "Content-Disposition" not in static_file_plan(_from_site("/notebook/files/page.html?download="), context)[2]
+    # Only the handler's own headers are copied; the response carries exactly Jupyter's type.
+    r = static_file_response(_from_site("/notebook/files/page.html"), context)
+    assert r.headers["Content-Type"] == "text/html" and "X-Other" not in r.headers
+
+
+def test_user_files_jupyter_must_judge_are_left_to_it(files):
+    from pyramid_notebook.static import static_file_plan
+
+    context, _ = files
+    for request in (_get("/notebook/files/page.html"),  # no Referer: Jupyter's XSSI check decides
+                    _get("/notebook/files/page.html", Referer="https://evil.example/"),
+                    _from_site("/notebook/files/page.html", Origin="https://evil.example"),
+                    _from_site("/notebook/files/.secret"), _from_site("/notebook/files/data.gz"),
+                    _from_site("/notebook/files/sub"),
+                    _from_site("/notebook/files/page.html", method="POST")):
+        assert static_file_plan(request, context) is None, request.url
+    assert static_file_plan(_from_site("/notebook/files/page.html", method="HEAD"), context) is not None
+    assert static_file_plan(_from_site("/notebook/files/page.html"), dict(context, allow_origin="")) is None

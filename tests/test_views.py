@@ -14,7 +14,8 @@ from pyramid.request import Request
 
 import notebook
 from pyramid_notebook.views import launch_notebook
-from tests.helpers import CLICK, KernelChannel, daemons_under, execute_over_websocket, free_port, login, wait_for
+from tests.helpers import (CLICK, KernelChannel, check_user_files_as_jupyter_sends_them, daemons_under,
+                           execute_over_websocket, free_port, login, wait_for)
 
 
 def launch(session, base_url, shell="shell1"):
@@ -84,6 +85,16 @@ def test_static_files_come_from_disk_as_jupyter_would_send_them(demo_server):
                         allow_redirects=False).status_code in (302, 401, 403)
     s2 = login(demo_server.url, "user2")
     assert s2.get(demo_server.url + "/notebook/static/favicons/favicon.ico").status_code == 502
+
+
+def test_user_files_come_from_disk_as_jupyter_would_send_them(demo_server):
+    s = login(demo_server.url)
+    launch(s, demo_server.url)
+    context = wait_for(lambda: (user_context(demo_server) or {}).get("static_files") and user_context(demo_server),
+                       timeout=30)
+    assert any(r.get("kind") == "files" for r in context["static_files"]["routes"])
+    check_user_files_as_jupyter_sends_them(s, demo_server.url, context, demo_server.manager.get_work_folder("user"),
+                                           from_disk=lambda r: "Tornado" not in r.headers.get("Server", ""))
 
 
 def test_contents_api_create_and_large_upload(demo_server):

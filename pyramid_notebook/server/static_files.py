@@ -9,6 +9,11 @@ into its context file once it has started: URL prefix, the folders searched in
 order, and the cache rules Jupyter applies. The site serves a file from disk only
 when it finds it exactly as Jupyter would; anything else still goes to Jupyter.
 
+The user's own files (``files/``, downloads and what notebooks link to) are published the same
+way when Jupyter serves them with its stock file handler from a folder: the folder and the
+headers that handler sends (its ``sandbox`` Content-Security-Policy above all, which keeps a
+user's HTML file from scripting the site).
+
 The daemon enables this extension through ``ServerApp.jpserver_extensions`` and
 names its pid file (the context file lies beside it) in the ``PYRAMID_NOTEBOOK_PID_FILE``
 environment variable.
@@ -75,14 +80,51 @@ def _route_for(web_app, prefix: str):
     }
 
 
+#: The only headers the stock files/ handler adds to tornado's (see :func:`_files_route`).
+FILES_HEADERS = ("X-Content-Type-Options", "Content-Security-Policy")
+
+
+def _files_route(serverapp):
+    """The ``files/`` route if Jupyter's stock :class:`AuthenticatedFileHandler` serves it from a folder.
+
+    A subclass, another contents manager's handler, or extra configured headers may follow other
+    rules: those requests stay Jupyter's to answer.
+    """
+    from jupyter_server.base.handlers import AuthenticatedFileHandler
+    from jupyter_server.utils import url_path_join
+    from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+
+    web_app = serverapp.web_app
+    prefix = url_path_join(serverapp.base_url, "files/")
+    probe = HTTPServerRequest(start_line=RequestStartLine("GET", prefix + PROBE_NAME, "HTTP/1.1"),
+                              headers=HTTPHeaders({"Host": "127.0.0.1"}))
+    delegate = web_app.find_handler(probe)
+    kwargs = getattr(delegate, "handler_kwargs", None) or {}
+    if getattr(delegate, "handler_class", None) is not AuthenticatedFileHandler or \
+            not isinstance(kwargs.get("path"), str) or set(web_app.settings.get("headers") or {}) - set(FILES_HEADERS):
+        return None
+    # Jupyter's own answer for the policy: an instance that is never run, only asked.
+    handler = AuthenticatedFileHandler.__new__(AuthenticatedFileHandler)
+    handler.application = web_app
+    return {
+        "prefix": prefix,
+        "roots": [os.path.abspath(os.path.expanduser(kwargs["path"]))],
+        "no_cache_paths": [],
+        "kind": "files",
+        "headers": {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": handler.content_security_policy},
+    }
+
+
 def static_routes(serverapp) -> dict:
     """The server's static file routes: ``{"routes": [...], "immutable": [...]}``.
 
-    Each route is ``{"prefix", "roots", "no_cache_paths"}``, taken from the handler
+    Each route is ``{"prefix", "roots", "no_cache_paths"}`` (the ``files/`` route also has
+    ``"kind": "files"`` and the ``headers`` its handler adds), taken from the handler
     tornado's router actually picks for that prefix, so that when two extensions
     register the same URL the one Jupyter uses is the one published.
     """
     routes = [_route_for(serverapp.web_app, prefix) for prefix in _candidate_prefixes(serverapp)]
+    routes.append(_files_route(serverapp))
     return {
         "routes": [r for r in routes if r],
         "immutable": list(serverapp.web_app.settings.get("static_immutable_cache", [])),
