@@ -31,9 +31,10 @@ c.Spawner.pre_spawn_hook = _hook
 '''
 
 
-def _answers(url):
+def _answers(url, status=None):
     try:
-        return requests.get(url, timeout=2, allow_redirects=False).status_code < 500
+        code = requests.get(url, timeout=2, allow_redirects=False).status_code
+        return code == status if status else code < 500
     except requests.RequestException:
         return False
 
@@ -58,7 +59,8 @@ class Hub:
         # Started from a folder of its own: the config must not depend on the working folder.
         self.proc = subprocess.Popen([JUPYTERHUB, "-f", str(config)], cwd=tmp_path, env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: self.proc.poll() is not None or _answers(self.url + "hub/api/"), timeout=120,
+        # 200 from the hub itself: its proxy answers 404 before the hub has added its own route.
+        wait_for(lambda: self.proc.poll() is not None or _answers(self.url + "hub/api/", 200), timeout=120,
                  message="JupyterHub to answer")
         assert self.proc.poll() is None, self.log_path.read_text(errors="replace")[-3000:]
 
