@@ -15,6 +15,8 @@ JUPYTERHUB = os.path.join(BIN, "jupyterhub")
 CHP = os.path.join(ROOT, ".venv", "node", "node_modules", ".bin", "configurable-http-proxy")
 HUB_TOKEN = "test-service-token-" + os.urandom(8).hex()
 BROKEN_USER = "broken"
+#: Another site page allowed to frame notebooks (pyramid_notebook.frame_ancestors of both web nodes).
+FRAMER = "https://portal.example.test"
 
 # The shipped config, plus one spawner that fails, so that a failed spawn can be tested.
 OVERLAY = f'''
@@ -91,7 +93,8 @@ class WebNode:
     def __init__(self, tmp_path, hub, name, command="pserve"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(hub.env, PYRAMID_NOTEBOOK_DEMO_PORT=str(self.port))
+        env = dict(hub.env, PYRAMID_NOTEBOOK_DEMO_PORT=str(self.port),
+                   PYRAMID_NOTEBOOK_FRAME_ANCESTORS=f"'self' {FRAMER}")
         self.log_path = tmp_path / f"{name}.log"
         self.log = open(self.log_path, "wb")
         ini = os.path.join(ROOT, "hub.ini")
