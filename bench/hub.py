@@ -9,7 +9,8 @@ under waitress. Side by side in the same run:
   no spawn round trip);
 * a small API call and the largest bundle: site -> hub proxy -> server vs hub proxy -> server
   (what a hub user would get without the site);
-* N users launched ten at a time, all reachable through the site.
+* N users launched ten at a time, all reachable through the site, and the servers' memory
+  (``BENCH_HUB_USERS``, default 10, 3 with ``--quick``; the hub allows 60).
 """
 import json
 import os
@@ -66,6 +67,20 @@ class BenchHub:
                 if line.startswith(b"data:") and json.loads(line[5:]).get("ready"):
                     break
         return time.perf_counter() - start
+
+    def servers_rss(self):
+        """MB of resident memory of each single-user server the hub runs (with its kernels, if any)."""
+        import psutil
+
+        sizes = []
+        for p in psutil.Process(self.proc.pid).children():
+            try:
+                if any("hub_singleuser" in part for part in p.cmdline()):
+                    tree = [p] + p.children(recursive=True)
+                    sizes.append(sum(q.memory_info().rss for q in tree) / 2 ** 20)
+            except psutil.Error:
+                pass  # stopped meanwhile
+        return sizes
 
     def stop_server(self, user):
         self.api.delete(self.url + "hub/api/users/" + user + "/server")
@@ -169,7 +184,8 @@ def measure_hub(results, stats, ms, fmt, load, throughput, free_port, wait_until
             results.add(f"hub: {os.path.getsize(bundle) // 1024} KiB bundle c={concurrency} throughput", p_rate, d_rate,
                         unit="MiB/s", ratio=p_rate / d_rate, note="site->hub proxy->server vs hub proxy->server")
 
-        size = 3 if quick else int(os.environ.get("BENCH_HUB_USERS", "10"))
+        # BENCH_HUB_USERS=50 bench/run --quick --only hub: the issue's 50 users without the long rows.
+        size = int(os.environ.get("BENCH_HUB_USERS") or (3 if quick else 10))
         users = [f"scale{i}" for i in range(size)]
         start = time.perf_counter()
         with ThreadPoolExecutor(10) as pool:
@@ -177,8 +193,11 @@ def measure_hub(results, stats, ms, fmt, load, throughput, free_port, wait_until
         total = time.perf_counter() - start
         reachable = sum(requests.get(site.url + f"/notebook/user/{u}/api/status", headers={"X-Bench-User": u}).status_code
                         == 200 for u in users)
+        rss = hub.servers_rss()
         results.add(f"hub: scale {size} users, 10 at a time", stats(launched), target=f"{size} reachable",
-                    passed=reachable == size, note=f"total {total:.1f} s, reachable {reachable}/{size}")
+                    passed=reachable == size, note=f"total {total:.1f} s, reachable {reachable}/{size}, "
+                    f"{len(rss)} servers RSS median {statistics.median(rss or [0]):.0f} MB, "
+                    f"sum {sum(rss) / 1024:.1f} GB")
     finally:
         site.stop()
         hub.stop()  # stops every server it spawned
