@@ -118,6 +118,9 @@ class HubSite:
     def launch(self, user, variant="1"):
         s = requests.Session()
         s.headers["X-Bench-User"] = user
+        # What a browser sends for a click on the site: the shutdown after a cold launch needs that
+        # intent (else it gets the confirmation page and the server keeps running).
+        s.headers["Sec-Fetch-Site"] = "same-origin"
         start = time.perf_counter()
         r = s.get(f"{self.url}/shell?variant={variant}", allow_redirects=False)
         assert r.status_code == 302, r.text
@@ -145,7 +148,7 @@ def measure_hub(results, stats, ms, fmt, load, throughput, free_port, wait_until
             hub.stop_server(f"own{i}")
             seconds, s = site.launch(f"cold{i}")
             proxied.append(seconds)
-            s.get(site.url + "/notebook/shutdown", allow_redirects=False)
+            assert s.get(site.url + "/notebook/shutdown", allow_redirects=False).status_code == 302
         p, b = stats([ms(x) for x in proxied]), stats([ms(x) for x in own])
         results.add("hub: cold launch -> notebook page", p, b, note="baseline: the hub's own spawn (REST + progress)")
 
