@@ -5,7 +5,8 @@ Works from any working folder. Everything listens on 127.0.0.1 only. Environment
 PYRAMID_NOTEBOOK_HUB_PORT        the hub's proxy (configurable-http-proxy), default 8000; the site's
                                  pyramid_notebook.hub_url is http://127.0.0.1:<port>/notebook/
 PYRAMID_NOTEBOOK_HUB_API_TOKEN   the site's service token; default: the development token below,
-                                 which hub.ini uses too. Set your own secret anywhere but a laptop.
+                                 which hub.ini uses too. Set your own secret anywhere but a laptop:
+                                 `openssl rand -hex 32` (32+ characters are checked as a random key).
 PYRAMID_NOTEBOOK_HUB_STATE       folder for the hub's database, cookie secret and logs
                                  (default: hub/state beside this file)
 PYRAMID_NOTEBOOK_FOLDER          the users' folders: <folder>/<hub user> (default: <state>/users)
@@ -58,6 +59,10 @@ c.JupyterHub.services = [{"name": "pyramid-notebook",
                           "api_token": env("PYRAMID_NOTEBOOK_HUB_API_TOKEN") or DEVELOPMENT_TOKEN}]
 c.JupyterHub.load_roles = [{"name": "pyramid-notebook", "services": ["pyramid-notebook"],
                             "scopes": ["admin:users", "servers", "tokens"]}]
+# The site calls the hub on every launch. A token from the config is hashed like a password
+# (16384 SHA-512 rounds, ~2 ms of the hub's time per call) unless it is trusted to be a random
+# key; a long one is (make it with `openssl rand -hex 32`), a short one keeps the stretching.
+c.JupyterHub.trust_user_provided_tokens = len(env("PYRAMID_NOTEBOOK_HUB_API_TOKEN") or DEVELOPMENT_TOKEN) >= 32
 
 # max_notebooks: the hub refuses more running servers (429), which the site shows as its 503 page.
 c.JupyterHub.active_server_limit = int(env("PYRAMID_NOTEBOOK_MAX_NOTEBOOKS") or 20)

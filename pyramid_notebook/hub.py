@@ -25,6 +25,7 @@ import json
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlsplit
 
 import urllib3
@@ -115,6 +116,8 @@ class HubBackend(NotebookBackend):
         self._status = {}   # hub user -> (checked at, context or None)
         self._locks = {}
         self._locks_lock = threading.Lock()
+        # A warm launch probes the server while it reads the hub's model (see _warm_probe).
+        self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pyramid-notebook-hub-probe")
 
     @classmethod
     def from_settings(cls, settings):
@@ -209,13 +212,27 @@ class HubBackend(NotebookBackend):
 
     def _answers(self, context) -> bool:
         """True if the server answers through the hub's proxy with the user's token."""
-        url = f"http://{context['http_host']}:{context['http_port']}{context['notebook_path']}api/status"
+        return self._probe(context["notebook_path"], context["token"])
+
+    def _probe(self, notebook_path, token) -> bool:
+        url = f"http://{self.proxy_host}:{self.proxy_port}{notebook_path}api/status"
         try:
-            r = self._http.request("GET", url, headers={"Authorization": f"token {context['token']}"},
+            r = self._http.request("GET", url, headers={"Authorization": f"token {token}"},
                                    timeout=urllib3.Timeout(connect=2, read=10), redirect=False)
         except urllib3.exceptions.HTTPError:
             return False
         return r.status == 200
+
+    def _warm_probe(self, hub_user):
+        """``(token, future answer of api/status)`` started now, or None without a token yet.
+
+        Path and token are known before the hub's model arrives, so a warm launch asks both at once.
+        The answer counts only if the model says "ready, same context" and the token is unchanged.
+        """
+        cached = self._tokens.get(hub_user)
+        if not cached or cached[1] <= time.time() + 300:
+            return None
+        return cached[0], self._probes.submit(self._probe, self.notebook_path(hub_user), cached[0])
 
     def _lock(self, hub_user):
         with self._locks_lock:
@@ -230,6 +247,7 @@ class HubBackend(NotebookBackend):
         deadline = time.monotonic() + self.startup_timeout
         with self._lock(hub_user):
             self._status.pop(hub_user, None)
+            probe = self._warm_probe(hub_user)
             while True:
                 model = self.server_model(hub_user)
                 if model is None:
@@ -238,19 +256,26 @@ class HubBackend(NotebookBackend):
                 same = _options_context(model).get("context_hash") == options["context_hash"]
                 if state == "ready" and same:
                     running = self._running_context(hub_user, model)
-                    if self._answers(running):
+                    answers = probe[1].result() if probe and probe[0] == running["token"] else self._answers(running)
+                    if answers:
+                        self._status[hub_user] = (time.monotonic(), running)  # what the hub said just now
                         return running, False
                     self._stop(hub_user)  # the hub thinks it runs, but it does not answer
                 elif state == "spawning" and same:
-                    return self._wait_until_ready(hub_user, deadline), True
+                    return self._started(hub_user, self._wait_until_ready(hub_user, deadline))
                 elif state in ("ready", "spawning"):
                     self._stop(hub_user)  # another context: restart
                 elif state == "stopping":
                     self._wait_until_stopped(hub_user)
                 elif self._spawn(hub_user, options):
-                    return self._wait_until_ready(hub_user, deadline), True
+                    return self._started(hub_user, self._wait_until_ready(hub_user, deadline))
+                probe = None  # only the first look at the model may use the early probe
                 if time.monotonic() > deadline:
                     raise NotebookStartError(f"The notebook server did not start within {self.startup_timeout:g} s.")
+
+    def _started(self, hub_user, running):
+        self._status[hub_user] = (time.monotonic(), running)
+        return running, True
 
     def _spawn(self, hub_user, options) -> bool:
         """Ask the hub to start the server; False if another web node got there first."""

@@ -13,6 +13,7 @@ installed can do the same with ``c.Spawner.environment = {"PYRAMID_NOTEBOOK_CONT
 spawner: json.dumps(spawner.user_options.get("pyramid_notebook", {}))}``, without the checks.
 """
 import json
+import re
 import sys
 
 #: Environment variable read by the single-user extension.
@@ -22,6 +23,9 @@ OPTIONS_KEY = "pyramid_notebook"
 #: The single-user command, with this Python (local process spawners).
 SINGLEUSER_CMD = [sys.executable, "-m", "pyramid_notebook.server.hub_singleuser"]
 _STRINGS = ("startup", "greeting", "notebook_name", "shutdown_url", "allow_origin", "context_hash")
+#: Lists of CSP sources / origins: they go into a header, so no separators or spaces inside one.
+_SOURCE_LISTS = ("frame_ancestors", "parent_origins")
+_SOURCE = re.compile(r"^[A-Za-z0-9'*:/.\[\]_-]+$")
 
 
 def check_context(context) -> dict:
@@ -36,6 +40,11 @@ def check_context(context) -> dict:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"pyramid_notebook: context key {key!r} must be a whole number of seconds, "
                              f"got {value!r}")
+    for key in _SOURCE_LISTS:
+        value = context.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and _SOURCE.match(v) for v in value):
+            raise ValueError(f"pyramid_notebook: context key {key!r} must be a list of origins or CSP "
+                             f"sources, got {value!r}")
     name = context.get("notebook_name", "")
     if name and ("/" in name or name.startswith(".") or not name.endswith(".ipynb")):
         raise ValueError(f"pyramid_notebook: unusable notebook name {name!r}")

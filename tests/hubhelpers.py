@@ -15,6 +15,8 @@ JUPYTERHUB = os.path.join(BIN, "jupyterhub")
 CHP = os.path.join(ROOT, ".venv", "node", "node_modules", ".bin", "configurable-http-proxy")
 HUB_TOKEN = "test-service-token-" + os.urandom(8).hex()
 BROKEN_USER = "broken"
+#: Another site page allowed to frame notebooks (pyramid_notebook.frame_ancestors of both web nodes).
+FRAMER = "https://portal.example.test"
 
 # The shipped config, plus one spawner that fails, so that a failed spawn can be tested.
 OVERLAY = f'''
@@ -31,9 +33,10 @@ c.Spawner.pre_spawn_hook = _hook
 '''
 
 
-def _answers(url):
+def _answers(url, status=None):
     try:
-        return requests.get(url, timeout=2, allow_redirects=False).status_code < 500
+        code = requests.get(url, timeout=2, allow_redirects=False).status_code
+        return code == status if status else code < 500
     except requests.RequestException:
         return False
 
@@ -58,7 +61,8 @@ class Hub:
         # Started from a folder of its own: the config must not depend on the working folder.
         self.proc = subprocess.Popen([JUPYTERHUB, "-f", str(config)], cwd=tmp_path, env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: self.proc.poll() is not None or _answers(self.url + "hub/api/"), timeout=120,
+        # 200 from the hub itself: its proxy answers 404 before the hub has added its own route.
+        wait_for(lambda: self.proc.poll() is not None or _answers(self.url + "hub/api/", 200), timeout=120,
                  message="JupyterHub to answer")
         assert self.proc.poll() is None, self.log_path.read_text(errors="replace")[-3000:]
 
@@ -89,7 +93,8 @@ class WebNode:
     def __init__(self, tmp_path, hub, name, command="pserve"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(hub.env, PYRAMID_NOTEBOOK_DEMO_PORT=str(self.port))
+        env = dict(hub.env, PYRAMID_NOTEBOOK_DEMO_PORT=str(self.port),
+                   PYRAMID_NOTEBOOK_FRAME_ANCESTORS=f"'self' {FRAMER}")
         self.log_path = tmp_path / f"{name}.log"
         self.log = open(self.log_path, "wb")
         ini = os.path.join(ROOT, "hub.ini")

@@ -13,7 +13,7 @@ import requests
 import websocket
 
 from tests.helpers import CLICK, KernelChannel, free_port, login, wait_for
-from tests.hubhelpers import BROKEN_USER, CHP, HUB_TOKEN, JUPYTERHUB, Hub, WebNode
+from tests.hubhelpers import BROKEN_USER, CHP, FRAMER, HUB_TOKEN, JUPYTERHUB, Hub, WebNode
 
 pytestmark = [
     pytest.mark.skipif(not (os.path.exists(JUPYTERHUB) and os.path.exists(CHP)),
@@ -101,6 +101,12 @@ def test_launch_on_node1_is_reused_through_node2(hub, nodes):
     page = s2.get(node2.url + location)
     assert page.status_code == 200 and "jupyter-config-data" in page.text
     assert '"token": ""' in page.text, "no token in the page config"
+    # The site's frame_ancestors, not JupyterHub's "frame-ancestors 'none'": the site can embed it,
+    # and the save bridge answers the same origins.
+    csp = page.headers["Content-Security-Policy"]
+    assert csp.startswith(f"frame-ancestors 'self' {FRAMER};"), csp
+    assert "report-uri /notebook/user/user/api/security/csp-report" in csp
+    assert f'"pyramidNotebookParentOrigins": "{ORIGIN} {FRAMER}"' in page.text
     # The greeting is in the default notebook, the startup script in the kernel (through node 2's relay).
     name = location.rsplit("/", 1)[1]
     notebook = s2.get(f"{node2.url}/notebook/user/user/api/contents/{name}").json()

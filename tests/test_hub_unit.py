@@ -1,5 +1,7 @@
-"""The JupyterHub backend's pure parts: names, settings, hub states, the spawn hook."""
+"""The JupyterHub backend's pure parts: names, settings, hub states, the spawn hook, warm launches."""
 import json
+import threading
+import time
 import types
 
 import pytest
@@ -75,6 +77,60 @@ def test_spawn_hook_passes_a_checked_context():
     spawner.user_options = {}  # a server someone starts on the hub's own pages: nothing of ours
     pre_spawn_hook(spawner)
     assert CONTEXT_ENV not in spawner.environment
-    for bad in ({"kill_timeout": "soon"}, {"startup": 1}, {"notebook_name": "../x.ipynb"}, []):
+    for bad in ({"kill_timeout": "soon"}, {"startup": 1}, {"notebook_name": "../x.ipynb"}, [],
+                {"frame_ancestors": "'self'"}, {"frame_ancestors": ["'self'; script-src *"]},
+                {"parent_origins": ["https://a.example\r\nX-Injected: 1"]}):
         with pytest.raises(ValueError, match="pyramid_notebook"):
             check_context(bad)
+
+    assert check_context({"frame_ancestors": ["'self'", "https://portal.example.com:8443"],
+                          "parent_origins": ["http://[::1]:8080"]})
+
+
+class WarmHub(HubBackend):
+    """HubBackend with the hub's answers scripted: the decision logic of a warm launch, alone."""
+
+    def __init__(self, answers):
+        super().__init__("http://127.0.0.1:9/notebook/", "t")
+        self._tokens["alice"] = ("alice-token", time.time() + 3600)
+        self.answers, self.probed, self.stopped = list(answers), threading.Event(), []
+        self.model = {"ready": True, "pending": None, "stopped": False, "started": "then",
+                      "user_options": {"pyramid_notebook": {"context_hash": "h" * 64}}}
+
+    def server_model(self, hub_user):
+        # The probe is under way before the hub's model arrives: both at once.
+        assert self.probed.wait(5), "api/status is asked while the model is read"
+        return self.model
+
+    def _probe(self, notebook_path, token):
+        assert (notebook_path, token) == ("/notebook/user/alice/", "alice-token")
+        self.probed.set()
+        return self.answers.pop(0)
+
+    def _stop(self, hub_user):
+        self.stopped.append(hub_user)
+        self.model = None
+
+    def _ensure_user(self, hub_user):
+        pass
+
+    def _spawn(self, hub_user, options):
+        return True
+
+    def _wait_until_ready(self, hub_user, deadline):
+        return self._running_context(hub_user, {"ready": True, "started": "now",
+                                                "user_options": {"pyramid_notebook": {"context_hash": "h" * 64}}})
+
+
+def test_warm_launch_reuses_a_server_that_answers():
+    hub = WarmHub([True])
+    running, created = hub.start_notebook_on_demand("alice", {"context_hash": "h" * 64})
+    assert not created and running["started"] == "then" and running["token"] == "alice-token"
+    assert hub.stopped == [] and hub.get_notebook_status("alice") == running
+
+
+def test_warm_launch_restarts_a_ready_server_that_does_not_answer():
+    hub = WarmHub([False])
+    hub.probed.set()  # after the stop, the model is read again without a second early probe
+    running, created = hub.start_notebook_on_demand("alice", {"context_hash": "h" * 64})
+    assert created and running["started"] == "now" and hub.stopped == ["alice"]

@@ -11,6 +11,9 @@ it does what the local daemon does through its config file:
   is created once, never overwritten;
 * the "Shut down and return to site" control gets its URL (page config) and the prebuilt
   labextension is put on the notebook's and JupyterLab's ``extra_labextensions_path``;
+* who may frame the pages (``frame_ancestors``, the site's ``pyramid_notebook.frame_ancestors``)
+  becomes the server's ``Content-Security-Policy`` instead of JupyterHub's ``frame-ancestors
+  'none'``, and the save bridge answers the context's ``parent_origins``, as in local mode;
 * ``allow_origin`` is the site's origin, kernel websockets have ``TCP_NODELAY``, and ``idle_timeout``
   / ``kill_timeout`` are enforced by the server itself (Jupyter's culling and no-activity shutdown,
   and a dead man's switch), whatever the hub's culler does;
@@ -24,6 +27,7 @@ import os
 import signal
 import threading
 
+from pyramid_notebook.framing import content_security_policy
 from pyramid_notebook.server.notebook_daemon import LABEXTENSION_FOLDER, _write_private, write_default_notebook
 
 #: Environment variable carrying the notebook context (JSON) into the single-user server.
@@ -105,7 +109,12 @@ def _link_jupyter_server_extension(serverapp):
     settings = dict(serverapp.tornado_settings)
     page_config = dict(settings.get("page_config_data") or {})
     page_config["pyramidNotebookShutdownUrl"] = context.get("shutdown_url") or ""
+    page_config["pyramidNotebookParentOrigins"] = " ".join(context.get("parent_origins") or [])
     settings["page_config_data"] = page_config
+    # Set before the web app exists: JupyterHub only puts its "frame-ancestors 'none'" where none is.
+    base_url = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or serverapp.base_url
+    settings["headers"] = dict(settings.get("headers") or {}, **{
+        "Content-Security-Policy": content_security_policy(context.get("frame_ancestors"), base_url)})
     serverapp.tornado_settings = settings
     templates = list(context.get("extra_template_paths") or [])
     if templates:
