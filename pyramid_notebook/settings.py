@@ -54,8 +54,8 @@ class NotebookSettings:
     #: URL of the site's ``shutdown_notebook`` route, if it has one.
     shutdown_url: str = ""
     # --- launch speed (issue 13) ---
-    #: Fork notebook servers from a process that has already imported Jupyter (opt-in for now).
-    fork_server: bool = False
+    #: Fork notebook servers from a process that has already imported Jupyter.
+    fork_server: bool = True
     #: Start the default notebook's kernel (and its startup script) as soon as the server runs.
     warm_kernel: bool = True
     #: A browser's cold launch answers at once with a progress page instead of a frozen tab.

@@ -56,6 +56,10 @@ def write_demo_ini(tmp_path, notebook_folder, **extra_settings):
         "pyramid_notebook.port_range": "20",
         "pyramid_notebook.startup_timeout": "60",
         "sqlalchemy.url": f"sqlite:///{tmp_path / 'demo.sqlite'}",
+        # Tests of other features launch once or twice per folder: a fork server (the default)
+        # would import Jupyter beside each first launch for nothing. test_forkserver and
+        # test_progress test it; the shipped INI files (accel.ini, development.ini, ...) run with it.
+        "pyramid_notebook.fork_server": "false",
     }
     settings.update(extra_settings)
     lines = "\n".join(f"{k} = {v}" for k, v in settings.items())
