@@ -23,6 +23,7 @@ JSON object per line; only processes of the same uid are answered (``SO_PEERCRED
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -35,6 +36,7 @@ if __name__ == "__main__":  # run as a script: nothing in this folder may shadow
         sys.path.pop(0)
     sys.path.insert(0, os.path.dirname(_here))
 
+logger = logging.getLogger(__name__)
 #: Seconds without any request after which a fork server exits.
 IDLE_EXIT = 6 * 3600
 #: Folder (inside the notebook folder) holding fork servers' sockets and pid files.
@@ -128,6 +130,10 @@ class ForkServerClient:
     SPAWN_GRACE = 120.0
     #: Seconds a start request may take before the fork server counts as hung (and is replaced).
     START_TIMEOUT = 60.0
+    #: Seconds without a new spawn after one died before it ever listened (a broken install, an
+    #: interpreter that cannot import Jupyter): spawning again at every launch would only burn
+    #: seconds of CPU each time, while launches start the plain way anyway.
+    FAILED_BACKOFF = 300.0
 
     def __init__(self, notebook_folder: str, python: str):
         self.folder = os.path.join(notebook_folder, FOLDER_NAME)
@@ -137,6 +143,7 @@ class ForkServerClient:
         self.log_file = os.path.join(self.folder, self.name[:-len(".sock")] + ".log")
         self._spawned = None
         self._respawn = None
+        self._failed_at = None
 
     def start_daemon(self, pid_file, work_folder, port, kill_timeout, extra_args=()) -> int:
         """Fork a notebook daemon; return its pid. Raises :class:`ForkServerError` to ask for a plain start.
@@ -184,13 +191,21 @@ class ForkServerClient:
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
         with open(os.path.join(self.folder, "spawn.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            socket_path = os.path.join(self.folder, self.name)
             if self._spawned is not None and self._spawned.poll() is not None:
+                if self._spawned.returncode != 0 and not os.path.lexists(socket_path):
+                    self._failed_at = time.monotonic()  # it died before it ever listened
+                    logger.warning("The notebook fork server exited while starting (see %s); launches start "
+                                   "the plain way, and it is not tried again for %g s", self.log_file,
+                                   self.FAILED_BACKOFF)
                 self._spawned = None  # reaped
+            if not force and self._failed_at is not None and \
+                    time.monotonic() - self._failed_at < self.FAILED_BACKOFF:
+                return
             if not force and self.ping(timeout=0.5):
                 return
             pid = read_pid_file(self.pid_file)
             proc = self._process(pid)
-            socket_path = os.path.join(self.folder, self.name)
             if proc is not None:
                 # It binds its socket once it has imported everything; we remove any old one first.
                 booting = not os.path.lexists(socket_path) and time.time() - proc.create_time() < self.SPAWN_GRACE

@@ -205,6 +205,26 @@ def test_another_interpreter_gets_its_own_fork_server(notebook_folder, tmp_path)
     assert len(fork_servers_under(notebook_folder)) == 1
 
 
+def test_a_fork_server_that_cannot_start_is_not_spawned_at_every_launch(notebook_folder, tmp_path):
+    """An interpreter whose fork server dies while importing: launches start the plain way, and the
+    fork server is tried once, not again at each launch (each try costs seconds of imports)."""
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\ncase \"$1\" in *forkserver.py) echo 'cannot import Jupyter' >&2; exit 1;; esac\n"
+                      f"exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, python=str(python),
+                              kill_timeout=600, fork_server=True)
+    client = manager.fork_server
+    for name in ("alice", "bob", "carol"):
+        context, created = manager.start_notebook_on_demand(name, CONTEXT)
+        assert created and answers(context) and not forked(context["pid"]), "started the plain way"
+        if client._spawned is not None:
+            client._spawned.wait(timeout=60)  # the doomed fork server, spawned after the first launch
+    with open(client.log_file) as f:
+        assert f.read().count("cannot import Jupyter") == 1, "spawned once, then left alone"
+    assert not fork_servers_under(notebook_folder)
+
+
 def test_concurrent_launches_of_many_users(manager):
     names = [f"user{i}" for i in range(4)] + ["user0"] * 2
     results, errors = [], []
