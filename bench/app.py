@@ -6,7 +6,9 @@ binds it to 127.0.0.1 only.
 
 ``/floor/...`` is the yardstick: the least any proxy inside this web server can do
 (find the user's notebook, forward with the standard library's http.client on a kept-alive
-connection, return the answer), with no framework, no checks and no streaming.
+connection, return the answer), with no framework, no checks and no streaming. In nginx accel
+mode nginx asks ``/floor-grant/...`` instead: the grant for the user's notebook, no framework,
+no checks (``bench/run``'s AccelSite routes ``/floor/notebook/`` there).
 Whatever the real proxy adds beyond it is ours to cut; the rest is the price of a
 second Python HTTP server in the path.
 """
@@ -53,6 +55,13 @@ class FloorProxy:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if path.startswith("/floor-grant/"):  # nginx accel mode's yardstick: a grant, no framework, no checks
+            from pyramid_notebook.accel import grant_uri
+
+            context = self.manager.get_notebook_status(environ["HTTP_X_BENCH_USER"])
+            start_response("200 OK", [("Content-Length", "0"),
+                                      ("X-Accel-Redirect", grant_uri("/_pyramid_notebook/", context))])
+            return [b""]
         if not path.startswith("/floor/"):
             return self.app(environ, start_response)
         context = self.manager.get_notebook_status(environ["HTTP_X_BENCH_USER"])

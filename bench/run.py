@@ -1,6 +1,6 @@
 """Benchmark pyramid_notebook against direct access, side by side in one run.
 
-    bench/run [--quick] [--output bench/results.json] [--only cold,click,warm,http,ws,idle,scale,accel,hub]
+    bench/run [--quick] [--output bench/results.json] [--only cold,click,warm,forked,http,ws,idle,scale,accel,hub]
               [--servers waitress,uwsgi,uvicorn] [--sizes 10,25,50] [--samples 10]
 
 Prints one table (metric, proxied, direct/baseline, ratio, target, pass) and writes it as JSON.
@@ -192,7 +192,8 @@ class AccelSite(Site):
 
     def __init__(self, workdir):
         super().__init__("accel", workdir)
-        self.has_floor = False  # the floor row is about a passthrough inside the web server
+        # The floor of this design: nginx's auth_request to a bare WSGI grant in the same waitress
+        # (bench/app.py, /floor-grant/), then nginx's relay; no Pyramid, no checks.
         self.site_port = self.port
         self.port = free_port()
         prefix = os.path.join(workdir, "nginx-accel")
@@ -205,6 +206,26 @@ class AccelSite(Site):
         conf = conf.replace("access_log logs/nginx-access.log;", "access_log off;")
         if os.geteuid() == 0:  # workers that can read the (0700) notebook folder, as the README says
             conf = "user root;\n" + conf
+        floor = """
+        location /floor/notebook/ {
+            auth_request /_floor_grant;
+            auth_request_set $pyramid_notebook_grant $upstream_http_x_accel_redirect;
+            rewrite ^/floor(/notebook/.*)$ $1 break;
+            proxy_pass http://$pyramid_notebook_upstream;
+            proxy_set_header Host $pyramid_notebook_upstream;
+            proxy_set_header Authorization "token $pyramid_notebook_token";
+            proxy_set_header Connection $connection_upgrade;
+        }
+        location = /_floor_grant {
+            internal;
+            proxy_pass http://pyramid_site/floor-grant$request_uri;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Connection "";
+            proxy_ignore_headers X-Accel-Redirect;
+        }
+"""
+        conf = conf.replace("        # The site itself.\n", floor + "\n        # The site itself.\n", 1)
         with open(os.path.join(prefix, "nginx.conf"), "w") as f:
             f.write(conf)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -361,7 +382,9 @@ def measure_http(results, site, n):
         if site.has_floor:
             fl = stats([ms(x) for x in f_times])
             results.add(f"{site.kind}: api/status c={concurrency} floor added p50", fl["median"] - d["median"],
-                        None, note=f"bare http.client passthrough in the same server, no framework: {_fmt(fl)} ms")
+                        None, note=(f"nginx auth_request to a bare WSGI grant in the same waitress, then nginx's relay: "
+                                    f"{_fmt(fl)} ms" if site.kind == "accel" else
+                                    f"bare http.client passthrough in the same server, no framework: {_fmt(fl)} ms"))
         big_n = max(concurrency, n // 20)
         p_rate, d_rate = _throughput(site, concurrency, big_n, site.url + bundle_path, direct_base + bundle_path,
                                      auth)
@@ -679,7 +702,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="each measurement briefly (CI keeps it working)")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results.json"))
-    parser.add_argument("--only", default="cold,click,warm,http,ws,idle,scale,accel,hub",
+    parser.add_argument("--only", default="cold,click,warm,forked,http,ws,idle,scale,accel,hub",
                         help="accel: nginx accel mode's HTTP and websocket rows (needs nginx); "
                              "hub: the JupyterHub backend's rows")
     parser.add_argument("--servers", default="waitress,uwsgi,uvicorn",
@@ -712,6 +735,10 @@ def main():
             measure_click(results, waitress_site, workdir, 2 if q else args.samples)
         if "warm" in only:
             measure_warm(results, waitress_site, 30 if q else 300)
+        if "forked" in only:
+            from bench.forked import measure_forked
+
+            measure_forked(results, stats, ms, _fmt, Channel, _first_result, wait_until, workdir, 50 if q else 400)
         if "http" in only:
             if "waitress" in servers:
                 measure_http(results, waitress_site, 80 if q else 800)
