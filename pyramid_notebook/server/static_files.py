@@ -56,14 +56,20 @@ def _candidate_prefixes(serverapp) -> list:
     return list(dict.fromkeys(p.rstrip("/") + "/" for p in prefixes))
 
 
-def _route_for(web_app, prefix: str):
-    """The route tornado itself picks for files below ``prefix``, if it is a plain file finder."""
-    from jupyter_server.base.handlers import FileFindHandler
+def _handler_for(web_app, prefix: str):
+    """What tornado's own router picks for a file below ``prefix`` (handler class, kwargs, path args)."""
     from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
     probe = HTTPServerRequest(start_line=RequestStartLine("GET", prefix + PROBE_NAME, "HTTP/1.1"),
                               headers=HTTPHeaders({"Host": "127.0.0.1"}))
-    delegate = web_app.find_handler(probe)
+    return web_app.find_handler(probe)
+
+
+def _route_for(web_app, prefix: str):
+    """The route tornado itself picks for files below ``prefix``, if it is a plain file finder."""
+    from jupyter_server.base.handlers import FileFindHandler
+
+    delegate = _handler_for(web_app, prefix)
     handler_class = getattr(delegate, "handler_class", None)
     kwargs = getattr(delegate, "handler_kwargs", None) or {}
     # Only a FileFindHandler whose whole tail is the file name: its rules are the ones we copy.
@@ -92,13 +98,10 @@ def _files_route(serverapp):
     """
     from jupyter_server.base.handlers import AuthenticatedFileHandler
     from jupyter_server.utils import url_path_join
-    from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
     web_app = serverapp.web_app
     prefix = url_path_join(serverapp.base_url, "files/")
-    probe = HTTPServerRequest(start_line=RequestStartLine("GET", prefix + PROBE_NAME, "HTTP/1.1"),
-                              headers=HTTPHeaders({"Host": "127.0.0.1"}))
-    delegate = web_app.find_handler(probe)
+    delegate = _handler_for(web_app, prefix)
     kwargs = getattr(delegate, "handler_kwargs", None) or {}
     if getattr(delegate, "handler_class", None) is not AuthenticatedFileHandler or \
             not isinstance(kwargs.get("path"), str) or set(web_app.settings.get("headers") or {}) - set(FILES_HEADERS):
