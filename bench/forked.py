@@ -2,12 +2,20 @@
 
 Two users' notebook servers in one folder, one forked from the fork server and one started the
 plain way (``notebook_daemon.py start``), each with its warm kernel; then ``n`` execute round trips
-on each, interleaved, straight to the server's port (no site in between). This is what decided
-that ``pyramid_notebook.fork_server`` is on by default: a forked server must not be slower once
-it runs.
+on each, interleaved, straight to the server's port (no site in between), and each one's memory
+(RSS and PSS of server + kernel). This is what decided that ``pyramid_notebook.fork_server`` is on
+by default: a forked server must not be slower, nor bigger, once it runs.
 """
 import os
 import time
+
+
+def _memory(pid):
+    """(RSS, PSS) in MiB of a server and its kernels."""
+    import psutil
+
+    procs = [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True)
+    return (sum(p.memory_info().rss for p in procs) / 2**20, sum(p.memory_full_info().pss for p in procs) / 2**20)
 
 
 def measure_forked(results, stats, ms, fmt, channel_class, first_result, wait_until, workdir, n):
@@ -45,10 +53,16 @@ def measure_forked(results, stats, ms, fmt, channel_class, first_result, wait_un
                 first_result(channel, "1")
                 times[name].append(ms(time.perf_counter() - start))
         forked, plain = stats(times["forked"]), stats(times["plain"])
+        memory = {name: _memory(manager.get_notebook_status(name)["pid"]) for name, manager in managers.items()}
         results.add("kernel execute round trip: forked vs plain server", forked, plain, target="<= 1.1",
                     passed=forked["median"] / plain["median"] <= 1.1,
                     note=f"forked {fmt(forked)} / plain {fmt(plain)} ms, p95 {forked['p95']:.2f} vs "
                          f"{plain['p95']:.2f}; straight to the port")
+        results.add("memory of one idle user (server + kernel): forked vs plain PSS", memory["forked"][1],
+                    memory["plain"][1], unit="MB", ratio=memory["forked"][1] / memory["plain"][1], target="<= 1",
+                    passed=memory["forked"][1] <= memory["plain"][1],
+                    note=f"RSS {memory['forked'][0]:.0f} vs {memory['plain'][0]:.0f} MB: a forked server's RSS also "
+                         "counts the fork server's pages it shares; PSS splits shared pages among their sharers")
     finally:
         for channel in channels.values():
             channel.ws.close()

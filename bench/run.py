@@ -571,8 +571,11 @@ def measure_scale(results, site, sizes):
             reachable = sum(http_ok(site.url + "/notebook/api/status", {"X-Bench-User": u}) for u in users)
             note = f"total {total:.1f} s, p95 {st['p95']:.0f} ms, reachable {reachable}/{size}"
             if mode == "sequential":
-                # One kernel each, then resident memory of server + kernel.
+                # One kernel each (the warm kernel, or one started here when there is none), then the
+                # memory of server + kernel.
                 def start_kernel(u):
+                    if site.context(u).get("warm_session"):
+                        return
                     s = site.session(u)
                     s.get(site.url + "/notebook/tree")
                     s.post(site.url + "/notebook/api/kernels", json={"name": "python3"},
