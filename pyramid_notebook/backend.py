@@ -28,6 +28,11 @@ class BackendUnavailable(RuntimeError):
 class NotebookBackend(abc.ABC):
     """Start, find and stop one notebook server per user."""
 
+    #: Whether a browser's cold launch may get the progress page (:mod:`pyramid_notebook.progress`),
+    #: which keeps each start's state beside the user's pid file: only backends with such local state.
+    #: The others answer the launch once the server is ready, as without the page.
+    progress_pages = False
+
     @abc.abstractmethod
     def start_notebook_on_demand(self, name, context):
         """Make sure the user's notebook runs with ``context``; return ``(context, created)``.

@@ -73,6 +73,9 @@ class NotebookManager(NotebookBackend):
     starts and stops of the same user.
     """
 
+    #: Starts are tracked beside the user's pid file (see :attr:`NotebookBackend.progress_pages`).
+    progress_pages = True
+
     def __init__(self, notebook_folder, min_port=29000, port_range=100, kill_timeout=3600, python=None,
                  startup_timeout=60.0, max_notebooks=None, idle_timeout=0, fork_server=False, warm_kernel=True):
         self.notebook_folder = os.path.abspath(notebook_folder)

@@ -251,7 +251,7 @@ def launch_notebook(request, username, notebook_context, path=None, progress=Non
     """
     if progress is None:
         progress = get_notebook_settings(request.registry).progress_page
-    if progress and wants_progress_page(request):
+    if progress and wants_progress_page(request) and get_notebook_manager(request).progress_pages:
         _require_user(username)
         path = _checked_path(path)
         context = _checked_context(request, notebook_context)

@@ -134,3 +134,30 @@ def test_warm_launch_restarts_a_ready_server_that_does_not_answer():
     hub.probed.set()  # after the stop, the model is read again without a second early probe
     running, created = hub.start_notebook_on_demand("alice", {"context_hash": "h" * 64})
     assert created and running["started"] == "now" and hub.stopped == ["alice"]
+
+
+def test_a_browsers_launch_on_the_hub_redirects_instead_of_the_progress_page():
+    """The progress page keeps its state beside a local pid file; on the hub a browser's launch is
+    answered once the server is ready, as without the page, not with a 500."""
+    from pyramid import testing
+    from pyramid.httpexceptions import HTTPFound
+
+    from pyramid_notebook.views import launch_notebook
+    from tests.helpers import CLICK
+
+    config = testing.setUp(settings=dict(HUB, **{"pyramid_notebook.progress_page": "true"}))
+    try:
+        config.include("pyramid_notebook")
+        config.add_route("notebook_proxy", "/notebook/*remainder")
+        config.commit()
+        hub = config.registry.pyramid_notebook_manager = WarmHub([True, True])
+        hub.probed.set()  # this launch's context differs: the hub's server is restarted (scripted)
+        started = hub._wait_until_ready
+        hub._wait_until_ready = lambda *a: dict(started(*a), notebook_name="default.ipynb")
+        request = testing.DummyRequest(path="/shell", headers=dict(CLICK, Accept="text/html"))
+        request.registry = config.registry
+        answer = launch_notebook(request, "alice", {"startup": "", "greeting": ""}, progress=True)
+        assert isinstance(answer, HTTPFound)
+        assert answer.location.endswith("/notebook/user/alice/notebooks/default.ipynb")
+    finally:
+        testing.tearDown()
