@@ -86,7 +86,7 @@ setup(
         "paste.app_factory": ["demo = pyramid_notebook.demo:main"],
         "paste.server_runner": [
             "demo_server = pyramid_notebook.demo.server:serve",
-            "uvicorn = pyramid_notebook.asgi:serve_paste",
+            "uvicorn = pyramid_notebook.relays.asgi_app:serve_paste",
         ],
     },
 )

@@ -135,7 +135,7 @@ class HubSite:
 
 def measure_hub(results, stats, ms, fmt, load, throughput, free_port, wait_until, quick):
     """All hub rows; see the module docstring."""
-    from pyramid_notebook.hub import HubBackend
+    from pyramid_notebook.backends.hub.backend import HubBackend
 
     workdir = tempfile.mkdtemp(prefix="pyramid-notebook-bench-hub-")
     hub = BenchHub(workdir, free_port, wait_until)

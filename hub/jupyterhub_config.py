@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 
-from pyramid_notebook.hubspawn import SINGLEUSER_CMD, pre_spawn_hook
+from pyramid_notebook.hubside.spawn import SINGLEUSER_CMD, pre_spawn_hook
 
 c = get_config()  # noqa: F821 (JupyterHub's config loader provides it)
 

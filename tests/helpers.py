@@ -12,8 +12,8 @@ import psutil
 import requests
 import waitress.server
 
-from pyramid_notebook import statefolder
-from pyramid_notebook.process import terminate_daemon
+from pyramid_notebook.core import statefolder
+from pyramid_notebook.core.process import terminate_daemon
 
 
 def free_port() -> int:
@@ -33,7 +33,7 @@ def random_port_base(size=20) -> int:
 
 
 #: The fetch metadata a browser sends for a click on one of the site's own links: a launch that
-#: restarts a notebook with another context needs that intent (pyramid_notebook.intent).
+#: restarts a notebook with another context needs that intent (pyramid_notebook.web.intent).
 CLICK = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
 
 
@@ -56,7 +56,7 @@ def stop_all_notebooks(notebook_folder):
     """
     if not os.path.isdir(notebook_folder):
         return
-    from pyramid_notebook import forkserver
+    from pyramid_notebook.backends.local import forkclient as forkserver
 
     forkserver.stop_all(notebook_folder)
     for pid_file in statefolder.pid_files(notebook_folder) + statefolder.legacy_pid_files(notebook_folder):

@@ -68,7 +68,7 @@ class Hub:
 
     def backend(self):
         """A HubBackend of our own, as a web node has (the admin's view in tests)."""
-        from pyramid_notebook.hub import HubBackend
+        from pyramid_notebook.backends.hub.backend import HubBackend
 
         return HubBackend(self.url, HUB_TOKEN, startup_timeout=180)
 

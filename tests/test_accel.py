@@ -17,8 +17,8 @@ import pytest
 import requests
 import websocket
 
-from pyramid_notebook import accel
-from pyramid_notebook.notebookmanager import NotebookManager
+from pyramid_notebook.relays import accel
+from pyramid_notebook.backends.local.manager import NotebookManager
 from tests.helpers import (KernelChannel, check_user_files_as_jupyter_sends_them, execute_over_websocket, free_port,
                            login, stop_all_notebooks, wait_for)
 from tests.test_uwsgi import open_kernel
@@ -154,7 +154,7 @@ def test_grant_names_a_file_by_its_own_bytes():
 def test_accel_redirect_setting_is_validated(tmp_path):
     from pyramid.exceptions import ConfigurationError
 
-    from pyramid_notebook.settings import parse_settings
+    from pyramid_notebook.core.settings import parse_settings
 
     base = {"pyramid_notebook.notebook_folder": str(tmp_path)}
     assert parse_settings(base).accel_redirect == ""
@@ -331,7 +331,7 @@ def test_notebook_dying_mid_session_gives_a_clear_502(stack):
 
 def test_notebook_not_answering_nginx_gives_the_sites_502(stack):
     """The site believes the notebook runs, but nothing answers on its port: the site's page."""
-    from pyramid_notebook import contextfile
+    from pyramid_notebook.core import contextfile
 
     s = record(stack, login(stack.url))
     s.get(stack.url + "/shell2", allow_redirects=False)

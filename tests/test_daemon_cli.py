@@ -8,8 +8,8 @@ import time
 
 import requests
 
-from pyramid_notebook.contextfile import read_context
-from pyramid_notebook.process import get_daemon_process
+from pyramid_notebook.core.contextfile import read_context
+from pyramid_notebook.core.process import get_daemon_process
 from tests.helpers import free_port, wait_for
 
 import pyramid_notebook.server.notebook_daemon as daemon_module

@@ -15,8 +15,8 @@ import psutil
 import pytest
 import requests
 
-from pyramid_notebook.contextfile import read_context
-from pyramid_notebook.process import pid_alive
+from pyramid_notebook.core.contextfile import read_context
+from pyramid_notebook.core.process import pid_alive
 from tests.conftest import write_demo_ini
 from tests.helpers import daemons_under, free_port, login, stop_all_notebooks, wait_for
 
@@ -212,7 +212,7 @@ def test_web_server_killed_mid_launch(tmp_path, notebook_folder):
         assert proc.poll() is None
         return proc
 
-    from pyramid_notebook.notebookmanager import NotebookManager
+    from pyramid_notebook.backends.local.manager import NotebookManager
 
     manager = NotebookManager(notebook_folder)
     server = start_server()

@@ -9,9 +9,9 @@ import psutil
 import pytest
 import requests
 
-from pyramid_notebook import forkserver
-from pyramid_notebook.notebookmanager import NotebookManager
-from pyramid_notebook.process import get_daemon_process
+from pyramid_notebook.backends.local import forkclient as forkserver
+from pyramid_notebook.backends.local.manager import NotebookManager
+from pyramid_notebook.core.process import get_daemon_process
 from tests.helpers import KernelChannel, daemons_under, fork_servers_under, random_port_base, stop_all_notebooks, \
     wait_for
 

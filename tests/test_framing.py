@@ -2,8 +2,8 @@
 import pytest
 from pyramid.exceptions import ConfigurationError
 
-from pyramid_notebook.framing import content_security_policy, framing_context
-from pyramid_notebook.settings import parse_settings
+from pyramid_notebook.core.framing import content_security_policy, framing_context
+from pyramid_notebook.core.settings import parse_settings
 
 
 def parse(value):

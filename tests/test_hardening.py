@@ -12,8 +12,8 @@ from pyramid import testing
 from pyramid.exceptions import URLDecodeError
 from pyramid.request import Request
 
-from pyramid_notebook.process import get_daemon_process
-from pyramid_notebook.views import launch_notebook
+from pyramid_notebook.core.process import get_daemon_process
+from pyramid_notebook.web.views import launch_notebook
 from tests.helpers import daemons_under, free_port, login, wait_for
 from tests.test_manager import CONTEXT
 
@@ -117,7 +117,7 @@ def blank(registry, path="/notebook/shutdown", base_url="http://site.example", *
 
 
 def test_browser_intent_rules(registry_with):
-    from pyramid_notebook.intent import browser_intent, has_intent
+    from pyramid_notebook.web.intent import browser_intent, has_intent
 
     registry = registry_with(**{"pyramid_notebook.alternative_domain": "https://shell.example"})
     assert browser_intent(blank(registry, **{"Sec-Fetch-Site": "same-origin"})) is True
@@ -185,12 +185,12 @@ def test_malformed_notebook_context_is_a_clear_error(registry_with, bad, key):
 
 
 def test_confirmation_page_without_a_session_factory_uses_its_own_cookie(registry_with):
-    from pyramid_notebook.intent import ConfirmationRequired
+    from pyramid_notebook.web.intent import ConfirmationRequired
 
     registry = registry_with()
     request = blank(registry, "/notebook/shutdown", Referer="http://evil.example/")
     with pytest.raises(ConfirmationRequired):
-        from pyramid_notebook.views import shutdown_notebook
+        from pyramid_notebook.web.views import shutdown_notebook
 
         shutdown_notebook(request, "user")
 
@@ -238,14 +238,14 @@ def test_old_user_folders_are_migrated_on_next_launch(manager):
     assert any(n.startswith("notebook.stderr.log") for _, _, names in os.walk(state) for n in names)
     assert [p.pid for p in daemons_under(manager.notebook_folder)] == [context["pid"]]
     # The admin CLI sees the new layout.
-    from pyramid_notebook.cli import describe, user_folders
+    from pyramid_notebook.cli.main import describe, user_folders
 
     rows = [describe(*entry) for entry in user_folders(manager.notebook_folder)]
     assert [(r["user"], r["alive"], r["folder"]) for r in rows] == [("alice", True, work)]
 
 
 def psutil_alive(pid):
-    from pyramid_notebook.process import pid_alive
+    from pyramid_notebook.core.process import pid_alive
 
     return pid_alive(pid)
 
@@ -255,7 +255,7 @@ def test_a_stopped_notebook_is_not_reused(manager):
     first, _ = manager.start_notebook_on_demand("alice", CONTEXT)
     os.kill(first["pid"], signal.SIGSTOP)
     try:
-        from pyramid_notebook.process import process_is_stopped
+        from pyramid_notebook.core.process import process_is_stopped
 
         wait_for(lambda: process_is_stopped(first["pid"]), timeout=10, message="the server to stop")
         again, created = manager.start_notebook_on_demand("alice", CONTEXT)

@@ -11,8 +11,8 @@ import psutil
 import pytest
 import requests
 
-from pyramid_notebook.notebookmanager import NotebookManager, NotebookStartError
-from pyramid_notebook.ports import NoFreePort
+from pyramid_notebook.backends.local.manager import NotebookManager, NotebookStartError
+from pyramid_notebook.backends.local.ports import NoFreePort
 from tests.helpers import daemons_under, wait_for
 
 CONTEXT = {"context_hash": "one", "greeting": "Hello *you*", "startup": "x = 42\n", "notebook_path": "/notebook/"}
@@ -99,7 +99,7 @@ def test_concurrent_launches_from_threads_start_one(manager):
 
 LAUNCH_SCRIPT = """
 import json, sys
-from pyramid_notebook.notebookmanager import NotebookManager
+from pyramid_notebook.backends.local.manager import NotebookManager
 m = NotebookManager(sys.argv[1], min_port=int(sys.argv[2]), port_range=20)
 ctx, created = m.start_notebook_on_demand("alice", json.loads(sys.argv[3]))
 print(json.dumps({"pid": ctx["pid"], "created": created}))
@@ -190,7 +190,7 @@ def test_reserved_ports_are_not_reused(notebook_folder):
 
 
 def _two_free_ports():
-    from pyramid_notebook.ports import port_is_free
+    from pyramid_notebook.backends.local.ports import port_is_free
     from tests.helpers import random_port_base
 
     base = random_port_base(2)
@@ -207,7 +207,7 @@ def test_daemon_dying_at_start_reports_its_log(manager):
 
 
 def test_pid_alive():
-    from pyramid_notebook.process import pid_alive
+    from pyramid_notebook.core.process import pid_alive
 
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
     wait_for(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE, timeout=10, message="a zombie")
@@ -220,7 +220,7 @@ def test_pid_alive():
 
 def test_port_taken_before_jupyter_binds_is_retried(manager, monkeypatch):
     """Another process grabbing the port between our pick and Jupyter's bind costs a retry, not an error."""
-    import pyramid_notebook.notebookmanager as nm
+    import pyramid_notebook.backends.local.manager as nm
 
     real_pick = nm.pick_port
     thief = socket.socket()

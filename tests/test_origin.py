@@ -3,8 +3,8 @@ import pytest
 from pyramid import testing
 from pyramid.request import Request
 
-from pyramid_notebook.origin import is_cross_site_request, normalize_origin
-from pyramid_notebook.settings import parse_settings
+from pyramid_notebook.core.origin import is_cross_site_request, normalize_origin
+from pyramid_notebook.core.settings import parse_settings
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pyramid.request import Request
 
-from pyramid_notebook.proxy import UpstreamError, proxy_request
+from pyramid_notebook.relays.http import UpstreamError, proxy_request
 from tests.helpers import free_port
 
 

@@ -3,7 +3,7 @@ import pytest
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 
-from pyramid_notebook.settings import NotebookSettings, get_notebook_settings, parse_settings
+from pyramid_notebook.core.settings import NotebookSettings, get_notebook_settings, parse_settings
 
 
 def commit(settings):
@@ -27,13 +27,13 @@ def test_all_settings_parsed(tmp_path):
     s = parse_settings({
         "pyramid_notebook.notebook_folder": str(tmp_path),
         "pyramid_notebook.kill_timeout": "30",
-        "pyramid_notebook.websocket_proxy": "pyramid_notebook.utils.make_dict_hash",
+        "pyramid_notebook.websocket_proxy": "pyramid_notebook.core.names.make_dict_hash",
         "pyramid_notebook.alternative_domain": "https://shell.example.com/",
         "pyramid_notebook.port_base": "50000",
         "pyramid_notebook.port_range": "5",
         "pyramid_notebook.startup_timeout": "2.5",
     })
-    from pyramid_notebook.utils import make_dict_hash
+    from pyramid_notebook.core.names import make_dict_hash
 
     assert s.kill_timeout == 30 and s.port_base == 50000 and s.port_range == 5 and s.startup_timeout == 2.5
     assert s.websocket_proxy is make_dict_hash
@@ -49,7 +49,7 @@ def test_all_settings_parsed(tmp_path):
     ({"pyramid_notebook.port_base": "65535", "pyramid_notebook.port_range": "10"}, "pyramid_notebook.port_range"),
     ({"pyramid_notebook.startup_timeout": "-1"}, "pyramid_notebook.startup_timeout"),
     ({"pyramid_notebook.websocket_proxy": "no.such.module.fn"}, "pyramid_notebook.websocket_proxy"),
-    ({"pyramid_notebook.websocket_proxy": "pyramid_notebook.settings.PREFIX"}, "pyramid_notebook.websocket_proxy"),
+    ({"pyramid_notebook.websocket_proxy": "pyramid_notebook.core.settings.PREFIX"}, "pyramid_notebook.websocket_proxy"),
     ({"pyramid_notebook.alternative_domain": "shell.example.com"}, "pyramid_notebook.alternative_domain"),
     ({"pyramid_notebook.shutdown_url": "javascript:alert(1)"}, "pyramid_notebook.shutdown_url"),
 ])
@@ -73,7 +73,7 @@ def test_notebook_folder_that_is_a_file(tmp_path):
 def test_views_without_include_explain(tmp_path):
     from pyramid.testing import DummyRequest, setUp, tearDown
 
-    from pyramid_notebook.views import launch_notebook
+    from pyramid_notebook.web.views import launch_notebook
 
     config = setUp()
     try:

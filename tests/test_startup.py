@@ -2,7 +2,7 @@
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, declarative_base, mapped_column
 
-from pyramid_notebook import startup
+from pyramid_notebook.core import startup
 
 
 def test_make_startup_bootstraps_pyramid(tmp_path):

@@ -1,10 +1,10 @@
-"""pyramid_notebook.static: which URL maps to which file, and the cache headers Jupyter would send."""
+"""pyramid_notebook.relays.static: which URL maps to which file, and the cache headers Jupyter would send."""
 import os
 
 import pytest
 from pyramid.request import Request
 
-from pyramid_notebook.static import IMMUTABLE, find_static_file, static_file_response
+from pyramid_notebook.relays.static import IMMUTABLE, find_static_file, static_file_response
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def _from_site(path, **headers):
 
 
 def test_user_files_follow_jupyters_files_handler(files):
-    from pyramid_notebook.static import static_file_plan
+    from pyramid_notebook.relays.static import static_file_plan
 
     context, work = files
     path, content_type, headers = static_file_plan(_from_site("/notebook/files/page.html"), context)
@@ -176,7 +176,7 @@ def test_user_files_follow_jupyters_files_handler(files):
 
 
 def test_user_files_jupyter_must_judge_are_left_to_it(files):
-    from pyramid_notebook.static import static_file_plan
+    from pyramid_notebook.relays.static import static_file_plan
 
     context, _ = files
     for request in (_get("/notebook/files/page.html"),  # no Referer: Jupyter's XSSI check decides

@@ -6,12 +6,12 @@ import sys
 import pytest
 from pyramid import testing
 
-from pyramid_notebook.utils import BadUsername, make_dict_hash, route_to_alt_domain, username_to_folder_name
+from pyramid_notebook.core.names import BadUsername, make_dict_hash, route_to_alt_domain, username_to_folder_name
 
 
 def test_dict_hash_stable_across_interpreters():
     d = {"startup": "import os", "greeting": "hi", "extra_template_paths": ["/a"], "n": 1}
-    code = "from pyramid_notebook.utils import make_dict_hash; print(make_dict_hash(%r))" % (d,)
+    code = "from pyramid_notebook.core.names import make_dict_hash; print(make_dict_hash(%r))" % (d,)
     env = dict(os.environ)
     hashes = {
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -57,7 +57,7 @@ def test_unusable_names_rejected(name):
 
 
 def test_route_to_alt_domain(tmp_path):
-    from pyramid_notebook.settings import parse_settings
+    from pyramid_notebook.core.settings import parse_settings
 
     config = testing.setUp()
     try:
@@ -75,7 +75,7 @@ def test_route_to_alt_domain(tmp_path):
 
 
 def test_change_directory(tmp_path):
-    from pyramid_notebook.utils import change_directory
+    from pyramid_notebook.core.names import change_directory
 
     before = os.getcwd()
     with change_directory(str(tmp_path)):

@@ -301,6 +301,6 @@ def test_browser_runs_code_through_nginx_and_uwsgi(browser, tmp_path, uwsgi_serv
 
 
 def uwsgi_server_context(server):
-    from pyramid_notebook.notebookmanager import NotebookManager
+    from pyramid_notebook.backends.local.manager import NotebookManager
 
     return NotebookManager(server.notebook_folder).get_notebook_status("user")

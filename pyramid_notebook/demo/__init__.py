@@ -12,7 +12,7 @@ ENVIRONMENT_SETTINGS = {
     "PYRAMID_NOTEBOOK_ALTERNATIVE_DOMAIN": "pyramid_notebook.alternative_domain",
     "PYRAMID_NOTEBOOK_DEMO_COOKIE_DOMAIN": "demo.cookie_domain",
     "PYRAMID_NOTEBOOK_DEMO_DATABASE": "sqlalchemy.url",
-    # hub/uwsgi.ini serves hub.ini's app under uWSGI, whose relay is pyramid_notebook.uwsgi's.
+    # hub/uwsgi.ini serves hub.ini's app under uWSGI, whose relay is pyramid_notebook.relays.uwsgi's.
     "PYRAMID_NOTEBOOK_WEBSOCKET_PROXY": "pyramid_notebook.websocket_proxy",
     # Who may frame notebook pages (e.g. "'self' https://portal.example.com"), for embedding runs.
     "PYRAMID_NOTEBOOK_FRAME_ANCESTORS": "pyramid_notebook.frame_ancestors",

@@ -3,7 +3,7 @@
 ``/embed`` frames the notebook (``notebook_url``) under the site's header. The
 site's Save button asks the frame to save through the save bridge (the contents
 API only has what was saved), then posts the notebook's path to ``/embed/save``,
-which reads the notebook server-side (:mod:`pyramid_notebook.contents`) and
+which reads the notebook server-side (:mod:`pyramid_notebook.web.contents`) and
 stores it in the demo database. ``/embed?analysis=ID`` writes a stored analysis
 back into the user's folder and opens it in the frame.
 """
@@ -14,11 +14,11 @@ import json
 from pyramid.httpexceptions import HTTPBadGateway, HTTPBadRequest, HTTPNotFound
 from pyramid.view import view_config
 
-from pyramid_notebook import contents
+from pyramid_notebook.web import contents
 from pyramid_notebook.demo.models import Analysis
 from pyramid_notebook.demo.views import page, shell2_context
-from pyramid_notebook.origin import is_cross_site_request
-from pyramid_notebook.views import error_page, notebook_url
+from pyramid_notebook.core.origin import is_cross_site_request
+from pyramid_notebook.web.views import error_page, notebook_url
 
 EMBED = """<header id="site-header" style="display:flex;gap:1em;align-items:center;border-bottom:1px solid #ccc">
 <strong>pyramid_notebook demo</strong> <a href="/">Home</a>

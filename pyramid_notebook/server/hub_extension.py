@@ -1,7 +1,7 @@
 """Jupyter server extension: make a JupyterHub single-user server a pyramid_notebook notebook.
 
 The site starts the user's hub server with its notebook context as ``user_options``; the hub's
-spawn hook (:func:`pyramid_notebook.hubspawn.pre_spawn_hook`) puts it in the server's environment
+spawn hook (:func:`pyramid_notebook.hubside.spawn.pre_spawn_hook`) puts it in the server's environment
 as ``PYRAMID_NOTEBOOK_CONTEXT`` (JSON), and ``python -m pyramid_notebook.server.hub_singleuser``
 enables this extension. Linked before the server builds its kernel manager and web application,
 it does what the local daemon does through its config file:
@@ -27,7 +27,7 @@ import os
 import signal
 import threading
 
-from pyramid_notebook.framing import content_security_policy
+from pyramid_notebook.core.framing import content_security_policy
 from pyramid_notebook.server.notebook_daemon import LABEXTENSION_FOLDER, _write_private, write_default_notebook
 
 #: Environment variable carrying the notebook context (JSON) into the single-user server.

@@ -33,10 +33,10 @@ try:
 except ImportError:  # pragma: no cover - running from a checkout that is not installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(_here)))
 
-from pyramid_notebook.contextfile import read_context, write_context  # noqa: E402
-from pyramid_notebook.framing import content_security_policy  # noqa: E402
-from pyramid_notebook.statefolder import STDERR_LOG, STDOUT_LOG, make_private_folders  # noqa: E402
-from pyramid_notebook.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
+from pyramid_notebook.core.contextfile import read_context, write_context  # noqa: E402
+from pyramid_notebook.core.framing import content_security_policy  # noqa: E402
+from pyramid_notebook.core.statefolder import STDERR_LOG, STDOUT_LOG, make_private_folders  # noqa: E402
+from pyramid_notebook.core.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
 from pyramid_notebook.server import static_files  # noqa: E402
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")

@@ -21,7 +21,7 @@ environment variable.
 import os
 import time
 
-from pyramid_notebook.contextfile import read_context, write_context
+from pyramid_notebook.core.contextfile import read_context, write_context
 
 #: Environment variable naming the daemon's pid file; the context file lies beside it.
 PID_FILE_ENV = "PYRAMID_NOTEBOOK_PID_FILE"

@@ -18,7 +18,7 @@ so the page never races the session into being.
 import os
 import time
 
-from pyramid_notebook.contextfile import read_context, write_context
+from pyramid_notebook.core.contextfile import read_context, write_context
 from pyramid_notebook.server.static_files import PID_FILE_ENV
 
 #: Context key: id of the session started for the default notebook.

@@ -12,8 +12,9 @@ import sys
 
 import urllib3
 
-from pyramid_notebook import contextfile, statefolder
-from pyramid_notebook.process import get_daemon_process, read_pid_file, terminate_daemon
+from pyramid_notebook.core import contextfile
+from pyramid_notebook.core import statefolder
+from pyramid_notebook.core.process import get_daemon_process, read_pid_file, terminate_daemon
 
 PID_FILE_NAME = statefolder.PID_FILE_NAME
 STDERR_LOG = statefolder.STDERR_LOG
@@ -158,7 +159,7 @@ def cmd_stop(args):
 def cmd_stop_all(args):
     _report_stops([_stop(name, path, args.timeout) for name, path in user_folders(args.notebook_folder)], args.json)
     # The fork server too (a site that launches again spawns a fresh one).
-    from pyramid_notebook import forkserver
+    from pyramid_notebook.backends.local import forkclient as forkserver
 
     forkserver.stop_all(os.path.abspath(args.notebook_folder))
     return 0
@@ -213,7 +214,7 @@ def main(argv=None) -> int:
     """Entry point of the ``pyramid-notebook`` console script."""
     parser = make_parser()
     args = parser.parse_args(argv)
-    from pyramid_notebook import hubcli
+    from pyramid_notebook.cli.main import hub as hubcli
 
     backend = hubcli.backend_from_args(args)
     if backend is not None:

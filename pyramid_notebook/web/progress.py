@@ -28,7 +28,7 @@ import time
 
 from pyramid.response import Response
 
-from pyramid_notebook.process import pid_alive
+from pyramid_notebook.core.process import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def launch_with_progress(request, username, context, manager, running_url, descr
     """
     from pyramid.httpexceptions import HTTPFound
 
-    from pyramid_notebook.ports import port_is_listening
+    from pyramid_notebook.backends.local.ports import port_is_listening
 
     running = manager.get_notebook_status(username)
     if running and running.get("context_hash") == context["context_hash"] and \

@@ -27,7 +27,7 @@ def _static_prefix(pattern: str) -> str:
 
 def notebook_path_prefixes(registry) -> tuple:
     """The fixed leading parts of the notebook routes' patterns (``/notebook/``)."""
-    from pyramid_notebook.views import PROXY_ROUTE_NAME, SHUTDOWN_ROUTE_NAME
+    from pyramid_notebook.web.views import PROXY_ROUTE_NAME, SHUTDOWN_ROUTE_NAME
 
     mapper = registry.queryUtility(IRoutesMapper)
     prefixes = []
@@ -62,7 +62,7 @@ class NotebookPathPredicate:
 
 def bad_url_view(exc, request):
     """400 with the library's error page for an address that is not valid UTF-8."""
-    from pyramid_notebook.views import error_page
+    from pyramid_notebook.web.views import error_page
 
     return error_page(HTTPBadRequest, "Bad request",
                       "The address is not valid: it contains bytes that are not UTF-8 text.")
@@ -119,7 +119,7 @@ def websocket_handshake_error(request):
 
 def check_websocket_handshake(request):
     """Raise a 400/426 error page if the websocket handshake in ``request`` is malformed."""
-    from pyramid_notebook.views import error_page
+    from pyramid_notebook.web.views import error_page
 
     problem = websocket_handshake_error(request)
     if problem is None:
@@ -152,7 +152,7 @@ def check_request_size(request):
     """Raise 414/431 error pages for requests larger than the notebook server accepts."""
     from pyramid.httpexceptions import HTTPRequestURITooLong
 
-    from pyramid_notebook.views import error_page
+    from pyramid_notebook.web.views import error_page
 
     if len(request.environ.get("PATH_INFO", "")) + len(request.environ.get("QUERY_STRING", "")) > MAX_TARGET_LENGTH:
         raise error_page(HTTPRequestURITooLong, "Address too long",

@@ -2,7 +2,7 @@
 
 The site keeps analyses in its own database and puts them back later::
 
-    from pyramid_notebook import contents
+    from pyramid_notebook.web import contents
 
     nb = contents.read_notebook(request, username, "analysis.ipynb")      # dict (nbformat 4)
     contents.write_notebook(request, username, "analysis-7.ipynb", nb)    # restore it
@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import urllib3
 
-from pyramid_notebook.proxy import get_pool_manager
+from pyramid_notebook.relays.http import get_pool_manager
 
 #: Files the notebook daemon keeps beside the user's notebooks: never read or written here.
 STATE_FILES = frozenset({"notebook.pid", "context.json", "notebook.stdout.log", "notebook.stderr.log", "launch.json"})
@@ -172,7 +172,7 @@ def empty_notebook() -> dict:
 
 def for_user(request, username) -> NotebookContents:
     """:class:`NotebookContents` of ``username``'s running notebook; raises :class:`NotebookNotRunning`."""
-    from pyramid_notebook.views import get_notebook_manager
+    from pyramid_notebook.web.views import get_notebook_manager
 
     if not username:
         raise NotebookNotRunning("No user: a notebook belongs to a logged-in user.")

@@ -21,7 +21,7 @@ shipped ``nginx-accel.conf`` uses the grant in two ways:
   and has already consumed its body: that is why ``auth_request`` is the main path.
 
 Static files (the 2.5 MB JavaScript bundle and the rest of what a notebook page loads) are sent
-by nginx from disk, as the site sends them in the other modes (:mod:`pyramid_notebook.static`):
+by nginx from disk, as the site sends them in the other modes (:mod:`pyramid_notebook.relays.static`):
 for a GET or HEAD of a file found where the running notebook publishes its static folders, the
 grant also names the file and the headers Jupyter would send (:data:`STATIC_HEADERS`), and
 ``nginx-accel.conf`` serves it with ``try_files`` after the access phase, so only after the site
@@ -74,7 +74,7 @@ def is_fallback(request) -> bool:
 def grant_response(request, context: dict, prefix: str, static=None) -> Response:
     """The empty answer that lets nginx relay ``request`` to the user's notebook.
 
-    ``static`` is :func:`pyramid_notebook.static.static_file_plan`'s answer for the request:
+    ``static`` is :func:`pyramid_notebook.relays.static.static_file_plan`'s answer for the request:
     nginx then sends that file from disk instead of asking the notebook.
     """
     response = Response(status=200, body=b"", content_type=None)

@@ -1,6 +1,6 @@
 """Relay an approved browser websocket to the notebook, on the event loop.
 
-Used by :mod:`pyramid_notebook.asgi` once the site's view approved the handshake:
+Used by :mod:`pyramid_notebook.relays.asgi_app` once the site's view approved the handshake:
 
 1. open the websocket to the notebook first (``websockets``), offering the browser's
    subprotocol list, with the notebook's secret, so the notebook chooses the
@@ -23,7 +23,7 @@ import logging
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from pyramid_notebook.views import PAGE
+from pyramid_notebook.web.views import PAGE
 
 logger = logging.getLogger(__name__)
 

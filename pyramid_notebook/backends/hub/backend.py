@@ -30,10 +30,10 @@ from urllib.parse import quote, urlsplit
 
 import urllib3
 
-from pyramid_notebook.backend import BackendUnavailable, NotebookBackend
-from pyramid_notebook.notebookmanager import RUNTIME_KEYS, NotebookStartError, TooManyNotebooks
+from pyramid_notebook.backends.base import BackendUnavailable, NotebookBackend
+from pyramid_notebook.backends.local.manager import RUNTIME_KEYS, NotebookStartError, TooManyNotebooks
 from pyramid_notebook.server.notebook_daemon import default_notebook_name
-from pyramid_notebook.utils import BadUsername, username_to_folder_name
+from pyramid_notebook.core.names import BadUsername, username_to_folder_name
 
 #: Key in the server's ``user_options`` holding the notebook context (read by the spawn hook).
 OPTIONS_KEY = "pyramid_notebook"
@@ -59,7 +59,7 @@ def hub_username(name) -> str:
     """The hub user of site user ``name``: the name itself if it is plain lower case, else a slug
     and a hash (JupyterHub lowercases names, so ``Alice`` and ``alice`` must not meet).
 
-    Raises :class:`~pyramid_notebook.utils.BadUsername` for names no notebook can belong to.
+    Raises :class:`~pyramid_notebook.core.names.BadUsername` for names no notebook can belong to.
     """
     username_to_folder_name(name)  # the same checks as the local backend: empty, control characters, length
     # A plain name never contains "--", which marks the hashed form: no user can pick another's.
@@ -121,7 +121,7 @@ class HubBackend(NotebookBackend):
 
     @classmethod
     def from_settings(cls, settings):
-        """Build the backend from :class:`~pyramid_notebook.settings.NotebookSettings`."""
+        """Build the backend from :class:`~pyramid_notebook.core.settings.NotebookSettings`."""
         return cls(settings.hub_url, settings.hub_api_token, api_url=settings.hub_api_url,
                    startup_timeout=settings.startup_timeout, kill_timeout=settings.kill_timeout,
                    idle_timeout=settings.idle_timeout)

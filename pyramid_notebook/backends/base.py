@@ -2,14 +2,14 @@
 
 Two backends implement it:
 
-* :class:`pyramid_notebook.notebookmanager.NotebookManager` (``pyramid_notebook.backend = local``,
+* :class:`pyramid_notebook.backends.local.manager.NotebookManager` (``pyramid_notebook.backend = local``,
   the default): one daemonized Jupyter server per user on the web server's own machine.
-* :class:`pyramid_notebook.hub.HubBackend` (``pyramid_notebook.backend = jupyterhub``): the
+* :class:`pyramid_notebook.backends.hub.backend.HubBackend` (``pyramid_notebook.backend = jupyterhub``): the
   users' servers are JupyterHub's, spawned wherever its spawner puts them, and every web node
   asks the hub, so several web nodes share them.
 
 ``config.include("pyramid_notebook")`` builds the one the settings name and keeps it as
-``registry.pyramid_notebook_manager``; :func:`pyramid_notebook.views.get_notebook_manager`
+``registry.pyramid_notebook_manager``; :func:`pyramid_notebook.web.views.get_notebook_manager`
 returns it. The views never ask which one it is.
 
 A backend's *context* is the dict the site passed to ``launch_notebook`` (see the README),
@@ -28,7 +28,7 @@ class BackendUnavailable(RuntimeError):
 class NotebookBackend(abc.ABC):
     """Start, find and stop one notebook server per user."""
 
-    #: Whether a browser's cold launch may get the progress page (:mod:`pyramid_notebook.progress`),
+    #: Whether a browser's cold launch may get the progress page (:mod:`pyramid_notebook.web.progress`),
     #: which keeps each start's state beside the user's pid file: only backends with such local state.
     #: The others answer the launch once the server is ready, as without the page.
     progress_pages = False
@@ -38,9 +38,9 @@ class NotebookBackend(abc.ABC):
         """Make sure the user's notebook runs with ``context``; return ``(context, created)``.
 
         The same ``context_hash`` reuses the running notebook (``created`` is False); a different
-        one restarts it. Raises :class:`~pyramid_notebook.utils.BadUsername`,
-        :class:`~pyramid_notebook.notebookmanager.TooManyNotebooks` (or ``NoFreePort``),
-        :class:`~pyramid_notebook.notebookmanager.NotebookStartError` or
+        one restarts it. Raises :class:`~pyramid_notebook.core.names.BadUsername`,
+        :class:`~pyramid_notebook.backends.local.manager.TooManyNotebooks` (or ``NoFreePort``),
+        :class:`~pyramid_notebook.backends.local.manager.NotebookStartError` or
         :class:`BackendUnavailable`.
         """
 

@@ -13,7 +13,7 @@ they must not act on a request that merely arrives. They act when:
   other embedded resource never counts: a notebook's Markdown may show images);
 * or, for ``same-site``/``cross-site`` requests and for browsers that send no
   ``Sec-Fetch-*`` headers, ``Origin`` (or else ``Referer``) names one of
-  :func:`~pyramid_notebook.origin.allowed_origins`: the site or its
+  :func:`~pyramid_notebook.core.origin.allowed_origins`: the site or its
   ``alternative_domain``, where the notebook's own "Shut down and return to site"
   control lives;
 * or the request is a POST carrying a valid CSRF token from the confirmation page.
@@ -32,7 +32,7 @@ from pyramid.csrf import CookieCSRFStoragePolicy, LegacySessionCSRFStoragePolicy
 from pyramid.httpexceptions import HTTPOk
 from pyramid.interfaces import ICSRFStoragePolicy, ISessionFactory
 
-from pyramid_notebook.origin import allowed_origins, normalize_origin, request_origin
+from pyramid_notebook.core.origin import allowed_origins, normalize_origin, request_origin
 
 #: Form field of the confirmation page's token: Pyramid's default, so ``require_csrf`` checks pass too.
 CSRF_FIELD = "csrf_token"
@@ -60,8 +60,8 @@ CONFIRM_PAGE = """<!DOCTYPE html>
 class ConfirmationRequired(HTTPOk):
     """A 200 page asking the user to confirm a destructive action with a button.
 
-    Raised by :func:`~pyramid_notebook.views.shutdown_notebook` and
-    :func:`~pyramid_notebook.views.launch_notebook` when the request shows no
+    Raised by :func:`~pyramid_notebook.web.views.shutdown_notebook` and
+    :func:`~pyramid_notebook.web.views.launch_notebook` when the request shows no
     intent; Pyramid's exception view returns it as the response, so a site's view
     that calls them needs no change.
     """

@@ -10,7 +10,7 @@ it. The daemon's state therefore lives in a private folder beside it::
                                 notebook.stdout.log, notebook.stderr.log, .jupyter/, .ipython/
         <user>/                 0700: the user's notebooks and files, nothing else of ours
 
-Folder names come from :func:`pyramid_notebook.utils.username_to_folder_name`,
+Folder names come from :func:`pyramid_notebook.core.names.username_to_folder_name`,
 which never starts a name with a dot, so no user folder can be ``.state`` or
 ``.locks``.
 
@@ -26,7 +26,7 @@ import json
 import os
 import time
 
-from pyramid_notebook.process import terminate_daemon
+from pyramid_notebook.core.process import terminate_daemon
 
 STATE_FOLDER = ".state"
 PID_FILE_NAME = "notebook.pid"

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """A fork server: notebook daemons forked from a process that has already imported Jupyter.
 
 Importing ``jupyter_server`` and ``notebook`` takes 2.4-3.3 s on a small machine, nearly
@@ -6,120 +5,37 @@ all of a notebook server's start. The fork server pays that once per notebook fo
 interpreter; each launch is then a ``fork()`` (a few milliseconds) and Jupyter's own
 start-up proper.
 
-Run as ``python forkserver.py serve SOCKET_FOLDER`` by :class:`ForkServerClient`, never
+Run as ``python forkserver/serve.py serve SOCKET_FOLDER`` by :class:`ForkServerClient`, never
 by hand. Before it forks it has only *imported* modules: no event loop, no thread, no ZMQ
 context, no config or traitlets singleton, no socket but its own control socket (checked
-at start, see ``server/forkserver_process.py``). Each child detaches as daemonocle's daemons do
+at start, see :mod:`pyramid_notebook.forkserver.process`). Each child detaches as daemonocle's daemons do
 (``setsid``, a second fork, every inherited fd closed, signal handlers reset, the
 environment and working folder from the request) and then runs the daemon's own
 :func:`~pyramid_notebook.server.notebook_daemon.run_notebook`, under an honest command
 line (``python .../notebook_daemon.py start PID_FILE WORK_FOLDER PORT KILL_TIMEOUT``) so
-the pid checks of :mod:`pyramid_notebook.process` trust it exactly as a daemon started
+the pid checks of :mod:`pyramid_notebook.core.process` trust it exactly as a daemon started
 from the command line.
 
 The control socket (mode 0600, in a 0700 folder inside the notebook folder) speaks one
 JSON object per line; only processes of the same uid are answered (``SO_PEERCRED``).
 """
 import contextlib
-import hashlib
-import json
 import logging
 import os
-import socket
 import subprocess
-import sys
 import time
 
-_here = os.path.dirname(os.path.abspath(__file__))
-if __name__ == "__main__":  # run as a script: nothing in this folder may shadow a top-level module
-    if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
-        sys.path.pop(0)
-    sys.path.insert(0, os.path.dirname(_here))
+from pyramid_notebook.core import paths
+from pyramid_notebook.core.forkprotocol import FOLDER_NAME, IDLE_EXIT, ForkServerError, fingerprint, request, socket_name  # noqa: F401
 
 logger = logging.getLogger(__name__)
-#: Seconds without any request after which a fork server exits.
-IDLE_EXIT = 6 * 3600
-#: Folder (inside the notebook folder) holding fork servers' sockets and pid files.
-FOLDER_NAME = ".forkserver"
-DAEMON_SCRIPT = os.path.join(_here, "server", "notebook_daemon.py")
-#: Packages whose version (and, for ours, whose files) the fingerprint covers.
-PACKAGES = ("pyramid_notebook", "notebook", "jupyter_server")
-
-
-class ForkServerError(RuntimeError):
-    """The fork server is missing, stale or did not answer; launch the plain way instead."""
-
-
-def fingerprint(python=None) -> dict:
-    """What a fork server was built from: interpreter, package versions, our files' mtimes."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = None
-    files = hashlib.sha256()
-    for folder in (_here, os.path.join(_here, "server")):
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if entry.name.endswith(".py"):
-                stat = entry.stat()
-                files.update(f"{entry.path} {stat.st_mtime_ns} {stat.st_size}\n".encode())
-    return {"python": python or sys.executable, "versions": versions, "package": _here,
-            "files": files.hexdigest()[:16]}
-
-
-def socket_name(python: str) -> str:
-    """One fork server per interpreter: its socket's file name."""
-    return "fs-" + hashlib.sha256(python.encode()).hexdigest()[:12] + ".sock"
-
-
-def _short_path(dir_fd: int, name: str) -> str:
-    # A unix socket path may be at most 107 bytes; deep notebook folders are longer.
-    return f"/proc/self/fd/{dir_fd}/{name}"
-
-
-def request(folder: str, python: str, message: dict, timeout: float = 10.0) -> dict:
-    """Send ``message`` to the fork server of ``python`` under ``folder``; return its answer.
-
-    Raises :class:`ForkServerError` when there is no server or it does not answer in time.
-    """
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as e:
-        raise ForkServerError(f"no fork server folder: {e}") from None
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(_short_path(dir_fd, socket_name(python)))
-            s.sendall(json.dumps(message).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        answer = json.loads(data)
-    except TimeoutError:
-        error = ForkServerError(f"the fork server did not answer within {timeout:g} s")
-        error.hung = True
-        raise error from None
-    except (OSError, ValueError) as e:
-        raise ForkServerError(f"the fork server did not answer: {e}") from None
-    finally:
-        os.close(dir_fd)
-    if not isinstance(answer, dict):
-        raise ForkServerError("the fork server gave a malformed answer")
-    return answer
-
 
 def spawn(folder: str, python: str, log_file: str) -> subprocess.Popen:
     """Start a fork server for ``python`` under ``folder`` (returns at once; it imports for seconds)."""
     os.makedirs(folder, mode=0o700, exist_ok=True)
     os.chmod(folder, 0o700)
     with open(log_file, "ab") as log:
-        return subprocess.Popen([python, os.path.abspath(__file__), "serve", folder], stdin=subprocess.DEVNULL,
+        return subprocess.Popen([python, paths.FORKSERVER_SCRIPT, "serve", folder], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, close_fds=True, cwd=folder, start_new_session=True)
 
 
@@ -186,7 +102,7 @@ class ForkServerClient:
         """Spawn the fork server unless it answers or is already being spawned (never waits for it)."""
         import fcntl
 
-        from pyramid_notebook.process import read_pid_file
+        from pyramid_notebook.core.process import read_pid_file
 
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
         with open(os.path.join(self.folder, "spawn.lock"), "a") as lock:
@@ -230,7 +146,7 @@ class ForkServerClient:
 
     def stop(self) -> bool:
         """Stop the fork server (its notebook daemons keep running); return True if one ran."""
-        from pyramid_notebook.process import read_pid_file
+        from pyramid_notebook.core.process import read_pid_file
 
         proc = self._process(read_pid_file(self.pid_file))
         answered = False
@@ -258,7 +174,7 @@ class ForkServerClient:
                 return None
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return None
-        ours = len(cmdline) >= 3 and cmdline[-3].endswith("forkserver.py") and cmdline[-2:] == ["serve", self.folder]
+        ours = len(cmdline) >= 3 and paths.is_forkserver_script(cmdline[-3]) and cmdline[-2:] == ["serve", self.folder]
         return proc if ours and cmdline[0] == self.python else None
 
     @staticmethod
@@ -288,7 +204,7 @@ def stop_all(notebook_folder: str) -> int:
             if entry.startswith("fs-") and entry.endswith(".pid"):
                 import psutil
 
-                from pyramid_notebook.process import read_pid_file
+                from pyramid_notebook.core.process import read_pid_file
 
                 pid = read_pid_file(os.path.join(folder, entry))
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
@@ -296,12 +212,3 @@ def stop_all(notebook_folder: str) -> int:
                     if python and ForkServerClient(notebook_folder, python).stop():
                         stopped += 1
     return stopped
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "serve":
-        print("Usage: forkserver.py serve SOCKET_FOLDER (started by pyramid_notebook's NotebookManager)",
-              file=sys.stderr)
-        sys.exit(2)
-    from pyramid_notebook.server.forkserver_process import serve
-
-    sys.exit(serve(os.path.abspath(sys.argv[2])))

@@ -1,6 +1,6 @@
 """The fork server's own process: import Jupyter once, then fork a notebook daemon per request.
 
-Started as ``python pyramid_notebook/forkserver.py serve FOLDER`` (see :mod:`pyramid_notebook.forkserver`
+Started as ``python pyramid_notebook/forkserver/serve.py serve FOLDER`` (see :mod:`pyramid_notebook.backends.local.forkclient`
 for the design and the manager's side). Nothing here runs in the web server.
 """
 import contextlib
@@ -12,8 +12,8 @@ import struct
 import sys
 import time
 
-from pyramid_notebook.statefolder import STDERR_LOG, STDOUT_LOG
-from pyramid_notebook.forkserver import DAEMON_SCRIPT, IDLE_EXIT, _short_path, fingerprint, socket_name
+from pyramid_notebook.core.statefolder import STDERR_LOG, STDOUT_LOG
+from pyramid_notebook.core.forkprotocol import DAEMON_SCRIPT, IDLE_EXIT, fingerprint, short_path, socket_name
 
 #: Modules a notebook server needs, imported once before any fork.
 PRELOAD = ("notebook.app", "jupyter_server.serverapp", "jupyter_server.services.kernels.kernelmanager",
@@ -101,7 +101,7 @@ def serve(folder: str) -> int:
         tmp = f".{name}.{os.getpid()}"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dir_fd)
-        listener.bind(_short_path(dir_fd, tmp))
+        listener.bind(short_path(dir_fd, tmp))
         listener.listen(64)
         os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # atomically replaces a stale socket
     finally:

@@ -31,7 +31,7 @@ def normalize_origin(url: str) -> str:
 
 def allowed_origins(request) -> set:
     """The origins a notebook may be used from: the site's and the alternative domain."""
-    from pyramid_notebook.settings import get_notebook_settings
+    from pyramid_notebook.core.settings import get_notebook_settings
 
     origins = {normalize_origin(request.host_url)}
     alternative = get_notebook_settings(request.registry).alternative_domain

@@ -6,13 +6,13 @@ Chosen by ``--hub-url`` (with ``--hub-api-token`` or ``$PYRAMID_NOTEBOOK_HUB_API
 import json
 import os
 
-from pyramid_notebook.hub import HubBackend, hub_username, server_state
+from pyramid_notebook.backends.hub.backend import HubBackend, hub_username, server_state
 
 TOKEN_ENV = "PYRAMID_NOTEBOOK_HUB_API_TOKEN"
 
 
 def backend_from_args(args):
-    """A :class:`~pyramid_notebook.hub.HubBackend` from the command line, or None for local mode.
+    """A :class:`~pyramid_notebook.backends.hub.backend.HubBackend` from the command line, or None for local mode.
 
     ``--ini`` may also name the notebook folder for local mode; it is then put in
     ``args.notebook_folder``.

@@ -126,7 +126,7 @@ _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+/?$")
 
 def _frame_ancestors(settings) -> tuple:
     """Parse ``frame_ancestors``: ``'self'``, ``'none'`` or exact ``scheme://host[:port]`` origins."""
-    from pyramid_notebook.origin import normalize_origin
+    from pyramid_notebook.core.origin import normalize_origin
 
     raw = (settings.get(PREFIX + "frame_ancestors") or "").replace(",", " ").split()
     sources = []

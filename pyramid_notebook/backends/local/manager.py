@@ -1,0 +1,371 @@
+"""Start, find and stop one daemonized Jupyter server per user."""
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import subprocess
+import time
+
+import urllib3
+
+from pyramid_notebook.core import contextfile, paths
+from pyramid_notebook.core import statefolder
+from pyramid_notebook.backends.local.forkclient import ForkServerClient, ForkServerError
+from pyramid_notebook.backends.base import NotebookBackend
+from pyramid_notebook.backends.local.ports import NoFreePort, pick_port, port_is_listening
+from pyramid_notebook.core.settings import default_python
+from pyramid_notebook.core.process import (
+    get_daemon_process, pid_alive, process_is_stopped, remove_stale_pid_file, terminate_daemon,
+)
+from pyramid_notebook.core.names import username_to_folder_name
+
+DAEMON_SCRIPT = paths.DAEMON_SCRIPT
+LOCK_FOLDER = ".locks"
+#: Folder in ``notebook_folder`` with one private state folder per user (see :mod:`pyramid_notebook.core.statefolder`).
+STATE_FOLDER = statefolder.STATE_FOLDER
+#: Context keys the manager and daemon add; they never count as a context change.
+RUNTIME_KEYS = ("http_port", "pid", "token", "started_at", "stopped_at", "state", "notebook_name", "username",
+                "starting_at", "static_files", "warm_kernel", "warm_session", "warm_session_error")
+#: Seconds a launch waits, after the server answers, for the warm kernel's session to exist.
+WARM_SESSION_WAIT = 10.0
+
+logger = logging.getLogger(__name__)
+
+
+class NotebookStartError(RuntimeError):
+    """The notebook daemon died or did not answer in time while starting.
+
+    ``log_tail`` holds the end of the daemon's ``notebook.stderr.log``.
+    An :class:`OSError` (read-only or full notebook folder) is the ``__cause__``
+    when the files a start needs could not be written.
+    """
+
+    def __init__(self, message, log_tail=""):
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+def _disk_hint(folder) -> str:
+    """A sentence naming a full disk, the usual reason a server dies without a log."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    return f" The disk holding the notebook folder is full ({free // 1024} KiB free)." if free < 1 << 20 else ""
+
+
+class TooManyNotebooks(RuntimeError):
+    """``max_notebooks`` users already have a notebook running."""
+
+
+__all__ = ["NotebookManager", "NotebookStartError", "NoFreePort", "TooManyNotebooks"]
+
+
+class NotebookManager(NotebookBackend):
+    """Manage per-user notebook daemons under ``notebook_folder``.
+
+    Each user gets ``notebook_folder/<user>/``, the folder Jupyter serves, holding
+    only their own files. The daemon's pid file, ``context.json``, logs and Jupyter
+    and IPython configuration live in ``notebook_folder/.state/<user>/``, out of reach
+    of the notebook's file browser and contents API. All methods are safe to call from many
+    threads and web server processes at once: a per-user file lock serialises
+    starts and stops of the same user.
+    """
+
+    #: Starts are tracked beside the user's pid file (see :attr:`NotebookBackend.progress_pages`).
+    progress_pages = True
+
+    def __init__(self, notebook_folder, min_port=29000, port_range=100, kill_timeout=3600, python=None,
+                 startup_timeout=60.0, max_notebooks=None, idle_timeout=0, fork_server=False, warm_kernel=True):
+        self.notebook_folder = os.path.abspath(notebook_folder)
+        self.min_port = int(min_port)
+        self.port_range = int(port_range)
+        self.kill_timeout = int(kill_timeout)
+        self.python = python or default_python()
+        self.startup_timeout = float(startup_timeout)
+        self.max_notebooks = max_notebooks
+        self.idle_timeout = int(idle_timeout)
+        #: Start daemons by forking a pre-imported server (see :mod:`pyramid_notebook.backends.local.forkclient`), or ``None``.
+        self.fork_server = ForkServerClient(self.notebook_folder, self.python) if fork_server else None
+        #: Start the default notebook's kernel with the server (see ``server/warm_kernel.py``).
+        self.warm_kernel = bool(warm_kernel)
+        # pid file -> ((pid file mtime, context mtime), context): the proxy asks on every request.
+        self._status_cache = {}
+        # Readiness polls reuse connections; one pool per port, made on demand.
+        self._http = urllib3.PoolManager(maxsize=4, retries=False, timeout=urllib3.Timeout(connect=1, read=10))
+
+    @classmethod
+    def from_settings(cls, settings):
+        """Build a manager from :class:`~pyramid_notebook.core.settings.NotebookSettings`."""
+        return cls(settings.notebook_folder, min_port=settings.port_base, port_range=settings.port_range,
+                   kill_timeout=settings.kill_timeout, python=settings.python,
+                   startup_timeout=settings.startup_timeout, max_notebooks=settings.max_notebooks,
+                   idle_timeout=settings.idle_timeout, fork_server=settings.fork_server,
+                   warm_kernel=settings.warm_kernel)
+
+    def start_fork_server(self, respawn_only=False) -> None:
+        """Spawn the fork server now (if enabled and not running) so that the first launch is fast.
+
+        Returns at once; until the fork server has imported Jupyter, launches start daemons the plain
+        way. ``respawn_only``: only if a launch found it missing, dead or stale.
+        """
+        if self.fork_server is not None:
+            try:
+                if respawn_only:
+                    self.fork_server.respawn_if_needed()
+                else:
+                    self.fork_server.ensure_running()
+            except OSError as e:  # never a reason to fail: launches fall back to a plain start
+                logger.warning("Could not start the notebook fork server: %s", e)
+
+    # --- where things are -------------------------------------------------
+
+    def get_work_folder(self, name) -> str:
+        """The user's folder; raises :class:`~pyramid_notebook.core.names.BadUsername` for unusable names."""
+        return os.path.join(self.notebook_folder, username_to_folder_name(name))
+
+    def get_state_folder(self, name) -> str:
+        """The user's private runtime state folder (pid file, context, logs, Jupyter config)."""
+        return os.path.join(self.notebook_folder, STATE_FOLDER, username_to_folder_name(name))
+
+    def get_pid_file(self, name) -> str:
+        """Path of the user's daemon pid file; ``context.json`` and the logs lie beside it."""
+        return os.path.join(self.get_state_folder(name), statefolder.PID_FILE_NAME)
+
+    @contextlib.contextmanager
+    def _lock(self, lock_name):
+        folder = os.path.join(self.notebook_folder, LOCK_FOLDER)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        # A fresh open file per acquisition: flock then excludes other threads too.
+        with open(os.path.join(folder, lock_name + ".lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def user_lock(self, name):
+        """Exclusive lock held while one user's notebook is started or stopped."""
+        return self._lock("user-" + username_to_folder_name(name))
+
+    # --- state ------------------------------------------------------------
+
+    def get_context(self, name):
+        """The user's context dict as last written, or ``None``."""
+        return contextfile.read_context(self.get_pid_file(name))
+
+    def is_running(self, name) -> bool:
+        """True if the user's daemon process is alive."""
+        return get_daemon_process(self.get_pid_file(name)) is not None
+
+    def get_notebook_status(self, name):
+        """The context of the user's running notebook, or ``None`` if it is not running.
+
+        The full check (the pid is our daemon's, the context is its) is cached until the pid
+        file or context file changes; a cached answer is only re-checked for the process being
+        alive. Nothing is ever signalled on the strength of the cache.
+        """
+        pid_file = self.get_pid_file(name)
+        try:
+            key = (os.stat(pid_file).st_mtime_ns, os.stat(contextfile.get_context_file(pid_file)).st_mtime_ns)
+        except OSError:
+            self._status_cache.pop(pid_file, None)
+            return None
+        cached = self._status_cache.get(pid_file)
+        if cached and cached[0] == key and pid_alive(cached[1]["pid"]):
+            return cached[1]
+        proc = get_daemon_process(pid_file)
+        context = contextfile.read_context(pid_file) if proc else None
+        if not context or context.get("pid") != proc.pid:
+            self._status_cache.pop(pid_file, None)
+            return None
+        self._status_cache[pid_file] = (key, context)
+        return context
+
+    def list_notebooks(self) -> list:
+        """Every user folder's notebook state, as ``pyramid-notebook list`` shows it."""
+        from pyramid_notebook.cli.main import main as cli
+
+        if not os.path.isdir(self.notebook_folder):
+            return []
+        return [cli.describe(name, path, clean=False) for name, path in cli.user_folders(self.notebook_folder)]
+
+    # --- start and stop ---------------------------------------------------
+
+    def start_notebook_on_demand(self, name, context):
+        """Make sure the user's notebook runs with ``context``; return ``(context, created)``.
+
+        A running notebook with the same ``context_hash`` is reused; one with a
+        different hash is restarted. Dead daemons, stale pid files and corrupt
+        context files are cleaned up on the way.
+        """
+        with self.user_lock(name):
+            running = self.get_notebook_status(name)
+            if running and running.get("context_hash") == context.get("context_hash") and \
+                    port_is_listening(running["http_port"]) and not process_is_stopped(running["pid"]):
+                return running, False
+            if self.is_running(name):
+                self._stop(name)
+            return self._start(name, context), True
+
+    def start_notebook(self, name, context, fg=False):
+        """Start the user's notebook with ``context`` and wait until it answers.
+
+        With ``fg=True`` run it in the foreground instead (blocks; for debugging).
+        Returns the completed context.
+        """
+        if fg:
+            return self._start(name, context, fg=True)
+        with self.user_lock(name):
+            return self._start(name, context)
+
+    def stop_notebook(self, name) -> bool:
+        """Stop the user's notebook; return True if one was running."""
+        with self.user_lock(name):
+            return self._stop(name)
+
+    def _stop(self, name) -> bool:
+        stopped = terminate_daemon(self.get_pid_file(name), timeout=10)
+        # A daemon started before the state moved out of the user's folder (upgrade).
+        legacy = os.path.join(self.get_work_folder(name), statefolder.PID_FILE_NAME)
+        if os.path.isfile(legacy):
+            stopped = terminate_daemon(legacy, timeout=10) or stopped
+        return stopped
+
+    def _reserved_ports(self, own_folder):
+        """Ports promised to other users' notebooks that are running or starting."""
+        reserved = set()
+        for pid_file in statefolder.pid_files(self.notebook_folder):
+            if os.path.dirname(pid_file) == own_folder:
+                continue
+            context = contextfile.read_context(pid_file)
+            if not context or not context.get("http_port"):
+                continue
+            starting = context.get("state") == "starting" and \
+                time.time() - context.get("starting_at", 0) < self.startup_timeout
+            if starting or get_daemon_process(pid_file) is not None:
+                reserved.add(context["http_port"])
+        return reserved
+
+    #: How often a start is retried when another process takes the port before Jupyter binds it.
+    PORT_RACE_RETRIES = 3
+
+    def _start(self, name, context, fg=False):
+        for attempt in range(self.PORT_RACE_RETRIES):
+            try:
+                return self._start_once(name, context, fg)
+            except NotebookStartError as e:
+                if "is not available" not in e.log_tail or attempt == self.PORT_RACE_RETRIES - 1:
+                    raise
+
+    def _start_once(self, name, context, fg=False):
+        work_folder = self.get_work_folder(name)
+        state_folder = self.get_state_folder(name)
+        pid_file = self.get_pid_file(name)
+        statefolder.make_private_folders(work_folder, state_folder)
+        statefolder.migrate_user_folder(work_folder, state_folder)
+        remove_stale_pid_file(pid_file)
+
+        context = {k: v for k, v in context.items() if k not in RUNTIME_KEYS}
+        context["kill_timeout"] = int(context.get("kill_timeout") or self.kill_timeout)
+        context.setdefault("idle_timeout", self.idle_timeout)
+        context["warm_kernel"] = self.warm_kernel
+        with self._lock("ports"):
+            reserved = self._reserved_ports(state_folder)
+            if self.max_notebooks and len(reserved) >= self.max_notebooks:
+                raise TooManyNotebooks(
+                    f"{len(reserved)} users already have a notebook running, the most this site allows "
+                    f"(pyramid_notebook.max_notebooks = {self.max_notebooks}). Try again when one has stopped.")
+            port = pick_port(self.min_port, self.port_range, reserved)
+            context.update(http_port=port, token=secrets.token_urlsafe(32), state="starting",
+                           starting_at=time.time(), username=name)
+            if "{port}" in (context.get("websocket_url") or ""):
+                context["websocket_url"] = context["websocket_url"].replace("{port}", str(port))
+            contextfile.write_context(pid_file, context)
+
+        cmd = [self.python, DAEMON_SCRIPT, "fg" if fg else "start", pid_file, work_folder, str(port),
+               str(context["kill_timeout"])]
+        if fg:
+            subprocess.run(cmd, check=False)
+            return contextfile.read_context(pid_file)
+        launcher = forked = None
+        if self.fork_server is not None:
+            try:
+                forked = self.fork_server.start_daemon(pid_file, work_folder, port, context["kill_timeout"])
+            except (ForkServerError, OSError) as e:
+                logger.info("Starting %r's notebook without the fork server: %s", name, e)
+        if forked is None:
+            # Do not wait for the launcher: daemonocle's parent lingers a second after
+            # forking. We poll the server instead and reap the launcher afterwards.
+            launcher = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, close_fds=True, cwd=work_folder)
+        try:
+            return self._wait_until_ready(name, launcher, context, forked)
+        except BaseException:
+            terminate_daemon(pid_file, timeout=5)
+            raise
+        finally:
+            if launcher is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    launcher.wait(timeout=5)
+                if launcher.stderr:
+                    launcher.stderr.close()
+                if self.fork_server is not None:
+                    self.start_fork_server(respawn_only=True)
+
+    def _answers(self, context, timeout) -> bool:
+        url = f"http://127.0.0.1:{context['http_port']}{context.get('notebook_path') or '/notebook/'}api/status"
+        try:
+            r = self._http.request("GET", url, headers={"Authorization": "token " + context.get("token", "")},
+                                   timeout=urllib3.Timeout(connect=timeout, read=timeout))
+        except urllib3.exceptions.HTTPError:
+            return False
+        return r.status == 200
+
+    def _wait_until_ready(self, name, launcher, context, forked=None):
+        pid_file = self.get_pid_file(name)
+        work_folder = self.get_state_folder(name)  # where the logs are
+        deadline = time.monotonic() + self.startup_timeout
+        answered_at = None
+        while True:
+            latest = contextfile.read_context(pid_file) or {}
+            if latest.get("pid") and latest.get("token") == context["token"]:
+                if get_daemon_process(pid_file, pid=latest["pid"]) is None:
+                    raise NotebookStartError("The notebook server exited while starting." + _disk_hint(work_folder),
+                                             self._log_tail(work_folder))
+                if answered_at is None and self._answers(latest, timeout=1):
+                    answered_at = time.monotonic()
+                # The page must find the warm kernel's session, or it would start a second kernel.
+                if answered_at is not None and (
+                        not latest.get("warm_kernel") or "warm_session" in latest or "warm_session_error" in latest
+                        or time.monotonic() - answered_at > WARM_SESSION_WAIT):
+                    return latest
+            elif forked is not None and not pid_alive(forked):
+                raise NotebookStartError("The notebook server exited while starting.", self._log_tail(work_folder))
+            code = launcher.poll() if launcher is not None else None
+            if code not in (None, 0):
+                raise NotebookStartError(f"The notebook launcher failed (exit status {code})." +
+                                         _disk_hint(work_folder),
+                                         self._log_tail(work_folder, launcher))
+            if time.monotonic() > deadline:
+                raise NotebookStartError(
+                    f"The notebook server did not answer within {self.startup_timeout:g} seconds.",
+                    self._log_tail(work_folder))
+            # A refused connection costs microseconds; poll often so the user waits no longer
+            # than the server takes to start.
+            time.sleep(0.01)
+
+    @staticmethod
+    def _log_tail(state_folder, launcher=None, lines=30) -> str:
+        text = ""
+        with contextlib.suppress(OSError):
+            with open(os.path.join(state_folder, statefolder.STDERR_LOG), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 16384))
+                text = f.read().decode("utf-8", "replace")
+        if launcher is not None and launcher.stderr:
+            with contextlib.suppress(Exception):
+                text += launcher.stderr.read(16384).decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,1 @@
+"""Code that runs inside JupyterHub's own process (``jupyterhub_config.py`` helpers). Imports only core."""
