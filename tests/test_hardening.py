@@ -238,7 +238,7 @@ def test_old_user_folders_are_migrated_on_next_launch(manager):
     assert any(n.startswith("notebook.stderr.log") for _, _, names in os.walk(state) for n in names)
     assert [p.pid for p in daemons_under(manager.notebook_folder)] == [context["pid"]]
     # The admin CLI sees the new layout.
-    from pyramid_notebook.cli.main import describe, user_folders
+    from pyramid_notebook.backends.local.describe import describe, user_folders
 
     rows = [describe(*entry) for entry in user_folders(manager.notebook_folder)]
     assert [(r["user"], r["alive"], r["folder"]) for r in rows] == [("alice", True, work)]

@@ -33,9 +33,11 @@ from a2wsgi.wsgi import build_environ
 from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden
 from pyramid.response import Response
 
+from pyramid_notebook.core.context import upstream_host
 from pyramid_notebook.relays.asgi_relay import refuse, relay
 from pyramid_notebook.core.origin import is_cross_site_request
-from pyramid_notebook.web.views import CONTEXT_ENVIRON_KEY, error_page
+from pyramid_notebook.core.pages import error_page
+from pyramid_notebook.relays.websocket import CONTEXT_ENVIRON_KEY, forwarded_headers
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,6 @@ DEFAULT_THREADS = 32
 #: The largest refusal page passed on to the browser.
 MAX_REFUSAL_BODY = 1024 * 1024
 #: Request headers passed to the notebook's handshake; everything else is the proxy's business.
-FORWARDED_HEADERS = ("Origin", "Cookie", "User-Agent")
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"content-length"})
 
 
@@ -130,13 +131,8 @@ def serve_websocket(request, port):
         return error_page(HTTPForbidden, "Cross-origin websocket refused",
                           "This websocket to your notebook was opened by another web site and was refused.")
     context = request.environ.get(CONTEXT_ENVIRON_KEY) or {}
-    headers = [(name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers]
-    headers += [
-        ("X-Forwarded-For", request.remote_addr or ""),
-        ("X-Forwarded-Host", request.host),
-        ("X-Forwarded-Proto", request.scheme),
-    ]
-    upstream = Upstream(host=context.get("http_host") or "127.0.0.1", port=int(port),
+    headers = forwarded_headers(request)
+    upstream = Upstream(host=upstream_host(context), port=int(port),
                         token=context.get("token", ""), path_qs=request.path_qs, headers=tuple(headers))
     return WebsocketApproved(handshake, upstream)
 

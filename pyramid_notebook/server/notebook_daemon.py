@@ -29,10 +29,11 @@ _here = os.path.dirname(os.path.abspath(__file__))
 if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
     sys.path.pop(0)
 try:
-    import pyramid_notebook  # noqa: F401
+    import pyramid_notebook.core  # noqa: F401
 except ImportError:  # pragma: no cover - running from a checkout that is not installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(_here)))
 
+from pyramid_notebook.core.context import default_notebook_name  # noqa: E402,F401 (the daemon's own name for it)
 from pyramid_notebook.core.contextfile import read_context, write_context  # noqa: E402
 from pyramid_notebook.core.framing import content_security_policy  # noqa: E402
 from pyramid_notebook.core.statefolder import STDERR_LOG, STDOUT_LOG, make_private_folders  # noqa: E402
@@ -48,12 +49,6 @@ WELCOME = """# Welcome to your shell
 
 This notebook runs inside the web site, as the web site. Be careful: what you do here happens for real.
 """
-
-
-def default_notebook_name(context: dict) -> str:
-    """``default-<hash>.ipynb``: one welcome notebook per distinct context."""
-    digest = str(context.get("context_hash") or "")[:8]
-    return f"default-{digest}.ipynb" if digest else "default.ipynb"
 
 
 def write_default_notebook(path: str, greeting: str) -> None:

@@ -30,9 +30,9 @@ from urllib.parse import quote, urlsplit
 
 import urllib3
 
-from pyramid_notebook.backends.base import BackendUnavailable, NotebookBackend
-from pyramid_notebook.backends.local.manager import RUNTIME_KEYS, NotebookStartError, TooManyNotebooks
-from pyramid_notebook.server.notebook_daemon import default_notebook_name
+from pyramid_notebook.backends.base import BackendUnavailable, NotebookBackend, NotebookStartError, TooManyNotebooks
+from pyramid_notebook.backends.status import get_status
+from pyramid_notebook.core.context import default_notebook_name, site_context
 from pyramid_notebook.core.names import BadUsername, username_to_folder_name
 
 #: Key in the server's ``user_options`` holding the notebook context (read by the spawn hook).
@@ -192,9 +192,7 @@ class HubBackend(NotebookBackend):
 
     def _options(self, name, context) -> dict:
         """What goes to the hub as ``user_options``: the context without runtime keys or secrets."""
-        options = {k: v for k, v in context.items() if k not in RUNTIME_KEYS}
-        options["kill_timeout"] = int(options.get("kill_timeout") or self.kill_timeout)
-        options.setdefault("idle_timeout", self.idle_timeout)
+        options = site_context(context, self.kill_timeout, self.idle_timeout)
         options["notebook_name"] = default_notebook_name(context)
         options["username"] = name
         return options
@@ -215,13 +213,8 @@ class HubBackend(NotebookBackend):
         return self._probe(context["notebook_path"], context["token"])
 
     def _probe(self, notebook_path, token) -> bool:
-        url = f"http://{self.proxy_host}:{self.proxy_port}{notebook_path}api/status"
-        try:
-            r = self._http.request("GET", url, headers={"Authorization": f"token {token}"},
-                                   timeout=urllib3.Timeout(connect=2, read=10), redirect=False)
-        except urllib3.exceptions.HTTPError:
-            return False
-        return r.status == 200
+        return get_status(self.proxy_host, self.proxy_port, notebook_path, token,
+                          timeout=urllib3.Timeout(connect=2, read=10), http=self._http) is not None
 
     def _warm_probe(self, hub_user):
         """``(token, future answer of api/status)`` started now, or None without a token yet.
