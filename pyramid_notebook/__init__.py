@@ -14,7 +14,7 @@ def includeme(config):
 
     The parsed :class:`~pyramid_notebook.core.settings.NotebookSettings` and the
     notebook backend they choose (``pyramid_notebook.backend``: ``local``, a
-    :class:`~pyramid_notebook.backends.local.manager.NotebookManager`, or ``jupyterhub``, a
+    :class:`~pyramid_notebook.notebookmanager.NotebookManager`, or ``jupyterhub``, a
     :class:`~pyramid_notebook.backends.hub.backend.HubBackend`) are stored on the registry. A missing or malformed setting raises
     :class:`pyramid.exceptions.ConfigurationError` naming it when the
     configuration is committed.

@@ -13,6 +13,7 @@ import requests
 import waitress.server
 
 from pyramid_notebook.core import statefolder
+from pyramid_notebook.core.paths import is_forkserver_script
 from pyramid_notebook.core.process import terminate_daemon
 
 
@@ -83,7 +84,7 @@ def fork_servers_under(folder):
         cmdline = proc.info["cmdline"] or []
         if proc.info["status"] == psutil.STATUS_ZOMBIE or len(cmdline) < 3:
             continue
-        if cmdline[-3].endswith("forkserver.py") and cmdline[-1].startswith(str(folder)):
+        if is_forkserver_script(cmdline[-3]) and cmdline[-1].startswith(str(folder)):
             found.append(proc)
     return found
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from pyramid_notebook.backends.local import forkclient as forkserver
-from pyramid_notebook.backends.local.manager import NotebookManager
+from pyramid_notebook.notebookmanager import NotebookManager
 from pyramid_notebook.core.process import get_daemon_process
 from pyramid_notebook.core import paths
 from tests.helpers import KernelChannel, daemons_under, fork_servers_under, random_port_base, stop_all_notebooks, \
@@ -210,7 +210,7 @@ def test_a_fork_server_that_cannot_start_is_not_spawned_at_every_launch(notebook
     """An interpreter whose fork server dies while importing: launches start the plain way, and the
     fork server is tried once, not again at each launch (each try costs seconds of imports)."""
     python = tmp_path / "python"
-    python.write_text(f"#!/bin/sh\ncase \"$1\" in *forkserver.py) echo 'cannot import Jupyter' >&2; exit 1;; esac\n"
+    python.write_text(f"#!/bin/sh\ncase \"$1\" in */forkserver/serve.py) echo 'cannot import Jupyter' >&2; exit 1;; esac\n"
                       f"exec {sys.executable} \"$@\"\n")
     python.chmod(0o755)
     manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, python=str(python),

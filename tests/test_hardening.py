@@ -13,7 +13,7 @@ from pyramid.exceptions import URLDecodeError
 from pyramid.request import Request
 
 from pyramid_notebook.core.process import get_daemon_process
-from pyramid_notebook.web.views import launch_notebook
+from pyramid_notebook.views import launch_notebook
 from tests.helpers import daemons_under, free_port, login, wait_for
 from tests.test_manager import CONTEXT
 
@@ -190,7 +190,7 @@ def test_confirmation_page_without_a_session_factory_uses_its_own_cookie(registr
     registry = registry_with()
     request = blank(registry, "/notebook/shutdown", Referer="http://evil.example/")
     with pytest.raises(ConfirmationRequired):
-        from pyramid_notebook.web.views import shutdown_notebook
+        from pyramid_notebook.views import shutdown_notebook
 
         shutdown_notebook(request, "user")
 

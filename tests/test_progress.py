@@ -10,7 +10,7 @@ import requests
 from pyramid.config import Configurator
 
 from pyramid_notebook.web.progress import HEADER, PARAM
-from pyramid_notebook.web.views import launch_notebook, notebook_proxy
+from pyramid_notebook.views import launch_notebook, notebook_proxy
 from tests.browser import CHROMEDRIVER, CHROMIUM
 from tests.helpers import WSGIServerThread, daemons_under, join_background_starts, random_port_base, wait_for
 

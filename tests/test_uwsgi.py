@@ -182,6 +182,26 @@ def test_static_files_are_sent_by_the_site(site):
         assert r.status_code == 206 and len(r.content) == 10
 
 
+def test_killed_notebook_closes_the_browser_socket_with_1001(uwsgi_server):
+    """The notebook dies mid-session: the browser gets 1001 "going away", as under the ASGI relay
+    (test_asgi), so the page reconnects; one decision (relays.websocket.sendable_close_code)."""
+    import struct
+
+    _, ws_url, cookie = open_kernel(uwsgi_server.url)
+    channel = KernelChannel(ws_url, origin=uwsgi_server.url, cookie=cookie)
+    try:
+        assert channel.execute("1+1") == "2"
+        context = uwsgi_server_context(uwsgi_server)
+        os.kill(context["pid"], signal.SIGKILL)
+        while True:
+            opcode, frame = channel.ws.recv_data_frame(True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                break
+        assert struct.unpack("!H", frame.data[:2])[0] == 1001, "going away"
+    finally:
+        channel.close()
+
+
 def test_json_protocol_text_frames_still_work(uwsgi_server):
     """Without the v1 subprotocol Jupyter speaks JSON in text frames; those stay text."""
     from tests.helpers import execute_over_websocket
@@ -301,6 +321,6 @@ def test_browser_runs_code_through_nginx_and_uwsgi(browser, tmp_path, uwsgi_serv
 
 
 def uwsgi_server_context(server):
-    from pyramid_notebook.backends.local.manager import NotebookManager
+    from pyramid_notebook.notebookmanager import NotebookManager
 
     return NotebookManager(server.notebook_folder).get_notebook_status("user")

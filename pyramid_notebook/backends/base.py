@@ -2,7 +2,7 @@
 
 Two backends implement it:
 
-* :class:`pyramid_notebook.backends.local.manager.NotebookManager` (``pyramid_notebook.backend = local``,
+* :class:`pyramid_notebook.notebookmanager.NotebookManager` (``pyramid_notebook.backend = local``,
   the default): one daemonized Jupyter server per user on the web server's own machine.
 * :class:`pyramid_notebook.backends.hub.backend.HubBackend` (``pyramid_notebook.backend = jupyterhub``): the
   users' servers are JupyterHub's, spawned wherever its spawner puts them, and every web node

@@ -1,6 +1,6 @@
 """The relay interface: how a request the site has allowed reaches the user's notebook.
 
-The proxy view (:func:`pyramid_notebook.web.views.notebook_proxy`) authenticates the user, checks the
+The proxy view (:func:`pyramid_notebook.views.notebook_proxy`) authenticates the user, checks the
 request (size, origin, the path is the user's own) and finds the running notebook's context; then it
 hands the request to the site's relay and returns what the relay answers. It never asks which relay
 it is: configuration picks the class (:func:`pyramid_notebook.relays.choice.relay_from_settings`), as it picks the backend.

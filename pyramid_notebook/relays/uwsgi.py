@@ -1,6 +1,6 @@
 """Proxy a notebook's websockets through the site when it runs under uWSGI.
 
-Select it with ``pyramid_notebook.websocket_proxy = pyramid_notebook.relays.uwsgi.serve_websocket``.
+Select it with ``pyramid_notebook.websocket_proxy = pyramid_notebook.uwsgi.serve_websocket``.
 
 The browser's handshake has passed the site's authentication (the view) and an
 Origin check. We then:

@@ -5,7 +5,7 @@ from pyramid_notebook.relays.choice import relay_from_settings
 
 def get_notebook_manager(request):
     """The notebook backend of this site (:class:`~pyramid_notebook.backends.base.NotebookBackend`):
-    a :class:`~pyramid_notebook.backends.local.manager.NotebookManager` or a
+    a :class:`~pyramid_notebook.notebookmanager.NotebookManager` or a
     :class:`~pyramid_notebook.backends.hub.backend.HubBackend`, as ``pyramid_notebook.backend`` says."""
     get_notebook_settings(request.registry)  # a clear error if includeme was not called
     return request.registry.pyramid_notebook_manager
