@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from pyramid_notebook.asgi import Upstream, WebsocketApproved, _Handshake, autho
 from pyramid_notebook.notebookmanager import NotebookManager
 from tests.browser import CHROMEDRIVER, CHROMIUM
 from tests.conftest import write_demo_ini
-from tests.helpers import KernelChannel, free_port, login, stop_all_notebooks, wait_for
+from tests.helpers import KernelChannel, free_port, login, received_close_code, stop_all_notebooks, wait_for
 from tests.test_uwsgi import ECHO_TARGET, open_kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -238,11 +237,7 @@ def test_killed_notebook_closes_the_browser_socket_and_ends_the_relay(asgi_site)
     assert len(asgi_site.app.relays) == 1 and asgi_site.task_count() > tasks_before
 
     os.kill(context["pid"], signal.SIGKILL)
-    while True:
-        opcode, frame = channel.ws.recv_data_frame(True)
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            break
-    assert struct.unpack("!H", frame.data[:2])[0] == 1001, "going away"
+    assert received_close_code(channel) == 1001, "going away"
     channel.ws.shutdown()
     wait_for(lambda: not asgi_site.app.relays, timeout=10, message="the relay to end")
     wait_for(lambda: asgi_site.task_count() <= tasks_before, timeout=10, message="no task left behind")

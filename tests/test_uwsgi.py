@@ -15,7 +15,8 @@ import pytest
 import requests
 import websocket
 
-from tests.helpers import CLICK, KernelChannel, daemons_under, free_port, login, stop_all_notebooks, wait_for
+from tests.helpers import CLICK, KernelChannel, daemons_under, free_port, login, received_close_code, \
+    stop_all_notebooks, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UWSGI = os.path.join(os.path.dirname(sys.executable), "uwsgi")
@@ -185,19 +186,13 @@ def test_static_files_are_sent_by_the_site(site):
 def test_killed_notebook_closes_the_browser_socket_with_1001(uwsgi_server):
     """The notebook dies mid-session: the browser gets 1001 "going away", as under the ASGI relay
     (test_asgi), so the page reconnects; one decision (relays.websocket.sendable_close_code)."""
-    import struct
-
     _, ws_url, cookie = open_kernel(uwsgi_server.url)
     channel = KernelChannel(ws_url, origin=uwsgi_server.url, cookie=cookie)
     try:
         assert channel.execute("1+1") == "2"
         context = uwsgi_server_context(uwsgi_server)
         os.kill(context["pid"], signal.SIGKILL)
-        while True:
-            opcode, frame = channel.ws.recv_data_frame(True)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                break
-        assert struct.unpack("!H", frame.data[:2])[0] == 1001, "going away"
+        assert received_close_code(channel) == 1001, "going away"
     finally:
         channel.close()
 
