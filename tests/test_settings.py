@@ -41,7 +41,6 @@ def test_all_settings_parsed(tmp_path):
 
 
 @pytest.mark.parametrize("settings, named", [
-    ({}, "pyramid_notebook.notebook_folder"),
     ({"pyramid_notebook.kill_timeout": "soon"}, "pyramid_notebook.kill_timeout"),
     ({"pyramid_notebook.kill_timeout": "0"}, "pyramid_notebook.kill_timeout"),
     ({"pyramid_notebook.port_base": "80"}, "pyramid_notebook.port_base"),
@@ -56,8 +55,6 @@ def test_all_settings_parsed(tmp_path):
 def test_bad_setting_is_named(tmp_path, settings, named):
     full = {"pyramid_notebook.notebook_folder": str(tmp_path)}
     full.update(settings)
-    if settings == {}:
-        full = {}
     with pytest.raises(ConfigurationError) as e:
         commit(full)
     assert named in str(e.value)
