@@ -50,6 +50,13 @@ test_requires = demo_requires + hub_requires + [
     "gunicorn>=22",
     # The package's import contract (.importlinter): layers, process boundaries, no cycles.
     "import-linter>=2.1",
+    # tests/sites/wiki: a site as Pyramid's cookiecutter writes it (pyramid_tm in explicit mode, its
+    # own WebTest suite), and pyramid_debugtoolbar under the uvicorn runner.
+    "pyramid_tm>=2.5",
+    "zope.sqlalchemy>=3",
+    "transaction>=4",
+    "WebTest>=3",
+    "pyramid_debugtoolbar>=4.10",
 ]
 
 setup(
