@@ -78,6 +78,7 @@ def shell_view(request):
 
 def shutdown_view(request):
     """``/notebook/shutdown``: stop the user's notebook (with their intent) and go to the site's root."""
+    get_notebook_settings(request.registry)  # missing settings: the 503 page, not a confirmation first
     shutdown_notebook(request, request.authenticated_userid)
     return HTTPFound(request.application_url + "/")
 
