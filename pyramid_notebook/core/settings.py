@@ -1,5 +1,6 @@
 """The ``pyramid_notebook.*`` settings, parsed and validated once at start-up."""
 import dataclasses
+import logging
 import os
 import re
 import sys
@@ -10,6 +11,7 @@ from pyramid.exceptions import ConfigurationError
 from pyramid_notebook.core.urls import normalize_origin
 
 PREFIX = "pyramid_notebook."
+logger = logging.getLogger(__name__)
 
 
 class MissingSetting(ConfigurationError):
@@ -181,6 +183,9 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
     Raises :class:`pyramid.exceptions.ConfigurationError` naming the setting that
     is missing or malformed.
     """
+    for name in unknown_settings(settings):
+        logger.warning("Unknown setting %s%s ignored: the known ones are in the settings reference "
+                       "(pyramid_notebook.core.settingstable)", PREFIX, name)
     backend = (settings.get(PREFIX + "backend") or "local").strip()
     if backend not in BACKENDS:
         raise ConfigurationError(f"{PREFIX}backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -249,6 +254,16 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
     if missing is not None:
         raise missing
     return parsed
+
+
+def unknown_settings(settings: dict) -> list:
+    """``pyramid_notebook.<name>`` settings that are not in the table (typos); names with a
+    further dot (``pyramid_notebook.demo.*``) belong to others and are left alone."""
+    from pyramid_notebook.core.settingstable import setting_names
+
+    known = setting_names()
+    names = (key[len(PREFIX):] for key in settings if isinstance(key, str) and key.startswith(PREFIX))
+    return sorted(name for name in names if "." not in name and name not in known)
 
 
 def _config_file(settings) -> str:
