@@ -89,6 +89,8 @@ setup(
         "asgi": asgi_requires,
         # The JupyterHub backend (issue 15): the hub, its idle culler; configurable-http-proxy is npm's.
         "hub": hub_requires,
+        # scripts/docs: Sphinx, and what autodoc imports (the uvicorn relay, the hub extension).
+        "docs": ["sphinx>=7.2"] + asgi_requires + hub_requires,
     },
     entry_points={
         "console_scripts": ["pyramid-notebook = pyramid_notebook.cli:main"],

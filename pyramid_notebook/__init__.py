@@ -17,8 +17,8 @@ def includeme(config):
     The parsed :class:`~pyramid_notebook.core.settings.NotebookSettings` and the
     notebook backend they choose (``pyramid_notebook.backend``: ``local``, a
     :class:`~pyramid_notebook.notebookmanager.NotebookManager`, or ``jupyterhub``, a
-    :class:`~pyramid_notebook.backends.hub.backend.HubBackend`) are stored on the registry. A missing or malformed setting raises
-    :class:`pyramid.exceptions.ConfigurationError` naming it when the
+    :class:`~pyramid_notebook.backends.hub.backend.HubBackend`) are stored on the registry. A
+    malformed setting raises :class:`pyramid.exceptions.ConfigurationError` naming it when the
     configuration is committed. A *missing* setting (``notebook_folder``; ``hub_url``,
     ``hub_api_token`` on the hub) does not stop the site: one warning is logged and the
     notebook answers 503 naming it. With ``pyramid_notebook.shell_principals`` set, the
