@@ -76,9 +76,19 @@ def wheel_venv(tmp_path_factory):
     """(wheel path, python of a venv holding only the wheel and seeing this venv's dependencies)."""
     tmp = tmp_path_factory.mktemp("wheel")
     dist = tmp / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(dist), ROOT], check=True, cwd=tmp)
-    shutil.rmtree(os.path.join(ROOT, "build"), ignore_errors=True)  # setuptools' in-tree build folder
+    # The tree as git sees it (tracked and new files, not ignored ones), built outside the checkout
+    # so that setuptools' build/ and egg-info folders stay out of it.
+    source = tmp / "source"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if os.path.isfile(os.path.join(ROOT, name)):
+            os.makedirs(source / os.path.dirname(name), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), source / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                            "--no-deps", "--no-build-isolation", "--wheel-dir", str(dist), str(source)], cwd=tmp,
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     wheel = glob.glob(str(dist / "pyramid_notebook-*.whl"))[0]
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
