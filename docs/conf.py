@@ -63,6 +63,51 @@ class SettingsReference(SphinxDirective):
         return container.children
 
 
+def _real_name(target):
+    """``module.qualname`` of the object ``target`` names, importing it; None if it cannot."""
+    import importlib
+
+    parts = target.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[split:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            return None
+        owner, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        return f"{owner}.{qualname}" if owner and qualname else None
+    return None
+
+
+def resolve_reexport(app, env, node, contnode):
+    """Resolve references the way a reader means them: a re-exported name
+    (``pyramid_notebook.views.launch_notebook``) to where its code lives and is documented
+    (``pyramid_notebook.web.views``), and a short name (``NotebookASGI``) to the one documented
+    object of the package with that name."""
+    original = node.get("reftarget", "").lstrip("~.")
+    if node.get("refdomain") != "py" or not original:
+        return None
+    target = original
+    if not target.startswith("pyramid_notebook."):  # a name of the module the docstring is in
+        target = f"{node.get('py:module') or ''}.{target}"
+    domain = env.get_domain("py")
+    real = _real_name(target) if target.startswith("pyramid_notebook.") else None
+    if real is None or real not in domain.objects:
+        matches = [name for name in domain.objects
+                   if name.startswith("pyramid_notebook.") and name.endswith("." + original)]
+        if len(matches) != 1:
+            return None
+        real = matches[0]
+    if real == target and real not in domain.objects:
+        return None
+    return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], real, node, contnode)
+
+
 def setup(app):
     app.add_directive("pyramid-notebook-settings", SettingsReference)
     app.connect("include-read", include_readme)
+    app.connect("missing-reference", resolve_reexport)

@@ -1,6 +1,5 @@
-"""The site under uvicorn: :func:`~pyramid_notebook.relays.asgi_approval.serve_websocket`,
-:func:`~pyramid_notebook.relays.asgi_app.from_ini`, :func:`~pyramid_notebook.relays.asgi_app.make_asgi_app`,
-the ``egg:pyramid_notebook#uvicorn`` runner (:func:`~pyramid_notebook.relays.asgi_runner.serve_paste`).
+"""The site under uvicorn: :func:`serve_websocket`, :func:`from_ini`, :func:`make_asgi_app`, the
+``egg:pyramid_notebook#uvicorn`` runner (:func:`serve_paste`).
 
 Kept at this dotted name for compatibility (sites and INI files use it); the code lives in
 :mod:`pyramid_notebook.relays.asgi_app`, :mod:`~pyramid_notebook.relays.asgi_approval`,

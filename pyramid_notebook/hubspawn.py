@@ -1,4 +1,4 @@
-"""``jupyterhub_config.py`` helpers: :func:`~pyramid_notebook.hubside.spawn.pre_spawn_hook`, ``SINGLEUSER_CMD``.
+"""``jupyterhub_config.py`` helpers: :func:`pre_spawn_hook`, ``SINGLEUSER_CMD``.
 
 Kept at this dotted name for compatibility (sites, INI files and context files use it); the code
 lives in :mod:`pyramid_notebook.hubside.spawn`.

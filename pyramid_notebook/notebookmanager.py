@@ -1,4 +1,4 @@
-"""The local backend's :class:`~pyramid_notebook.backends.local.manager.NotebookManager` (the original's public class).
+"""The local backend's :class:`NotebookManager` (the original's public class).
 
 Kept at this dotted name for compatibility (sites, INI files and context files use it); the code
 lives in :mod:`pyramid_notebook.backends.local.manager`.

@@ -1,5 +1,4 @@
-"""The original's helpers: :func:`~pyramid_notebook.core.names.make_dict_hash`,
-:func:`~pyramid_notebook.core.names.change_directory`, :func:`~pyramid_notebook.core.names.route_to_alt_domain`.
+"""The original's helpers: :func:`make_dict_hash`, :func:`change_directory`, :func:`route_to_alt_domain`.
 
 Kept at this dotted name for compatibility (sites, INI files and every existing context file's
 startup script use it); the code lives in :mod:`pyramid_notebook.core.names` and

@@ -1,4 +1,4 @@
-"""Websockets under uWSGI: :func:`~pyramid_notebook.relays.uwsgi.serve_websocket`.
+"""Websockets under uWSGI: :func:`serve_websocket`.
 
 Kept at this dotted name for compatibility (sites, INI files and context files use it); the code
 lives in :mod:`pyramid_notebook.relays.uwsgi`.

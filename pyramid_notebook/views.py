@@ -1,5 +1,4 @@
-"""The views a site maps: :func:`~pyramid_notebook.web.views.launch_notebook`,
-:func:`~pyramid_notebook.web.views.shutdown_notebook`, :func:`~pyramid_notebook.web.views.notebook_proxy`.
+"""The views a site maps: :func:`launch_notebook`, :func:`shutdown_notebook`, :func:`notebook_proxy`.
 
 Kept at this dotted name for compatibility (sites, INI files and context files use it); the code
 lives in :mod:`pyramid_notebook.web.views`.

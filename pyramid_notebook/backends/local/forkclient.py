@@ -62,8 +62,7 @@ class ForkServerClient:
         self._failed_at = None
 
     def start_daemon(self, pid_file, work_folder, port, kill_timeout, extra_args=()) -> int:
-        """Fork a notebook daemon; return its pid. Raises
-        :class:`~pyramid_notebook.core.forkprotocol.ForkServerError` to ask for a plain start.
+        """Fork a notebook daemon; return its pid. Raises :class:`ForkServerError` to ask for a plain start.
 
         A missing, dead or stale fork server is noted for :meth:`respawn_if_needed`.
         """

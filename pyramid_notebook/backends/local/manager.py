@@ -60,8 +60,7 @@ class NotebookManager(NotebookBackend):
     starts and stops of the same user.
     """
 
-    #: Starts are tracked beside the user's pid file
-    #: (see :attr:`~pyramid_notebook.backends.base.NotebookBackend.progress_pages`).
+    #: Starts are tracked beside the user's pid file (see :attr:`NotebookBackend.progress_pages`).
     progress_pages = True
 
     def progress_record_path(self, name) -> str:
