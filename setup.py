@@ -50,6 +50,13 @@ test_requires = demo_requires + hub_requires + [
     "gunicorn>=22",
     # The package's import contract (.importlinter): layers, process boundaries, no cycles.
     "import-linter>=2.1",
+    # tests/sites/wiki: a site as Pyramid's cookiecutter writes it (pyramid_tm in explicit mode, its
+    # own WebTest suite), and pyramid_debugtoolbar under the uvicorn runner.
+    "pyramid_tm>=2.5",
+    "zope.sqlalchemy>=3",
+    "transaction>=4",
+    "WebTest>=3",
+    "pyramid_debugtoolbar>=4.10",
 ]
 
 setup(
@@ -82,6 +89,8 @@ setup(
         "asgi": asgi_requires,
         # The JupyterHub backend (issue 15): the hub, its idle culler; configurable-http-proxy is npm's.
         "hub": hub_requires,
+        # scripts/docs: Sphinx, and what autodoc imports (the uvicorn relay, the hub extension).
+        "docs": ["sphinx>=7.2"] + asgi_requires + hub_requires,
     },
     entry_points={
         "console_scripts": ["pyramid-notebook = pyramid_notebook.cli:main"],

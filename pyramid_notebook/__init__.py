@@ -1,8 +1,10 @@
 """pyramid_notebook: give each user of a Pyramid site their own Jupyter Notebook shell.
 
-Use ``config.include("pyramid_notebook")`` and map the views in
-:mod:`pyramid_notebook.web.views` from your own views; see the README.
+Use ``config.include("pyramid_notebook")`` and set ``pyramid_notebook.shell_principals``
+(:mod:`pyramid_notebook.web.routes`), or map the views in :mod:`pyramid_notebook.web.views`
+from your own views; see the README.
 """
+import logging
 
 SETTINGS_ACTION = "pyramid_notebook.settings"
 #: URL path prefix of the package's browser assets (``notebook-bridge.js``).
@@ -15,18 +17,27 @@ def includeme(config):
     The parsed :class:`~pyramid_notebook.core.settings.NotebookSettings` and the
     notebook backend they choose (``pyramid_notebook.backend``: ``local``, a
     :class:`~pyramid_notebook.notebookmanager.NotebookManager`, or ``jupyterhub``, a
-    :class:`~pyramid_notebook.backends.hub.backend.HubBackend`) are stored on the registry. A missing or malformed setting raises
-    :class:`pyramid.exceptions.ConfigurationError` naming it when the
-    configuration is committed.
+    :class:`~pyramid_notebook.backends.hub.backend.HubBackend`) are stored on the registry. A
+    malformed setting raises :class:`pyramid.exceptions.ConfigurationError` naming it when the
+    configuration is committed. A *missing* setting (``notebook_folder``; ``hub_url``,
+    ``hub_api_token`` on the hub) does not stop the site: one warning is logged and the
+    notebook answers 503 naming it. With ``pyramid_notebook.shell_principals`` set, the
+    shell's routes and views are added too (:mod:`pyramid_notebook.web.routes`).
     """
     # Imported here so that the notebook daemon, which imports this package,
     # does not pay for Pyramid at start-up.
     from pyramid_notebook.backends.local.manager import NotebookManager
-    from pyramid_notebook.core.settings import parse_settings
+    from pyramid_notebook.core.settings import MissingSetting, parse_settings
     from pyramid_notebook.relays.choice import relay_from_settings
 
     def register():
-        settings = parse_settings(config.get_settings(), maybe_dotted=config.maybe_dotted)
+        try:
+            settings = parse_settings(config.get_settings(), maybe_dotted=config.maybe_dotted)
+        except MissingSetting as e:
+            logging.getLogger(__name__).warning("The notebook is unavailable (503) until this is set: %s", e)
+            config.registry.pyramid_notebook_missing = str(e)
+            return
+        config.registry.pyramid_notebook_missing = ""
         config.registry.pyramid_notebook_settings = settings
         config.registry.pyramid_notebook_relay = relay_from_settings(settings)
         if settings.backend == "jupyterhub":
@@ -41,3 +52,5 @@ def includeme(config):
     config.add_static_view(ASSETS_PATH, "pyramid_notebook:assets", cache_max_age=3600)
     # 400, not a 500 traceback, for addresses under the notebook routes that are not UTF-8.
     config.include("pyramid_notebook.web.badurl")
+    # The 503 page for missing settings; the INI-only shell routes.
+    config.include("pyramid_notebook.web.routes")

@@ -126,3 +126,4 @@ def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") and skipped and exitstatus == 0:
         reporter.write_line(f"CI: {len(skipped)} test(s) skipped; a part the suite needs is missing", red=True)
         session.exitstatus = 1
+collect_ignore = ["sites"]  # tests/sites/*: sites with their own suites, run by the tests that use them

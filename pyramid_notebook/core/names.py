@@ -28,6 +28,19 @@ def change_directory(path):
         os.chdir(old)
 
 
+def normalize_username(user) -> str:
+    """A user id of any type (``int``, ``UUID``, ``str``) as the username a notebook belongs to.
+
+    ``request.authenticated_userid`` is an integer or a UUID in many sites: ``str()`` of it.
+    ``None`` and empty strings give ``""`` (no user).
+    """
+    if user is None:
+        return ""
+    if isinstance(user, bytes):
+        raise BadUsername("The username is bytes: pass text, an integer or a UUID.")
+    return user if isinstance(user, str) else str(user)
+
+
 class BadUsername(ValueError):
     """A username that cannot be mapped to a notebook folder."""
 

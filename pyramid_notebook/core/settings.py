@@ -1,5 +1,6 @@
 """The ``pyramid_notebook.*`` settings, parsed and validated once at start-up."""
 import dataclasses
+import logging
 import os
 import re
 import sys
@@ -10,6 +11,32 @@ from pyramid.exceptions import ConfigurationError
 from pyramid_notebook.core.urls import normalize_origin
 
 PREFIX = "pyramid_notebook."
+logger = logging.getLogger(__name__)
+
+
+class MissingSetting(ConfigurationError):
+    """A setting the notebook needs is not set at all.
+
+    ``config.include("pyramid_notebook")`` does not stop the site for this one: it logs
+    a warning and the notebook's routes answer 503 naming the setting (wrong values
+    still raise :class:`~pyramid.exceptions.ConfigurationError` at start-up).
+    """
+
+
+class NotebookNotConfigured(RuntimeError):
+    """Raised on a request that needs the notebook while a required setting is missing."""
+
+
+def parse_shell_principals(settings: dict) -> tuple:
+    """``pyramid_notebook.shell_principals``: the principals granted the ``shell`` permission
+    on the routes ``config.include("pyramid_notebook")`` adds (empty: add no routes).
+
+    Separated by spaces or commas, e.g. ``role:editor alice``.
+    """
+    raw = settings.get(PREFIX + "shell_principals") or ""
+    if not isinstance(raw, str):
+        raw = " ".join(str(item) for item in raw)
+    return tuple(dict.fromkeys(raw.replace(",", " ").split()))
 
 
 def default_python() -> str:
@@ -80,6 +107,11 @@ class NotebookSettings:
     #: origins); empty: the site itself (``'self'``, plus the site's origin when notebook
     #: pages are served from ``alternative_domain``).
     frame_ancestors: tuple = ()
+    # --- the INI-only set-up (issue 20) ---
+    #: Principals granted the ``shell`` permission on the routes the include adds.
+    shell_principals: tuple = ()
+    #: The site's INI file: the shell routes' kernels get what ``pshell <config_file>`` gives.
+    config_file: str = ""
 
 
 def _int(settings, name, default, minimum=0, maximum=None):
@@ -151,19 +183,24 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
     Raises :class:`pyramid.exceptions.ConfigurationError` naming the setting that
     is missing or malformed.
     """
+    for name in unknown_settings(settings):
+        logger.warning("Unknown setting %s%s ignored: the known ones are in the settings reference "
+                       "(pyramid_notebook.core.settingstable)", PREFIX, name)
     backend = (settings.get(PREFIX + "backend") or "local").strip()
     if backend not in BACKENDS:
         raise ConfigurationError(f"{PREFIX}backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     folder = (settings.get(PREFIX + "notebook_folder") or "").strip()
     if not folder and backend == "jupyterhub":
         folder = os.path.join(os.getcwd(), "notebooks")  # unused: the hub keeps the users' files
+    # A missing setting is reported after every given value was checked: wrong values fail first.
+    missing = None
     if not folder:
-        raise ConfigurationError(
-            f"{PREFIX}notebook_folder is missing: set it to a folder where each user's notebook files go"
-        )
-    folder = os.path.abspath(os.path.expanduser(folder))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ConfigurationError(f"{PREFIX}notebook_folder {folder!r} exists but is not a folder")
+        missing = MissingSetting(
+            f"{PREFIX}notebook_folder is missing: set it to a folder where each user's notebook files go")
+    else:
+        folder = os.path.abspath(os.path.expanduser(folder))
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise ConfigurationError(f"{PREFIX}notebook_folder {folder!r} exists but is not a folder")
 
     proxy = (settings.get(PREFIX + "websocket_proxy") or "").strip()
     websocket_proxy = None
@@ -189,8 +226,11 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
     if shutdown_url and not shutdown_url.startswith(("/", "http://", "https://")):
         raise ConfigurationError(
             f"{PREFIX}shutdown_url must be a path like /notebook/shutdown or a full URL, got {shutdown_url!r}")
-    hub = _hub_settings(settings, backend, websocket_proxy)
-    return NotebookSettings(
+    try:
+        hub = _hub_settings(settings, backend, websocket_proxy)
+    except MissingSetting as e:
+        missing, hub = missing or e, {"backend": backend}
+    parsed = NotebookSettings(
         **hub,
         accel_redirect=_accel_redirect(settings),
         notebook_folder=folder,
@@ -208,7 +248,34 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         warm_kernel=_bool(settings, "warm_kernel", NotebookSettings.warm_kernel),
         progress_page=_bool(settings, "progress_page", NotebookSettings.progress_page),
         frame_ancestors=_frame_ancestors(settings),
+        shell_principals=parse_shell_principals(settings),
+        config_file=_config_file(settings),
     )
+    if missing is not None:
+        raise missing
+    return parsed
+
+
+def unknown_settings(settings: dict) -> list:
+    """``pyramid_notebook.<name>`` settings that are not in the table (typos); names with a
+    further dot (``pyramid_notebook.demo.*``) belong to others and are left alone."""
+    from pyramid_notebook.core.settingstable import setting_names
+
+    known = setting_names()
+    names = (key[len(PREFIX):] for key in settings if isinstance(key, str) and key.startswith(PREFIX))
+    return sorted(name for name in names if "." not in name and name not in known)
+
+
+def _config_file(settings) -> str:
+    """``pyramid_notebook.config_file``: the site's INI file (write ``%(__file__)s``), or empty."""
+    value = (settings.get(PREFIX + "config_file") or "").strip()
+    if not value:
+        return ""
+    path = value.split("#", 1)[0]
+    if not os.path.isfile(path):
+        raise ConfigurationError(f"{PREFIX}config_file {value!r} is not a file: set it to the site's INI file, "
+                                 "e.g. %(__file__)s")
+    return os.path.abspath(path) + (value[len(path):] if "#" in value else "")
 
 
 #: Values of ``pyramid_notebook.backend``.
@@ -227,14 +294,16 @@ def _hub_settings(settings, backend, websocket_proxy) -> dict:
             raise ConfigurationError(f"{PREFIX}{name} must be a URL like http://127.0.0.1:8000/notebook/, "
                                      f"got {hub[name]!r}")
     if not hub["hub_url"]:
-        raise ConfigurationError(f"{PREFIX}hub_url is missing: the JupyterHub's URL through its proxy, with its "
+        raise MissingSetting(f"{PREFIX}hub_url is missing: the JupyterHub's URL through its proxy, with its "
                                  "base_url (the path of your notebook_proxy route), e.g. http://127.0.0.1:8000/notebook/")
     if not hub["hub_api_token"]:
-        raise ConfigurationError(f"{PREFIX}hub_api_token is missing: the site's JupyterHub service token")
+        raise MissingSetting(f"{PREFIX}hub_api_token is missing: the site's JupyterHub service token")
     if websocket_proxy is None:
         raise ConfigurationError(f"{PREFIX}backend = jupyterhub needs {PREFIX}websocket_proxy: the browser "
                                  "reaches the hub's servers only through the site")
     return hub
+
+
 def _accel_redirect(settings) -> str:
     """``pyramid_notebook.accel_redirect``: empty, or a path prefix ending in ``/``."""
     value = (settings.get(PREFIX + "accel_redirect") or "").strip()
@@ -255,6 +324,9 @@ def _resolve(dotted):
 
 def get_notebook_settings(registry) -> NotebookSettings:
     """The settings parsed by ``config.include("pyramid_notebook")``."""
+    missing = getattr(registry, "pyramid_notebook_missing", "")
+    if missing:
+        raise NotebookNotConfigured(missing)
     try:
         return registry.pyramid_notebook_settings
     except AttributeError:

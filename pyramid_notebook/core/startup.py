@@ -5,15 +5,13 @@ profile startup file); ``greeting`` is shown at the top of the default notebook.
 """
 import os
 
+#: The kernel's bootstrap: what ``pshell <config_uri>`` gives, [pshell] section included
+#: (:func:`pyramid_notebook.core.pshell.load_pshell`).
 PYRAMID_BOOSTRAP = """
-from pyramid.paster import bootstrap
 from pyramid_notebook.core.names import change_directory
+from pyramid_notebook.core.pshell import load_pshell
 with change_directory({cwd!r}):
-    env = bootstrap({config_uri!r})
-app = env['app']
-request = env['request']
-root = env['root']
-registry = env['registry']
+    load_pshell(globals(), {config_uri!r})
 """
 
 PYRAMID_GREETING = """
@@ -38,16 +36,26 @@ def make_startup(nb: dict, config_file: str, bootstrap_py=PYRAMID_BOOSTRAP, boot
                  cwd="") -> None:
     """Fill ``nb`` so the kernel bootstraps the Pyramid app from ``config_file``.
 
-    The notebook then has ``app``, ``request``, ``root`` and ``registry`` (and
-    ``datetime``, ``time`` and, if installed, ``transaction``), and the greeting
-    lists them. ``cwd`` is the folder to bootstrap in (default: the config
-    file's folder, so relative paths in the INI work).
+    The notebook then has what ``pshell config_file`` gives: ``app``, ``request``, ``root``,
+    ``registry``, ``root_factory`` and everything the INI's ``[pshell]`` section sets up (its
+    ``setup`` hook, e.g. ``tm`` and ``dbsession``, and its variables), plus ``datetime``,
+    ``time`` and, if installed, ``transaction``; the greeting lists them. A setup hook that
+    raises shows its traceback in the first cell's output. ``cwd`` is the folder to bootstrap
+    in (default: the config file's folder, so relative paths in the INI work).
+    ``config_file#name`` picks another app section.
     """
-    config_file = os.path.abspath(config_file)
-    cwd = cwd or os.path.dirname(config_file)
+    from pyramid_notebook.core.pshell import pshell_greeting
+
+    path, hash_, section = config_file.partition("#")
+    config_file = os.path.abspath(path) + hash_ + section
+    cwd = cwd or os.path.dirname(os.path.abspath(path))
     add_greeting(nb, "\n**Available variables**\n")
     add_script(nb, bootstrap_py.format(config_uri=config_file, cwd=cwd))
     add_greeting(nb, bootstrap_greeting)
+    if bootstrap_py is PYRAMID_BOOSTRAP:
+        with_pshell = pshell_greeting(config_file) if os.path.isfile(path) else ""
+        if with_pshell:
+            add_greeting(nb, with_pshell)
     add_script(nb, "import datetime")
     add_greeting(nb, "* **datetime** - Python [datetime module](https://docs.python.org/3/library/datetime.html)")
     add_script(nb, "import time")

@@ -40,13 +40,17 @@ DEFAULT_THREADS = 32
 
 class _InputTerminated:
     """Tell the WSGI app that ``wsgi.input`` ends at the end of the body (a2wsgi's does),
-    so a chunked upload without ``Content-Length`` is streamed on to the notebook."""
+    so a chunked upload without ``Content-Length`` is streamed on to the notebook; and
+    whether the server runs several processes (a2wsgi always says so, and
+    pyramid_debugtoolbar then switches itself off)."""
 
-    def __init__(self, app):
+    def __init__(self, app, multiprocess=True):
         self.app = app
+        self.multiprocess = multiprocess
 
     def __call__(self, environ, start_response):
         environ.setdefault("wsgi.input_terminated", True)
+        environ["wsgi.multiprocess"] = self.multiprocess
         return self.app(environ, start_response)
 
 
@@ -56,11 +60,13 @@ class NotebookASGI:
     :param wsgi_app: the site (``config.make_wsgi_app()``).
     :param threads: size of the thread pool that runs WSGI requests; a streaming
         response holds one thread while it streams.
+    :param multiprocess: ``wsgi.multiprocess``: whether other processes serve the same site
+        (``uvicorn --workers N``); ``False`` when this is the only one.
     """
 
-    def __init__(self, wsgi_app, threads: int = DEFAULT_THREADS):
+    def __init__(self, wsgi_app, threads: int = DEFAULT_THREADS, multiprocess: bool = True):
         self.wsgi_app = wsgi_app
-        self.http = WSGIMiddleware(_InputTerminated(wsgi_app), workers=threads)
+        self.http = WSGIMiddleware(_InputTerminated(wsgi_app, multiprocess), workers=threads)
         #: Relay tasks of the websockets open right now.
         self.relays = set()
 
@@ -96,7 +102,7 @@ class NotebookASGI:
             self.relays.discard(task)
 
 
-def make_asgi_app(wsgi_app, threads: int = DEFAULT_THREADS) -> NotebookASGI:
+def make_asgi_app(wsgi_app, threads: int = DEFAULT_THREADS, multiprocess: bool = True) -> NotebookASGI:
     """Wrap a Pyramid site's WSGI app for an ASGI server such as uvicorn.
 
     Set ``pyramid_notebook.websocket_proxy = pyramid_notebook.asgi.serve_websocket`` so
@@ -105,7 +111,7 @@ def make_asgi_app(wsgi_app, threads: int = DEFAULT_THREADS) -> NotebookASGI:
         from pyramid_notebook.asgi import make_asgi_app
         app = make_asgi_app(config.make_wsgi_app())
     """
-    return NotebookASGI(wsgi_app, threads=threads)
+    return NotebookASGI(wsgi_app, threads=threads, multiprocess=multiprocess)
 
 
 def from_ini(path: str = "", name: str = "main") -> NotebookASGI:

@@ -37,7 +37,9 @@ def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_
             raise ValueError(f"egg:pyramid_notebook#uvicorn does not know the option {key!r}; "
                              f"known: listen, threads, {', '.join(sorted(_UVICORN_OPTIONS))}")
         kwargs[key] = asbool(value) if kind == "bool" else kind(value)
-    config = uvicorn.Config(make_asgi_app(wsgi_app, threads=int(threads)), host=host, port=port, log_config=None,
+    # One process: say so (wsgi.multiprocess false), so that pyramid_debugtoolbar stays on in development.
+    config = uvicorn.Config(make_asgi_app(wsgi_app, threads=int(threads), multiprocess=False), host=host, port=port,
+                            log_config=None,
                             **kwargs)
     quiet_spurious_handshake_errors()
     uvicorn.Server(config).run()

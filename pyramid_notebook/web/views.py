@@ -21,7 +21,7 @@ from pyramid_notebook.backends.base import (
 )
 from pyramid_notebook.core.context import InvalidNotebookContext, validate_notebook_context
 from pyramid_notebook.core.framing import framing_context
-from pyramid_notebook.core.names import BadUsername, make_dict_hash
+from pyramid_notebook.core.names import BadUsername, make_dict_hash, normalize_username
 from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin, \
     route_to_alt_domain
 from pyramid_notebook.core.pages import PAGE, error_page  # noqa: F401 (PAGE: part of this module's API)
@@ -42,9 +42,18 @@ __all__ = ["launch_notebook", "shutdown_notebook", "notebook_proxy", "notebook_u
            "launch_error_page", "PROXY_ROUTE_NAME", "SHUTDOWN_ROUTE_NAME", "CONTEXT_ENVIRON_KEY"]
 
 
-def _require_user(username):
+def _require_user(username) -> str:
+    """The username as text (``str()`` of an integer or UUID user id); 403 if there is none."""
+    try:
+        username = normalize_username(username)
+    except BadUsername as e:
+        raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
     if not username:
-        raise error_page(HTTPForbidden, "Forbidden", "You must be logged in to use a notebook.")
+        raise error_page(HTTPForbidden, "No user for this notebook",
+                         "A notebook belongs to one logged-in user, and this request has none: the site's "
+                         "request.authenticated_userid is empty (None or \"\"). Log in; if you are logged in, "
+                         "the site's security policy does not give an identity for this request.")
+    return username
 
 
 def _notebook_base_path(request) -> str:
@@ -131,7 +140,7 @@ def launch_on_demand(request, username, notebook_context):
     Restarting a running notebook with a different context needs the user's intent
     (:mod:`pyramid_notebook.web.intent`); without it, the confirmation page is raised.
     """
-    _require_user(username)
+    username = _require_user(username)
     context = _checked_context(request, notebook_context)
     manager = get_notebook_manager(request)
     _require_restart_intent(request, manager, username, context)
@@ -196,7 +205,7 @@ def launch_notebook(request, username, notebook_context, path=None, progress=Non
     if progress is None:
         progress = get_notebook_settings(request.registry).progress_page
     if progress and wants_progress_page(request) and get_notebook_manager(request).progress_pages:
-        _require_user(username)
+        username = _require_user(username)
         path = _checked_path(path)
         context = _checked_context(request, notebook_context)
         manager = get_notebook_manager(request)
@@ -219,7 +228,7 @@ def shutdown_notebook(request, username):
     raises :class:`~pyramid_notebook.web.intent.ConfirmationRequired`, a 200 page whose
     button POSTs back to this URL. The site's view returns whatever comes next.
     """
-    _require_user(username)
+    username = _require_user(username)
     require_intent(request, "Shut down your notebook?",
                    "This stops your notebook server and every kernel in it; unsaved work in open notebooks is "
                    "lost. Your files stay.", "Shut down", cancel_url=request.application_url + "/")
@@ -244,7 +253,7 @@ def notebook_proxy(request, username):
     set, every request gets an empty answer with ``X-Accel-Redirect`` instead and nginx relays
     it (:mod:`pyramid_notebook.relays.accel`).
     """
-    _require_user(username)
+    username = _require_user(username)
     check_request_size(request)
     if is_cross_site_request(request):
         raise error_page(HTTPForbidden, "Cross-origin request refused",
