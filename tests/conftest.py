@@ -5,9 +5,10 @@ import textwrap
 import pytest
 
 from pyramid_notebook.backends.local.manager import NotebookManager
-from tests.helpers import (
-    WSGIServerThread, daemons_under, fork_servers_under, join_background_starts, random_port_base, stop_all_notebooks,
-)
+from tests.helpers import WSGIServerThread, join_background_starts, random_port_base, stop_all_notebooks
+
+#: Every process a test leaves running fails the run (tests/leakcheck.py).
+pytest_plugins = ["tests.leakcheck"]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -16,17 +17,6 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, "rep_" + report.when, report)
     return report
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_notebook_left_behind(tmp_path_factory):
-    """Fail the run if any test leaves a notebook daemon running."""
-    base = tmp_path_factory.getbasetemp()
-    yield
-    left = daemons_under(base) + fork_servers_under(base)
-    for proc in left:  # clean up anyway, then report
-        proc.kill()
-    assert not left, f"Notebook daemons or fork servers left running: {[p.pid for p in left]}"
 
 
 @pytest.fixture

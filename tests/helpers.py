@@ -3,7 +3,9 @@ import json
 import os
 import random
 import re
+import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -21,6 +23,94 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+#: What a server says when the port :func:`free_port` gave it was taken before it could bind it.
+ADDRESS_IN_USE = re.compile(r"(?i)address already in use|EADDRINUSE|connection in use")
+
+
+def stop_process(proc, sig=signal.SIGTERM, timeout=30):
+    """Stop ``proc`` (a Popen) by its pid with ``sig``, then kill it, and every child it had, if they linger."""
+    if proc.poll() is not None:
+        return
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    for child in alive:
+        child.kill()
+
+
+def serve_on_free_port(launch, ready, log, timeout, message, stop=stop_process, attempts=3):
+    """Start a server on a free port and wait until it serves; return ``(port, process)``.
+
+    ``launch(port)`` starts it (a Popen), ``ready(port)`` says whether it serves, ``log()`` is its
+    output so far. Between :func:`free_port` and the server's bind another process may take the
+    port: then (the log says so) it starts again on another one. Whatever goes wrong after the
+    start — a timeout, an early exit, an interrupt — the process is stopped (``stop(process)``)
+    before the error goes on, so that a failed start leaves nothing running.
+    """
+    for attempt in range(attempts):
+        port = free_port()
+        proc = launch(port)
+        try:
+            wait_for(lambda: proc.poll() is not None or ready(port), timeout=timeout, message=message)
+            if proc.poll() is None:
+                return port, proc
+            text = log()
+            if attempt + 1 < attempts and ADDRESS_IN_USE.search(text):
+                continue  # lost the race for the port: another one
+            raise AssertionError(f"{message}: exited with {proc.returncode}:\n{text[-3000:]}")
+        except BaseException:
+            stop(proc)
+            raise
+    raise AssertionError("unreachable")
+
+
+def stop_if_it_fails(stop, check):
+    """``check()``; if it raises, ``stop()`` what was started before the error goes on."""
+    try:
+        return check()
+    except BaseException:
+        stop()
+        raise
+
+
+def tcp_option_of_peer(pid, client_socket, option=socket.TCP_NODELAY) -> int:
+    """The TCP option ``option`` of the socket in process ``pid`` at the other end of our ``client_socket``.
+
+    Read from that very socket: a copy of the process's file descriptor (``pidfd_getfd``, Linux 5.6+,
+    for a process of ours or as root) is asked with ``getsockopt``; the connection is not touched.
+    Skips the test where the system does not allow it.
+    """
+    import ctypes
+
+    import pytest
+
+    local_port = client_socket.getsockname()[1]
+    conns = [c for c in psutil.Process(pid).net_connections(kind="tcp") if c.raddr and c.raddr.port == local_port]
+    assert len(conns) == 1, f"process {pid} has no single connection from our port {local_port}: {conns}"
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        fd = libc.syscall(438, pidfd, conns[0].fd, 0)  # SYS_pidfd_getfd, the same number on every architecture
+        if fd < 0:
+            pytest.skip(f"pidfd_getfd not allowed here: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(pidfd)
+    peer = socket.socket(fileno=fd)
+    try:
+        return peer.getsockopt(socket.IPPROTO_TCP, option)
+    finally:
+        peer.detach()
+        os.close(fd)  # our copy only: the process's own descriptor and the connection live on
 
 
 def random_port_base(size=20) -> int:

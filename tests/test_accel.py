@@ -20,7 +20,7 @@ import websocket
 from pyramid_notebook.relays import accel
 from pyramid_notebook.backends.local.manager import NotebookManager
 from tests.helpers import (KernelChannel, check_user_files_as_jupyter_sends_them, execute_over_websocket, free_port,
-                           login, stop_all_notebooks, wait_for)
+                           login, serve_on_free_port, stop_all_notebooks, stop_if_it_fails, stop_process, wait_for)
 from tests.test_uwsgi import open_kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,34 +38,33 @@ def _answers(url):
 
 
 def _stop(proc, sig=signal.SIGTERM):
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc, sig)
 
 
 def start_nginx(prefix, site_port, edit=lambda conf: conf):
     """The shipped nginx-accel.conf (changed by ``edit``) on a free port; returns (process, URL)."""
-    port = free_port()
     for d in ("logs", "tmp"):
         (prefix / d).mkdir(parents=True, exist_ok=True)
-    conf = open(os.path.join(ROOT, "nginx-accel.conf")).read()
-    assert "listen 127.0.0.1:8080;" in conf and "server 127.0.0.1:9999;" in conf
-    conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{port};")
-    conf = edit(conf.replace("server 127.0.0.1:9999;", f"server 127.0.0.1:{site_port};"))
-    if os.geteuid() == 0:
-        # nginx sends users' files itself only when its workers can read the notebook folder
-        # (README: the site's group). As root, workers would be "nobody", and pytest's folders are 0700.
-        conf = "user root;\n" + conf
-    (prefix / "nginx.conf").write_text(conf)
-    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", "nginx.conf", "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: proc.poll() is not None or _answers(url), timeout=30, message="nginx to serve")
-    assert proc.poll() is None, proc.stderr.read().decode()
-    return proc, url
+    shipped = open(os.path.join(ROOT, "nginx-accel.conf")).read()
+    assert "listen 127.0.0.1:8080;" in shipped and "server 127.0.0.1:9999;" in shipped
+    stderr_path = prefix / "stderr.log"
+
+    def launch(port):
+        conf = shipped.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{port};")
+        conf = edit(conf.replace("server 127.0.0.1:9999;", f"server 127.0.0.1:{site_port};"))
+        if os.geteuid() == 0:
+            # nginx sends users' files itself only when its workers can read the notebook folder
+            # (README: the site's group). As root, workers would be "nobody", and pytest's folders are 0700.
+            conf = "user root;\n" + conf
+        (prefix / "nginx.conf").write_text(conf)
+        with open(stderr_path, "wb") as stderr:
+            return subprocess.Popen([NGINX, "-p", str(prefix), "-c", "nginx.conf", "-g", "daemon off;"],
+                                    stdout=subprocess.DEVNULL, stderr=stderr)
+
+    port, proc = serve_on_free_port(launch, lambda port: _answers(f"http://127.0.0.1:{port}"), timeout=30,
+                                    message="nginx to serve", log=lambda: stderr_path.read_text(errors="replace"),
+                                    stop=lambda proc: stop_process(proc, signal.SIGQUIT))
+    return proc, f"http://127.0.0.1:{port}"
 
 
 class Stack:
@@ -73,19 +72,26 @@ class Stack:
 
     def __init__(self, kind, tmp_path):
         self.kind = kind
-        self.port = free_port()
         self.folder = str(tmp_path / "notebooks")
-        env = dict(os.environ, PYRAMID_NOTEBOOK_DEMO_PORT=str(self.port), PYRAMID_NOTEBOOK_FOLDER=self.folder)
         # The commands the README gives, from the checkout (gunicorn finds gunicorn.conf.py there).
         cmd = [os.path.join(BIN, "pserve"), "accel.ini"] if kind == "waitress" else \
             [os.path.join(BIN, "gunicorn"), "--paste", "accel.ini"]
         self.log_path = tmp_path / f"{kind}.log"
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: self.proc.poll() is not None or _answers(f"http://127.0.0.1:{self.port}"), timeout=60,
-                 message=f"{kind} to serve")
-        assert self.proc.poll() is None, self.log_path.read_text(errors="replace")[-3000:]
-        self._start_nginx(tmp_path)
+
+        def launch(port):
+            env = dict(os.environ, PYRAMID_NOTEBOOK_DEMO_PORT=str(port), PYRAMID_NOTEBOOK_FOLDER=self.folder)
+            return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+        def stop(proc):
+            stop_all_notebooks(self.folder)
+            stop_process(proc)
+            self.log.close()
+
+        self.port, self.proc = serve_on_free_port(
+            launch, lambda port: _answers(f"http://127.0.0.1:{port}"), timeout=60, message=f"{kind} to serve",
+            log=lambda: self.log_path.read_text(errors="replace"), stop=stop)
+        stop_if_it_fails(lambda: stop(self.proc), lambda: self._start_nginx(tmp_path))
 
     def _start_nginx(self, tmp_path):
         self.prefix = tmp_path / "nginx"

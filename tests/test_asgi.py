@@ -31,7 +31,7 @@ from pyramid_notebook.relays.asgi_app import Upstream, WebsocketApproved, _Hands
 from pyramid_notebook.backends.local.manager import NotebookManager
 from tests.browser import CHROMEDRIVER, CHROMIUM
 from tests.conftest import write_demo_ini
-from tests.helpers import KernelChannel, free_port, login, stop_all_notebooks, wait_for
+from tests.helpers import KernelChannel, login, serve_on_free_port, stop_all_notebooks, stop_process, wait_for
 from tests.test_uwsgi import ECHO_TARGET, open_kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -299,25 +299,27 @@ def test_serve_websocket_outside_the_asgi_wrapper_answers_400():
 def pserve_demo(tmp_path):
     """``pserve development.ini`` as shipped (uvicorn, websockets through the site), on a free port."""
     shutil.copy(os.path.join(ROOT, "development.ini"), tmp_path)
-    port = free_port()
     folder = str(tmp_path / "notebooks")
-    env = dict(os.environ, PYRAMID_NOTEBOOK_DEMO_PORT=str(port), PYRAMID_NOTEBOOK_FOLDER=folder)
-    with open(tmp_path / "pserve.log", "wb") as log:
-        proc = subprocess.Popen([PSERVE, str(tmp_path / "development.ini")], cwd=tmp_path, env=env, stdout=log,
+    log_path = tmp_path / "pserve.log"
+    log = open(log_path, "wb")
+
+    def launch(port):
+        env = dict(os.environ, PYRAMID_NOTEBOOK_DEMO_PORT=str(port), PYRAMID_NOTEBOOK_FOLDER=folder)
+        return subprocess.Popen([PSERVE, str(tmp_path / "development.ini")], cwd=tmp_path, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
+
+    def stop(proc):
+        stop_all_notebooks(folder)
+        stop_process(proc, signal.SIGINT)
+        log.close()
+
+    port, proc = serve_on_free_port(launch, lambda port: _answers(f"http://127.0.0.1:{port}/login"), timeout=60,
+                                    message="pserve to serve", log=lambda: log_path.read_text(errors="replace"),
+                                    stop=stop)
     try:
-        wait_for(lambda: proc.poll() is not None or _answers(f"http://127.0.0.1:{port}/login"), timeout=60,
-                 message="pserve to serve")
-        assert proc.poll() is None, (tmp_path / "pserve.log").read_text()[-3000:]
         yield port, folder
     finally:
-        stop_all_notebooks(folder)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _answers(url):
@@ -367,25 +369,27 @@ def _websocket_urls(driver):
 def test_uvicorn_factory_command_serves_an_ini(tmp_path):
     """The documented production command: ``uvicorn --factory pyramid_notebook.relays.asgi_app:from_ini``."""
     shutil.copy(os.path.join(ROOT, "development.ini"), tmp_path)
-    port = free_port()
     env = dict(os.environ, PYRAMID_NOTEBOOK_INI=str(tmp_path / "development.ini"),
                PYRAMID_NOTEBOOK_FOLDER=str(tmp_path / "notebooks"))
     log_path = tmp_path / "uvicorn.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "uvicorn"), "--factory",
-                                 "pyramid_notebook.relays.asgi_app:from_ini", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(log_path, "wb")
+
+    def launch(port):
+        return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "uvicorn"), "--factory",
+                                 "pyramid_notebook.relays.asgi_app:from_ini", "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    port, proc = serve_on_free_port(launch, lambda port: _answers(f"http://127.0.0.1:{port}/login"), timeout=60,
+                                    message="uvicorn to serve", log=lambda: log_path.read_text(errors="replace"),
+                                    stop=lambda proc: stop_process(proc, signal.SIGINT))
     try:
-        wait_for(lambda: proc.poll() is not None or _answers(f"http://127.0.0.1:{port}/login"), timeout=60,
-                 message="uvicorn to serve")
-        assert proc.poll() is None, log_path.read_text()[-3000:]
         with pytest.raises(websocket.WebSocketBadStatusException) as e:
             websocket.create_connection(f"ws://127.0.0.1:{port}/notebook/api/kernels/k/channels", timeout=10)
         assert e.value.status_code == 403, "anonymous: the demo's own refusal"
         assert requests.get(f"http://127.0.0.1:{port}/notebook/tree", auth=("user", "password")).status_code == 502
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        stop_process(proc, signal.SIGINT)
+        log.close()
     text = log_path.read_text()
     assert '"WebSocket /notebook/api/kernels/k/channels" 403' in text
     assert "without completing handshake" not in text, "uvicorn's false error after a refusal is filtered"

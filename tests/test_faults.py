@@ -18,7 +18,7 @@ import requests
 from pyramid_notebook.core.contextfile import read_context
 from pyramid_notebook.core.process import pid_alive
 from tests.conftest import write_demo_ini
-from tests.helpers import daemons_under, free_port, login, stop_all_notebooks, wait_for
+from tests.helpers import daemons_under, free_port, login, stop_all_notebooks, stop_if_it_fails, stop_process, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -208,8 +208,9 @@ def test_web_server_killed_mid_launch(tmp_path, notebook_folder):
 
     def start_server():
         proc = subprocess.Popen([pserve, ini], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: proc.poll() is not None or _answers(url), timeout=60, message="pserve to listen")
-        assert proc.poll() is None
+        stop_if_it_fails(lambda: stop_process(proc, signal.SIGKILL), lambda: (
+            wait_for(lambda: proc.poll() is not None or _answers(url), timeout=60, message="pserve to listen"),
+            _assert_alive(proc)))
         return proc
 
     from pyramid_notebook.backends.local.manager import NotebookManager
@@ -233,6 +234,10 @@ def test_web_server_killed_mid_launch(tmp_path, notebook_folder):
     finally:
         server.kill()
         server.wait()
+
+
+def _assert_alive(proc):
+    assert proc.poll() is None, f"pserve exited with {proc.returncode}"
 
 
 def _answers(url):
