@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     """Entry point of the ``pyramid-notebook`` console script."""
     parser = make_parser()
     args = parser.parse_args(argv)
-    from pyramid_notebook.cli.main import hub as hubcli
+    from pyramid_notebook.cli import hub as hubcli
 
     backend = hubcli.backend_from_args(args)
     if backend is not None:
