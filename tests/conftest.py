@@ -10,6 +10,31 @@ from tests.helpers import WSGIServerThread, join_background_starts, random_port_
 #: Every process a test leaves running fails the run (tests/leakcheck.py).
 pytest_plugins = ["tests.leakcheck"]
 
+#: Test files whose tests start no real server (no Jupyter, web server, nginx, hub or browser):
+#: they run in seconds. Every other test is marked ``slow``; ``scripts/test -m "not slow"`` runs
+#: only these (README, "Development"). Marked here by file so that test files need no edits.
+FAST_FILES = {
+    "test_framing.py", "test_origin.py", "test_settings.py", "test_utils.py", "test_proxy_unit.py",
+    "test_static_unit.py", "test_hub_unit.py",
+}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Failed browser tests' screenshots go to the run's temporary folder, not into the checkout."""
+    import tests.browser
+
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None:
+        tests.browser.ARTIFACTS = str(factory.getbasetemp() / "test-artifacts")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test outside :data:`FAST_FILES` ``slow``."""
+    for item in items:
+        if item.path.name not in FAST_FILES:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
@@ -106,6 +131,23 @@ def python_exe():
     import sys
 
     return os.environ.get("PYRAMID_NOTEBOOK_PYTHON", sys.executable)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Whatever was skipped is said loudly at the end, with the reason: those parts of the
+    mission went untested in this run (``-m`` deselections are not skips)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reasons.setdefault(reason.removeprefix("Skipped: "), []).append(report.nodeid)
+    terminalreporter.write_sep("!", f"{len(skipped)} TEST(S) SKIPPED: these parts went UNTESTED", red=True, bold=True)
+    for reason, nodeids in sorted(reasons.items()):
+        terminalreporter.write_line(f"{reason}  ({len(nodeids)} test(s)):", red=True, bold=True)
+        for nodeid in nodeids:
+            terminalreporter.write_line(f"    {nodeid}")
 
 
 def pytest_sessionfinish(session, exitstatus):

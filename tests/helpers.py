@@ -14,7 +14,7 @@ import psutil
 import requests
 import waitress.server
 
-from pyramid_notebook.core import statefolder
+from pyramid_notebook.core import paths, statefolder
 from pyramid_notebook.core.process import terminate_daemon
 
 
@@ -61,7 +61,10 @@ def serve_on_free_port(launch, ready, log, timeout, message, stop=stop_process, 
         port = free_port()
         proc = launch(port)
         try:
-            wait_for(lambda: proc.poll() is not None or ready(port), timeout=timeout, message=message)
+            try:
+                wait_for(lambda: proc.poll() is not None or ready(port), timeout=timeout, message=message)
+            except AssertionError as e:
+                raise AssertionError(f"{e}; its output ends:\n{log()[-3000:]}") from None
             if proc.poll() is None:
                 return port, proc
             text = log()
@@ -113,13 +116,23 @@ def tcp_option_of_peer(pid, client_socket, option=socket.TCP_NODELAY) -> int:
         os.close(fd)  # our copy only: the process's own descriptor and the connection live on
 
 
+def listening_socket():
+    """A loopback socket bound to a port the OS picked, listening: the port is ours until it is
+    closed (no race with another process, as a port from :func:`free_port` has)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
 def random_port_base(size=20) -> int:
     """A start for a notebook port range unlikely to collide with another test run.
 
     Below the kernel's ephemeral port range (32768-60999 on Linux), where outgoing
     connections and kernels' ZMQ sockets would otherwise race us for ports.
     """
-    return random.randrange(20000, 32000 - size)
+    # The system's randomness: pytest-randomly seeds ``random`` alike for every test.
+    return random.SystemRandom().randrange(20000, 32000 - size)
 
 
 #: The fetch metadata a browser sends for a click on one of the site's own links: a launch that
@@ -173,7 +186,8 @@ def fork_servers_under(folder):
         cmdline = proc.info["cmdline"] or []
         if proc.info["status"] == psutil.STATUS_ZOMBIE or len(cmdline) < 3:
             continue
-        if cmdline[-3].endswith("forkserver.py") and cmdline[-1].startswith(str(folder)):
+        # cmdline[-3] is the script: forkserver/serve.py (an earlier layout's pyramid_notebook/forkserver.py).
+        if paths.is_forkserver_script(cmdline[-3]) and cmdline[-1].startswith(str(folder)):
             found.append(proc)
     return found
 
@@ -193,10 +207,11 @@ def daemons_under(folder):
 class WSGIServerThread:
     """A real waitress server on a free loopback port, in a background thread."""
 
-    def __init__(self, app, threads=8, port=0):
+    def __init__(self, app, threads=8, port=0, sock=None):
         self.app = app
-        self.server = waitress.server.create_server(app, host="127.0.0.1", port=port, threads=threads,
-                                                    clear_untrusted_proxy_headers=True)
+        # ``sock``: a listening socket of :func:`listening_socket`, for a port the app must know first.
+        where = {"sockets": [sock]} if sock is not None else {"host": "127.0.0.1", "port": port}
+        self.server = waitress.server.create_server(app, threads=threads, clear_untrusted_proxy_headers=True, **where)
         self.port = self.server.effective_port
         self.url = f"http://127.0.0.1:{self.port}"
         self.closing = False

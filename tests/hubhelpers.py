@@ -62,7 +62,7 @@ class Hub:
 
         # 200 from the hub itself: its proxy answers 404 before the hub has added its own route.
         self.port, self.proc = serve_on_free_port(
-            launch, lambda port: _answers(f"http://127.0.0.1:{port}/notebook/hub/api/", 200), timeout=120,
+            launch, lambda port: _answers(f"http://127.0.0.1:{port}/notebook/hub/api/", 200), timeout=300,
             message="JupyterHub to answer", log=lambda: self.log_path.read_text(errors="replace"),
             stop=lambda proc: self._stop(proc))
         self.url = f"http://127.0.0.1:{self.port}/notebook/"
@@ -98,7 +98,7 @@ class WebNode:
             return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
         self.port, self.proc = serve_on_free_port(
-            launch, lambda port: _answers(f"http://127.0.0.1:{port}/login"), timeout=90,
+            launch, lambda port: _answers(f"http://127.0.0.1:{port}/login"), timeout=180,
             message=f"web node {name} to serve", log=lambda: self.log_path.read_text(errors="replace"),
             stop=lambda proc: self._stop(proc))
         self.url = f"http://127.0.0.1:{self.port}"

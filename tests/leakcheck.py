@@ -28,8 +28,9 @@ def _describe(proc) -> str:
 
 def _names_folder(proc, folder: str) -> bool:
     """The process's command line or working folder names ``folder`` (or a path inside it)."""
+    inside = folder + os.sep  # never a sibling: pytest-6 is not pytest-67, another run's
     try:
-        if any(folder in arg for arg in proc.cmdline()):
+        if any(arg == folder or arg.endswith("=" + folder) or inside in arg for arg in proc.cmdline()):
             return True
         cwd = proc.cwd()
     except psutil.Error:

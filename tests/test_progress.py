@@ -31,6 +31,22 @@ def break_bobs_server(site):
                 'os._exit(3)\n')
 
 
+def hold_alices_start(site):
+    """Alice's server, once started, waits in its Jupyter config file until the test lets it go on;
+    returns the function that does. The tests see the progress page for sure, however fast a start
+    or however slow a page load (no race between the two)."""
+    state = site.manager.get_state_folder("alice")
+    gate = os.path.join(state, "go-on")
+    folder = os.path.join(state, ".jupyter")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    with open(os.path.join(folder, "jupyter_server_config.py"), "w") as f:
+        f.write(f'import os, time\n'
+                f'deadline = time.monotonic() + 120\n'
+                f'while not os.path.exists({gate!r}) and time.monotonic() < deadline:\n'
+                f'    time.sleep(0.05)\n')
+    return lambda: open(gate, "w").close()
+
+
 def make_app(notebook_folder):
     """A site with one good shell (user alice) and one whose notebook cannot start (user bob)."""
     settings = {"pyramid_notebook.notebook_folder": notebook_folder,
@@ -72,7 +88,8 @@ def test_cold_launch_answers_with_a_progress_page_then_redirects(site):
     with open(record_file, "w") as f:
         json.dump({"id": "interrupted", "state": "starting", "owner": dead.pid, "at": 0}, f)
 
-    # Several tabs at once: each gets a page at once, and one server starts.
+    # Several tabs at once: each gets a page at once (the server is held), and one server starts.
+    go_on = hold_alices_start(site)
     pages = []
     threads = [threading.Thread(target=lambda: pages.append(
         requests.get(site.url + "/shell", headers=HTML, allow_redirects=False, timeout=30))) for _ in range(4)]
@@ -89,6 +106,8 @@ def test_cold_launch_answers_with_a_progress_page_then_redirects(site):
     ids = {page.text.split(PARAM + "=")[1].split('"')[0] for page in pages}
     assert "interrupted" not in ids
     poll = f"{site.url}/shell?{PARAM}={ids.pop()}"
+    assert state(site, poll)["state"] == "starting"
+    go_on()
 
     ready = wait_for(lambda: (lambda s: s if s["state"] != "starting" else None)(state(site, poll)), timeout=90,
                      message="the notebook to start")
@@ -129,8 +148,11 @@ def _text_present(browser, text):
 @pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
                     reason="needs Debian's chromium and chromium-driver (scripts/test installs them)")
 def test_browser_ends_on_the_notebook_or_the_error(browser, site):
+    go_on = hold_alices_start(site)
     browser.visit(site.url + "/shell")
     assert "/notebook/notebooks/" not in browser.url, "answered at once, before the notebook runs"
+    assert browser.is_text_present("Starting your notebook")
+    go_on()
     wait_for(lambda: "/notebook/notebooks/default-" in browser.url, timeout=90, message="the notebook page")
     assert browser.is_text_present("Progress test", wait_time=60)
     break_bobs_server(site)
