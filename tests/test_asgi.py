@@ -346,7 +346,7 @@ def _answers(url):
                     reason="needs Debian's chromium and chromium-driver (scripts/test installs them)")
 def test_browser_on_another_host_name_reaches_the_kernel_through_the_site(pserve_demo, request):
     from tests.browser import make_browser, save_artifacts
-    from tests.test_browser import log_in, run_in_last_cell, wait_for_output
+    from tests.test_browser import _text_on_page, log_in, run_in_last_cell, wait_for_output
 
     port, folder = pserve_demo
     base = f"http://demo.test:{port}"
@@ -354,7 +354,9 @@ def test_browser_on_another_host_name_reaches_the_kernel_through_the_site(pserve
     try:
         log_in(browser, base)
         browser.find_by_id("shell2").click()
-        assert browser.is_text_present("a test variable", wait_time=60)
+        # Through development.ini's progress page: the page is replaced while it is read.
+        wait_for(lambda: _text_on_page(browser, "a test variable"), timeout=120, interval=0.2,
+                 message="the notebook page")
         run_in_last_cell(browser, 'print("Output of a + b is", a + b)')
         wait_for_output(browser, "Output of a + b is foobar")
         urls = _websocket_urls(browser.driver)

@@ -57,10 +57,14 @@ def make_app(notebook_folder):
         config.include("pyramid_notebook")
         config.add_route("shell", "/shell")
         config.add_route("broken", "/broken")
+        config.add_route("direct", "/direct")
         config.add_route("notebook_proxy", "/notebook/*remainder")
         config.add_view(lambda r: launch_notebook(r, "alice", {"greeting": "Progress *test*", "startup": "a = 1\n"}),
                         route_name="shell")
         config.add_view(lambda r: launch_notebook(r, "bob", BROKEN), route_name="broken")
+        # The site's own choice per view: no progress page, and another notebook than the default.
+        config.add_view(lambda r: launch_notebook(r, "carol", {"greeting": "Direct"}, path="work/analysis.ipynb",
+                                                  progress=False), route_name="direct")
         config.add_view(lambda r: notebook_proxy(r, "alice"), route_name="notebook_proxy")
         return config.make_wsgi_app()
 
@@ -136,6 +140,21 @@ def test_failed_start_shows_the_log(site):
     assert daemons_under(site.manager.notebook_folder) == []
     # Without the header a non-browser client still gets the synchronous answer.
     assert requests.get(site.url + "/broken", allow_redirects=False, timeout=90).status_code == 500
+
+
+def test_progress_false_and_path_answer_a_browser_with_the_redirect_to_that_notebook(site):
+    """``launch_notebook(progress=False, path=...)``: a browser's cold launch waits for the start
+    (the setting says progress pages) and is sent to the notebook at ``path``."""
+    r = requests.get(site.url + "/direct", headers=HTML, allow_redirects=False, timeout=120)
+    assert r.status_code == 302, r.text[:500]
+    context = site.manager.get_notebook_status("carol")
+    assert context, "started before the answer"
+    assert r.headers["Location"] == f"{site.url}/notebook/notebooks/work/analysis.ipynb"
+    # The control: the same browser request on a view that leaves it to the setting gets the page.
+    go_on = hold_alices_start(site)
+    page = requests.get(site.url + "/shell", headers=HTML, allow_redirects=False, timeout=30)
+    go_on()
+    assert page.status_code == 200 and "Starting your notebook" in page.text
 
 
 def _text_present(browser, text):

@@ -88,3 +88,34 @@ def test_require_intent_and_get_csrf_token_for_a_sites_own_view(site_request):
     assert require_intent(site_request("POST", cookie, {CSRF_FIELD: token}), *ask) is None
     with pytest.raises(ConfirmationRequired):
         require_intent(site_request("POST", cookie, {CSRF_FIELD: "forged"}), *ask)
+
+
+def test_contents_functions_through_a_request_reach_the_users_own_notebook(tmp_path):
+    """``contents.create_notebook`` / ``list_files`` / ``delete_file`` as a site's view calls them:
+    the request's manager finds the user's running notebook; files land in (and leave) the user's
+    folder on disk; another user without a notebook gets NotebookNotRunning, never the first's."""
+    from pyramid_notebook.web import contents
+
+    config = testing.setUp(settings={"pyramid_notebook.notebook_folder": str(tmp_path / "notebooks"),
+                                     "pyramid_notebook.port_base": str(random_port_base()),
+                                     "pyramid_notebook.fork_server": "false"})
+    try:
+        config.include("pyramid_notebook")
+        config.commit()
+        request = testing.DummyRequest()
+        manager = request.registry.pyramid_notebook_manager
+        manager.start_notebook("user", dict(CONTEXT))
+        try:
+            folder = manager.get_work_folder("user")
+            model = contents.create_notebook(request, "user", "made by the site.ipynb")
+            assert model["path"] == "made by the site.ipynb"
+            assert os.path.isfile(os.path.join(folder, "made by the site.ipynb"))
+            assert "made by the site.ipynb" in [m["name"] for m in contents.list_files(request, "user")]
+            contents.delete_file(request, "user", "made by the site.ipynb")
+            assert not os.path.exists(os.path.join(folder, "made by the site.ipynb"))
+            with pytest.raises(contents.NotebookNotRunning):
+                contents.list_files(request, "user2")
+        finally:
+            manager.stop_notebook("user")
+    finally:
+        testing.tearDown()

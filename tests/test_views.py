@@ -81,6 +81,7 @@ def test_static_files_come_from_disk_as_jupyter_would_send_them(demo_server):
     # Not logged in, or no notebook running: no static files either.
     assert requests.get(demo_server.url + "/notebook/static/favicons/favicon.ico",
                         allow_redirects=False).status_code == 403
+    demo_server.manager.stop_notebook("user2")  # whatever another test on this site left running
     s2 = login(demo_server.url, "user2")
     assert s2.get(demo_server.url + "/notebook/static/favicons/favicon.ico").status_code == 502
 
