@@ -42,6 +42,9 @@ hub_requires = [
 test_requires = demo_requires + hub_requires + [
     "pytest>=7",
     "pytest-timeout",
+    # Tests run in a random order, so that none depends on another having run first; the header
+    # prints the seed ("Using --randomly-seed=N"), which repeats an order (README, "Development").
+    "pytest-randomly>=3.15",
     "websocket-client>=1.6",
     "splinter>=0.21",
     "selenium>=4.10",

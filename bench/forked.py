@@ -9,6 +9,8 @@ by default: a forked server must not be slower, nor bigger, once it runs.
 import os
 import time
 
+from bench.common import Channel, first_result, fmt, ms, stats, wait_until
+
 
 def _memory(pid):
     """(RSS, PSS) in MiB of a server and its kernels."""
@@ -18,7 +20,7 @@ def _memory(pid):
     return (sum(p.memory_info().rss for p in procs) / 2**20, sum(p.memory_full_info().pss for p in procs) / 2**20)
 
 
-def measure_forked(results, stats, ms, fmt, channel_class, first_result, wait_until, workdir, n):
+def measure_forked(results, workdir, n):
     import requests
 
     from pyramid_notebook.notebookmanager import NotebookManager
@@ -43,7 +45,7 @@ def measure_forked(results, stats, ms, fmt, channel_class, first_result, wait_un
             auth = {"Authorization": "token " + ctx["token"]}
             session = requests.get(f"http://127.0.0.1:{ctx['http_port']}/notebook/api/sessions/{ctx['warm_session']}",
                                    headers=auth, timeout=10).json()
-            channels[name] = channel_class(f"ws://127.0.0.1:{ctx['http_port']}/notebook/api/kernels/"
+            channels[name] = Channel(f"ws://127.0.0.1:{ctx['http_port']}/notebook/api/kernels/"
                                            f"{session['kernel']['id']}/channels", [f"Authorization: token {ctx['token']}"])
             assert first_result(channels[name], "x") == "42", "the startup script ran in the warm kernel"
         times = {name: [] for name in channels}

@@ -24,14 +24,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench.common import ROOT, fmt, free_port, load, ms, stats, throughput, wait_until
+
 TOKEN = "bench-hub-token-" + os.urandom(8).hex()
 
 
 class BenchHub:
     """``jupyterhub -f hub/jupyterhub_config.py`` on free ports, state in ``workdir``."""
 
-    def __init__(self, workdir, free_port, wait_until, max_notebooks=60):
+    def __init__(self, workdir, max_notebooks=60):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/notebook/"
         env = dict(os.environ, PYRAMID_NOTEBOOK_HUB_PORT=str(self.port), PYRAMID_NOTEBOOK_HUB_API_PORT=str(free_port()),
@@ -98,7 +99,7 @@ class BenchHub:
 class HubSite:
     """bench/app.py on the hub backend, under waitress, in its own process."""
 
-    def __init__(self, hub, workdir, free_port, wait_until):
+    def __init__(self, hub, workdir):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         code = ("import sys, waitress; sys.path.insert(0, %r); from bench.app import make_hub_app; "
@@ -133,13 +134,13 @@ class HubSite:
         self.log.close()
 
 
-def measure_hub(results, stats, ms, fmt, load, throughput, free_port, wait_until, quick):
+def measure_hub(results, quick):
     """All hub rows; see the module docstring."""
     from pyramid_notebook.backends.hub.backend import HubBackend
 
     workdir = tempfile.mkdtemp(prefix="pyramid-notebook-bench-hub-")
-    hub = BenchHub(workdir, free_port, wait_until)
-    site = HubSite(hub, workdir, free_port, wait_until)
+    hub = BenchHub(workdir)
+    site = HubSite(hub, workdir)
     try:
         n = 2 if quick else 5
         proxied, own = [], []

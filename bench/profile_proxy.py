@@ -24,7 +24,7 @@ from waitress.server import create_server
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.run import Site, launch_and_load  # noqa: E402
+from bench.sites import Site, launch_and_load  # noqa: E402
 
 
 def waitress_environ(path, headers):

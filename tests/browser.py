@@ -13,7 +13,9 @@ CHROMIUM_FLAGS = [
 ]
 #: Resolve www.example.test, shell.example.test, evil.example.test ... to loopback (multi-origin tests).
 EXAMPLE_HOSTS = "--host-resolver-rules=MAP *.example.test 127.0.0.1"
-ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artifacts")
+#: Where a failed browser test's screenshot goes: tests/conftest.py sets it to the run's temporary
+#: folder (never into the checkout).
+ARTIFACTS = os.path.join(tempfile.gettempdir(), "pyramid-notebook-test-artifacts")
 
 
 def make_browser(extra_flags=(), performance_log=False):

@@ -4,10 +4,36 @@ import textwrap
 
 import pytest
 
-from pyramid_notebook.notebookmanager import NotebookManager
-from tests.helpers import (
-    WSGIServerThread, daemons_under, fork_servers_under, join_background_starts, random_port_base, stop_all_notebooks,
-)
+from pyramid_notebook.backends.local.manager import NotebookManager
+from tests.helpers import WSGIServerThread, join_background_starts, random_port_base, stop_all_notebooks
+
+#: Every process a test leaves running fails the run (tests/leakcheck.py).
+pytest_plugins = ["tests.leakcheck"]
+
+#: Test files whose tests start no real server (no Jupyter, web server, nginx, hub or browser):
+#: they run in seconds. Every other test is marked ``slow``; ``scripts/test -m "not slow"`` runs
+#: only these (README, "Development"). Marked here by file so that test files need no edits.
+FAST_FILES = {
+    "test_framing.py", "test_origin.py", "test_settings.py", "test_utils.py", "test_proxy_unit.py",
+    "test_static_unit.py", "test_hub_unit.py", "test_layout.py",
+}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Failed browser tests' screenshots go to the run's temporary folder, not into the checkout."""
+    import tests.browser
+
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None:
+        tests.browser.ARTIFACTS = str(factory.getbasetemp() / "test-artifacts")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test outside :data:`FAST_FILES` ``slow``."""
+    for item in items:
+        if item.path.name not in FAST_FILES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -16,17 +42,6 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, "rep_" + report.when, report)
     return report
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_notebook_left_behind(tmp_path_factory):
-    """Fail the run if any test leaves a notebook daemon running."""
-    base = tmp_path_factory.getbasetemp()
-    yield
-    left = daemons_under(base) + fork_servers_under(base)
-    for proc in left:  # clean up anyway, then report
-        proc.kill()
-    assert not left, f"Notebook daemons or fork servers left running: {[p.pid for p in left]}"
 
 
 @pytest.fixture
@@ -118,6 +133,23 @@ def python_exe():
     return os.environ.get("PYRAMID_NOTEBOOK_PYTHON", sys.executable)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Whatever was skipped is said loudly at the end, with the reason: those parts of the
+    mission went untested in this run (``-m`` deselections are not skips)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reasons.setdefault(reason.removeprefix("Skipped: "), []).append(report.nodeid)
+    terminalreporter.write_sep("!", f"{len(skipped)} TEST(S) SKIPPED: these parts went UNTESTED", red=True, bold=True)
+    for reason, nodeids in sorted(reasons.items()):
+        terminalreporter.write_line(f"{reason}  ({len(nodeids)} test(s)):", red=True, bold=True)
+        for nodeid in nodeids:
+            terminalreporter.write_line(f"    {nodeid}")
+
+
 def pytest_sessionfinish(session, exitstatus):
     """In CI (``CI`` set) a skipped test fails the run: every test's real parts are installed there
     by ``scripts/test``, so a skip means one is missing and the feature went untested."""
@@ -126,4 +158,6 @@ def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") and skipped and exitstatus == 0:
         reporter.write_line(f"CI: {len(skipped)} test(s) skipped; a part the suite needs is missing", red=True)
         session.exitstatus = 1
+
+
 collect_ignore = ["sites"]  # tests/sites/*: sites with their own suites, run by the tests that use them

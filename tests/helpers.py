@@ -3,7 +3,9 @@ import json
 import os
 import random
 import re
+import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -12,8 +14,7 @@ import psutil
 import requests
 import waitress.server
 
-from pyramid_notebook.core import statefolder
-from pyramid_notebook.core.paths import is_forkserver_script
+from pyramid_notebook.core import paths, statefolder
 from pyramid_notebook.core.process import terminate_daemon
 
 
@@ -24,13 +25,114 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: What a server says when the port :func:`free_port` gave it was taken before it could bind it.
+ADDRESS_IN_USE = re.compile(r"(?i)address already in use|EADDRINUSE|connection in use")
+
+
+def stop_process(proc, sig=signal.SIGTERM, timeout=30):
+    """Stop ``proc`` (a Popen) by its pid with ``sig``, then kill it, and every child it had, if they linger."""
+    if proc.poll() is not None:
+        return
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    for child in alive:
+        child.kill()
+
+
+def serve_on_free_port(launch, ready, log, timeout, message, stop=stop_process, attempts=3):
+    """Start a server on a free port and wait until it serves; return ``(port, process)``.
+
+    ``launch(port)`` starts it (a Popen), ``ready(port)`` says whether it serves, ``log()`` is its
+    output so far. Between :func:`free_port` and the server's bind another process may take the
+    port: then (the log says so) it starts again on another one. Whatever goes wrong after the
+    start — a timeout, an early exit, an interrupt — the process is stopped (``stop(process)``)
+    before the error goes on, so that a failed start leaves nothing running.
+    """
+    for attempt in range(attempts):
+        port = free_port()
+        proc = launch(port)
+        try:
+            try:
+                wait_for(lambda: proc.poll() is not None or ready(port), timeout=timeout, message=message)
+            except AssertionError as e:
+                raise AssertionError(f"{e}; its output ends:\n{log()[-3000:]}") from None
+            if proc.poll() is None:
+                return port, proc
+            text = log()
+            if attempt + 1 < attempts and ADDRESS_IN_USE.search(text):
+                continue  # lost the race for the port: another one
+            raise AssertionError(f"{message}: exited with {proc.returncode}:\n{text[-3000:]}")
+        except BaseException:
+            stop(proc)
+            raise
+    raise AssertionError("unreachable")
+
+
+def stop_if_it_fails(stop, check):
+    """``check()``; if it raises, ``stop()`` what was started before the error goes on."""
+    try:
+        return check()
+    except BaseException:
+        stop()
+        raise
+
+
+def tcp_option_of_peer(pid, client_socket, option=socket.TCP_NODELAY) -> int:
+    """The TCP option ``option`` of the socket in process ``pid`` at the other end of our ``client_socket``.
+
+    Read from that very socket: a copy of the process's file descriptor (``pidfd_getfd``, Linux 5.6+,
+    for a process of ours or as root) is asked with ``getsockopt``; the connection is not touched.
+    Skips the test where the system does not allow it.
+    """
+    import ctypes
+
+    import pytest
+
+    local_port = client_socket.getsockname()[1]
+    conns = [c for c in psutil.Process(pid).net_connections(kind="tcp") if c.raddr and c.raddr.port == local_port]
+    assert len(conns) == 1, f"process {pid} has no single connection from our port {local_port}: {conns}"
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        fd = libc.syscall(438, pidfd, conns[0].fd, 0)  # SYS_pidfd_getfd, the same number on every architecture
+        if fd < 0:
+            pytest.skip(f"pidfd_getfd not allowed here: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(pidfd)
+    peer = socket.socket(fileno=fd)
+    try:
+        return peer.getsockopt(socket.IPPROTO_TCP, option)
+    finally:
+        peer.detach()
+        os.close(fd)  # our copy only: the process's own descriptor and the connection live on
+
+
+def listening_socket():
+    """A loopback socket bound to a port the OS picked, listening: the port is ours until it is
+    closed (no race with another process, as a port from :func:`free_port` has)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
 def random_port_base(size=20) -> int:
     """A start for a notebook port range unlikely to collide with another test run.
 
     Below the kernel's ephemeral port range (32768-60999 on Linux), where outgoing
     connections and kernels' ZMQ sockets would otherwise race us for ports.
     """
-    return random.randrange(20000, 32000 - size)
+    # The system's randomness: pytest-randomly seeds ``random`` alike for every test.
+    return random.SystemRandom().randrange(20000, 32000 - size)
 
 
 #: The fetch metadata a browser sends for a click on one of the site's own links: a launch that
@@ -84,7 +186,8 @@ def fork_servers_under(folder):
         cmdline = proc.info["cmdline"] or []
         if proc.info["status"] == psutil.STATUS_ZOMBIE or len(cmdline) < 3:
             continue
-        if is_forkserver_script(cmdline[-3]) and cmdline[-1].startswith(str(folder)):
+        # cmdline[-3] is the script: forkserver/serve.py (an earlier layout's pyramid_notebook/forkserver.py).
+        if paths.is_forkserver_script(cmdline[-3]) and cmdline[-1].startswith(str(folder)):
             found.append(proc)
     return found
 
@@ -104,10 +207,11 @@ def daemons_under(folder):
 class WSGIServerThread:
     """A real waitress server on a free loopback port, in a background thread."""
 
-    def __init__(self, app, threads=8, port=0):
+    def __init__(self, app, threads=8, port=0, sock=None):
         self.app = app
-        self.server = waitress.server.create_server(app, host="127.0.0.1", port=port, threads=threads,
-                                                    clear_untrusted_proxy_headers=True)
+        # ``sock``: a listening socket of :func:`listening_socket`, for a port the app must know first.
+        where = {"sockets": [sock]} if sock is not None else {"host": "127.0.0.1", "port": port}
+        self.server = waitress.server.create_server(app, threads=threads, clear_untrusted_proxy_headers=True, **where)
         self.port = self.server.effective_port
         self.url = f"http://127.0.0.1:{self.port}"
         self.closing = False

@@ -30,7 +30,8 @@ from pyramid_notebook.asgi import Upstream, WebsocketApproved, _Handshake, autho
 from pyramid_notebook.notebookmanager import NotebookManager
 from tests.browser import CHROMEDRIVER, CHROMIUM
 from tests.conftest import write_demo_ini
-from tests.helpers import KernelChannel, free_port, login, received_close_code, stop_all_notebooks, wait_for
+from tests.helpers import KernelChannel, login, received_close_code, serve_on_free_port, stop_all_notebooks, \
+    stop_process, wait_for
 from tests.test_uwsgi import ECHO_TARGET, open_kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,33 +124,44 @@ def test_chunked_upload_streams_to_the_notebook(asgi_site):
     assert open(os.path.join(folder, "chunked.txt")).read() == "x" * 300_000
 
 
+def _bytes_received(conn) -> int:
+    """What the kernel has received on this process's socket ``conn`` (TCP_INFO's tcpi_bytes_received)."""
+    with socket.socket(fileno=os.dup(conn.fd)) as sock:
+        return struct.unpack_from("<Q", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), 128)[0]
+
+
 def test_large_download_streams_through_bounded_buffers(asgi_site):
-    """100 MiB relayed from the notebook's files/ handler never sits in the server's memory."""
+    """100 MiB relayed from the notebook's files/ handler never sits in the server's memory: while
+    the client does not read, the relay stops reading from the notebook (back-pressure). Bytes
+    counted by the kernel on the relay's socket to the notebook, not memory or time."""
     size = 100 * 2**20
     s = login(asgi_site.url)
     views_tests.launch(s, asgi_site.url)
+    port = asgi_site.manager.get_notebook_status("user")["http_port"]
     # Compressed: a file the site always leaves to Jupyter (it sends .gz as it is), so relayed.
     with open(os.path.join(asgi_site.manager.get_work_folder("user"), "big.bin.gz"), "wb") as f:
         f.truncate(size)
-    process, peak, done = psutil.Process(), [0], threading.Event()
-    baseline = process.memory_info().rss
+    before = {c.fd: _bytes_received(c) for c in _tcp_connections(lambda c: c.raddr.port == port)}
+    r = s.get(asgi_site.url + "/notebook/files/big.bin.gz", stream=True,
+              headers={"Referer": asgi_site.url + "/notebook/tree"})
+    assert r.status_code == 200 and "Tornado" in r.headers.get("Server", ""), "relayed, not from disk"
+    chunks = r.iter_content(2**20)
+    received = len(next(chunks))  # then the client stops reading
 
-    def sample():  # the server runs in this process: watch its resident memory while it streams
-        while not done.wait(0.01):
-            peak[0] = max(peak[0], process.memory_info().rss)
+    def upstream_received():
+        return max(_bytes_received(c) - before.get(c.fd, 0) for c in _tcp_connections(lambda c: c.raddr.port == port))
 
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        r = s.get(asgi_site.url + "/notebook/files/big.bin.gz", stream=True,
-                  headers={"Referer": asgi_site.url + "/notebook/tree"})
-        assert r.status_code == 200 and "Tornado" in r.headers.get("Server", ""), "relayed, not from disk"
-        received = sum(len(chunk) for chunk in r.iter_content(2**20))
-    finally:
-        done.set()
-        sampler.join()
+    readings = []
+
+    def stalled():  # the relay's reading from the notebook has stopped (for 1.5 s: not a busy moment)
+        readings.append(upstream_received())
+        return len(readings) >= 4 and len(set(readings[-4:])) == 1
+
+    wait_for(stalled, timeout=60, interval=0.5, message="the relay to stop reading while the client does not")
+    held = upstream_received()
+    assert held < size / 3, f"the relay read {held / 2**20:.0f} MiB ahead of a client that stopped reading"
+    received += sum(len(chunk) for chunk in chunks)
     assert received == size
-    assert peak[0] - baseline < size / 4, f"resident memory grew by {(peak[0] - baseline) / 2**20:.0f} MiB"
 
 
 # --- websockets through the site ------------------------------------------------------------
@@ -158,12 +170,14 @@ def test_kernel_protocols_through_the_sites_port(asgi_site):
     base = asgi_site.url
     _, ws_url, cookie = open_kernel(base)
     assert asgi_site.manager.get_notebook_status("user")["websocket_url"] == "", "same origin: through the site"
+    # Relays of other tests' channels end on their own time: count this one's only.
+    relays_before = len(asgi_site.app.relays)
     channel = KernelChannel(ws_url, origin=base, cookie=cookie)
     try:
         assert channel.ws.getsubprotocol() == KernelChannel.SUBPROTOCOL, "the notebook chose the subprotocol"
         assert channel.execute("1+1") == "2"
         assert channel.execute('print("Output of a + b is", a + b)').strip() == "Output of a + b is foobar"
-        assert len(asgi_site.app.relays) == 1
+        assert len(asgi_site.app.relays) - relays_before == 1, "this channel's relay"
         # 1 MiB of binary data to the kernel and back, in binary frames.
         assert channel.execute(ECHO_TARGET) == "'ready'"
         channel.send("shell", "comm_open", {"comm_id": "echo-comm", "target_name": "echo", "data": {}})
@@ -229,17 +243,17 @@ def test_killed_notebook_closes_the_browser_socket_and_ends_the_relay(asgi_site)
     base = asgi_site.url
     _, ws_url, cookie = open_kernel(base, "user2", shell="shell1")
     context = asgi_site.manager.get_notebook_status("user2")
-    tasks_before = asgi_site.task_count()
+    tasks_before, relays_before = asgi_site.task_count(), len(asgi_site.app.relays)
     channel = KernelChannel(ws_url, origin=base, cookie=cookie)
     assert channel.execute("1+1") == "2"
     client_port = channel.ws.sock.getsockname()[1]
     to_notebook = len(_tcp_connections(lambda c: c.raddr.port == context["http_port"]))
-    assert len(asgi_site.app.relays) == 1 and asgi_site.task_count() > tasks_before
+    assert len(asgi_site.app.relays) == relays_before + 1 and asgi_site.task_count() > tasks_before
 
     os.kill(context["pid"], signal.SIGKILL)
     assert received_close_code(channel) == 1001, "going away"
     channel.ws.shutdown()
-    wait_for(lambda: not asgi_site.app.relays, timeout=10, message="the relay to end")
+    wait_for(lambda: len(asgi_site.app.relays) <= relays_before, timeout=10, message="the relay to end")
     wait_for(lambda: asgi_site.task_count() <= tasks_before, timeout=10, message="no task left behind")
     # The relay's socket to the notebook is closed (the HTTP pool's idle ones stay until reused)...
     wait_for(lambda: len(_tcp_connections(lambda c: c.raddr.port == context["http_port"])) == to_notebook - 1,
@@ -294,25 +308,27 @@ def test_serve_websocket_outside_the_asgi_wrapper_answers_400():
 def pserve_demo(tmp_path):
     """``pserve development.ini`` as shipped (uvicorn, websockets through the site), on a free port."""
     shutil.copy(os.path.join(ROOT, "development.ini"), tmp_path)
-    port = free_port()
     folder = str(tmp_path / "notebooks")
-    env = dict(os.environ, PYRAMID_NOTEBOOK_DEMO_PORT=str(port), PYRAMID_NOTEBOOK_FOLDER=folder)
-    with open(tmp_path / "pserve.log", "wb") as log:
-        proc = subprocess.Popen([PSERVE, str(tmp_path / "development.ini")], cwd=tmp_path, env=env, stdout=log,
+    log_path = tmp_path / "pserve.log"
+    log = open(log_path, "wb")
+
+    def launch(port):
+        env = dict(os.environ, PYRAMID_NOTEBOOK_DEMO_PORT=str(port), PYRAMID_NOTEBOOK_FOLDER=folder)
+        return subprocess.Popen([PSERVE, str(tmp_path / "development.ini")], cwd=tmp_path, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
+
+    def stop(proc):
+        stop_all_notebooks(folder)
+        stop_process(proc, signal.SIGINT)
+        log.close()
+
+    port, proc = serve_on_free_port(launch, lambda port: _answers(f"http://127.0.0.1:{port}/login"), timeout=60,
+                                    message="pserve to serve", log=lambda: log_path.read_text(errors="replace"),
+                                    stop=stop)
     try:
-        wait_for(lambda: proc.poll() is not None or _answers(f"http://127.0.0.1:{port}/login"), timeout=60,
-                 message="pserve to serve")
-        assert proc.poll() is None, (tmp_path / "pserve.log").read_text()[-3000:]
         yield port, folder
     finally:
-        stop_all_notebooks(folder)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _answers(url):
@@ -326,7 +342,7 @@ def _answers(url):
                     reason="needs Debian's chromium and chromium-driver (scripts/test installs them)")
 def test_browser_on_another_host_name_reaches_the_kernel_through_the_site(pserve_demo, request):
     from tests.browser import make_browser, save_artifacts
-    from tests.test_browser import log_in, run_in_last_cell, wait_for_output
+    from tests.test_browser import _text_on_page, log_in, run_in_last_cell, wait_for_output
 
     port, folder = pserve_demo
     base = f"http://demo.test:{port}"
@@ -334,7 +350,9 @@ def test_browser_on_another_host_name_reaches_the_kernel_through_the_site(pserve
     try:
         log_in(browser, base)
         browser.find_by_id("shell2").click()
-        assert browser.is_text_present("a test variable", wait_time=60)
+        # Through development.ini's progress page: the page is replaced while it is read.
+        wait_for(lambda: _text_on_page(browser, "a test variable"), timeout=120, interval=0.2,
+                 message="the notebook page")
         run_in_last_cell(browser, 'print("Output of a + b is", a + b)')
         wait_for_output(browser, "Output of a + b is foobar")
         urls = _websocket_urls(browser.driver)
@@ -362,25 +380,27 @@ def _websocket_urls(driver):
 def test_uvicorn_factory_command_serves_an_ini(tmp_path):
     """The documented production command: ``uvicorn --factory pyramid_notebook.asgi:from_ini``."""
     shutil.copy(os.path.join(ROOT, "development.ini"), tmp_path)
-    port = free_port()
     env = dict(os.environ, PYRAMID_NOTEBOOK_INI=str(tmp_path / "development.ini"),
                PYRAMID_NOTEBOOK_FOLDER=str(tmp_path / "notebooks"))
     log_path = tmp_path / "uvicorn.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "uvicorn"), "--factory",
-                                 "pyramid_notebook.asgi:from_ini", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(log_path, "wb")
+
+    def launch(port):
+        return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "uvicorn"), "--factory",
+                                 "pyramid_notebook.asgi:from_ini", "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    port, proc = serve_on_free_port(launch, lambda port: _answers(f"http://127.0.0.1:{port}/login"), timeout=60,
+                                    message="uvicorn to serve", log=lambda: log_path.read_text(errors="replace"),
+                                    stop=lambda proc: stop_process(proc, signal.SIGINT))
     try:
-        wait_for(lambda: proc.poll() is not None or _answers(f"http://127.0.0.1:{port}/login"), timeout=60,
-                 message="uvicorn to serve")
-        assert proc.poll() is None, log_path.read_text()[-3000:]
         with pytest.raises(websocket.WebSocketBadStatusException) as e:
             websocket.create_connection(f"ws://127.0.0.1:{port}/notebook/api/kernels/k/channels", timeout=10)
         assert e.value.status_code == 403, "anonymous: the demo's own refusal"
         assert requests.get(f"http://127.0.0.1:{port}/notebook/tree", auth=("user", "password")).status_code == 502
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        stop_process(proc, signal.SIGINT)
+        log.close()
     text = log_path.read_text()
     assert '"WebSocket /notebook/api/kernels/k/channels" 403' in text
     assert "without completing handshake" not in text, "uvicorn's false error after a refusal is filtered"

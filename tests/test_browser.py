@@ -199,12 +199,12 @@ def test_shutdown_control_on_the_alternative_domain(browser, tmp_path, notebook_
     from pyramid.paster import get_app
 
     from tests.conftest import write_demo_ini
-    from tests.helpers import WSGIServerThread, free_port
+    from tests.helpers import WSGIServerThread, listening_socket
 
-    alt_port = free_port()
-    alt = f"http://localhost:{alt_port}"
+    alt_socket = listening_socket()  # the app must know the port before its server runs
+    alt = f"http://localhost:{alt_socket.getsockname()[1]}"
     app = get_app(write_demo_ini(tmp_path, notebook_folder, **{"pyramid_notebook.alternative_domain": alt}), "main")
-    with WSGIServerThread(app) as site, WSGIServerThread(app, port=alt_port):
+    with WSGIServerThread(app) as site, WSGIServerThread(app, sock=alt_socket):
         log_in(browser, alt)  # the demo's login cookie is per host name
         log_in(browser, site.url)
         browser.find_by_id("shell1").click()

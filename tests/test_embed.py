@@ -156,18 +156,20 @@ def test_embed_runs_code_and_saves_unsaved_cells_to_the_database(browser, site):
     assert status["dirty"] is True and status["path"].startswith("default-"), status
     assert marker not in on_disk(site, status["path"]), "the cell is not saved yet"
 
+    before = set(analyses(site))  # other tests of the module may have stored some
     browser.find_by_id("site-save").first.click()
-    assert browser.is_text_present("Saved as analysis 1", wait_time=30), browser.find_by_id("save-status").text
-    (row,) = analyses(site)
+    assert browser.is_text_present("Saved as analysis ", wait_time=30), browser.find_by_id("save-status").text
+    (row,) = set(analyses(site)) - before
+    assert browser.find_by_id("save-status").text == f"Saved as analysis {row[0]}"
     assert row[1] == status["path"]
     sources = ["".join(c["source"]) for c in json.loads(row[2])["cells"]]
     assert marker in sources and "a + b" in sources
 
     # Reopen it: the stored analysis goes back into the user's folder and into the frame.
-    browser.find_by_css("#analyses a.analysis").first.click()
+    browser.find_by_css(f"#analysis-{row[0]} a.analysis").first.click()
     open_embed(browser, browser.url)
     assert browser.is_text_present("in the frame", wait_time=30)
-    assert "analysis-1.ipynb" in browser.driver.execute_script("return location.pathname")
+    assert f"analysis-{row[0]}.ipynb" in browser.driver.execute_script("return location.pathname")
     browser.driver.switch_to.default_content()
     assert browser.find_by_id("analysis-name").text == status["path"]
 

@@ -1,5 +1,6 @@
 """The fork server: notebook daemons forked from a pre-imported Jupyter, against real servers."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,9 +11,9 @@ import pytest
 import requests
 
 from pyramid_notebook.backends.local import forkclient as forkserver
-from pyramid_notebook.notebookmanager import NotebookManager
-from pyramid_notebook.core.process import get_daemon_process
+from pyramid_notebook.backends.local.manager import NotebookManager
 from pyramid_notebook.core import paths
+from pyramid_notebook.core.process import get_daemon_process
 from tests.helpers import KernelChannel, daemons_under, fork_servers_under, random_port_base, stop_all_notebooks, \
     wait_for
 
@@ -174,17 +175,33 @@ def test_stale_fork_server_is_replaced(manager):
              psutil.Process(old["pid"]).status() == psutil.STATUS_ZOMBIE, message="the stale fork server to exit")
     context = manager.start_notebook("alice", CONTEXT)
     assert answers(context) and not forked(context["pid"])
-    # Our package's files changing on disk makes the running fork server stale too.
+
+
+def test_changed_package_files_make_the_fork_server_stale(notebook_folder, tmp_path, monkeypatch):
+    """Our package's files changing on disk (an upgrade in place) make the running fork server stale.
+
+    Changed in a copy of the package that only this test's fork server runs (its script is the
+    copy's, which imports the copy): touching the checkout's own files would stale every other
+    fork server running from it."""
+    import pyramid_notebook
+    from pyramid_notebook.core import paths
+
+    copy = tmp_path / "packages" / "pyramid_notebook"
+    shutil.copytree(os.path.dirname(pyramid_notebook.__file__), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(paths, "FORKSERVER_SCRIPT", str(copy / "forkserver" / "serve.py"))
+    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, kill_timeout=600,
+                              fork_server=True)
+    manager.start_fork_server()
     fresh = manager.fork_server.wait_until_ready(timeout=120)
-    touched = os.path.join(paths.PACKAGE_FOLDER, "server", "__init__.py")
+    assert fresh["fingerprint"]["package"] == str(copy), "the fork server runs the copy"
+    alice = manager.start_notebook("alice", CONTEXT)
+    assert answers(alice) and forked(alice["pid"])
+    touched = copy / "server" / "__init__.py"
     stat = os.stat(touched)
     os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    try:
-        bob = manager.start_notebook("bob", CONTEXT)
-        assert answers(bob) and not forked(bob["pid"])
-        assert manager.fork_server.wait_until_ready(timeout=120)["pid"] != fresh["pid"]
-    finally:
-        os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    bob = manager.start_notebook("bob", CONTEXT)
+    assert answers(bob) and not forked(bob["pid"]), "the stale fork server refused: started the plain way"
+    assert manager.fork_server.wait_until_ready(timeout=120)["pid"] != fresh["pid"]
 
 
 def test_another_interpreter_gets_its_own_fork_server(notebook_folder, tmp_path):

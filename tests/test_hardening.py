@@ -185,14 +185,40 @@ def test_malformed_notebook_context_is_a_clear_error(registry_with, bad, key):
 
 
 def test_confirmation_page_without_a_session_factory_uses_its_own_cookie(registry_with):
-    from pyramid_notebook.web.intent import ConfirmationRequired
+    """A site without a session factory: the confirmation page's token lives in the fallback
+    cookie (``pyramid_notebook_csrf``, HttpOnly, SameSite=Lax), and only a POST carrying both the
+    cookie and its token confirms. Through the WSGI app, so that Pyramid's response callbacks run."""
+    import re
 
-    registry = registry_with()
-    request = blank(registry, "/notebook/shutdown", Referer="http://evil.example/")
-    with pytest.raises(ConfirmationRequired):
-        from pyramid_notebook.views import shutdown_notebook
+    from pyramid.httpexceptions import HTTPException, HTTPFound, default_exceptionresponse_view
 
-        shutdown_notebook(request, "user")
+    from pyramid_notebook.web.intent import CSRF_FIELD
+    from pyramid_notebook.web.views import shutdown_notebook
+
+    registry_with()
+    config = registry_with.config
+    config.add_exception_view(default_exceptionresponse_view, context=HTTPException)  # as Configurator() has
+    config.add_route("shutdown", "/shutdown")
+    config.add_view(lambda request: (shutdown_notebook(request, "user"), HTTPFound("/"))[1], route_name="shutdown")
+    app = config.make_wsgi_app()
+
+    page = Request.blank("/shutdown", base_url="http://site.example",
+                         headers={"Referer": "http://evil.example/"}).get_response(app)
+    assert page.status_code == 200 and "Shut down your notebook?" in page.text
+    (set_cookie,) = [v for k, v in page.headerlist if k == "Set-Cookie" and v.startswith("pyramid_notebook_csrf=")]
+    cookie_token = set_cookie.split(";")[0].split("=", 1)[1]
+    assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
+    form_token = re.search(rf'name="{CSRF_FIELD}" value="([^"]+)"', page.text).group(1)
+    assert form_token == cookie_token
+
+    def post(token, cookie):
+        request = Request.blank("/shutdown", base_url="http://site.example", POST={CSRF_FIELD: token},
+                                headers={"Cookie": f"pyramid_notebook_csrf={cookie}"} if cookie else {})
+        return request.get_response(app)
+
+    assert post(form_token, cookie_token).status_code == 302, "the cookie and its token confirm"
+    assert post(form_token, None).status_code == 200, "the token without the cookie asks again"
+    assert post("forged", cookie_token).status_code == 200, "another token asks again"
 
 
 def start_old_layout_daemon(manager, user):

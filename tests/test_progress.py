@@ -31,6 +31,22 @@ def break_bobs_server(site):
                 'os._exit(3)\n')
 
 
+def hold_alices_start(site):
+    """Alice's server, once started, waits in its Jupyter config file until the test lets it go on;
+    returns the function that does. The tests see the progress page for sure, however fast a start
+    or however slow a page load (no race between the two)."""
+    state = site.manager.get_state_folder("alice")
+    gate = os.path.join(state, "go-on")
+    folder = os.path.join(state, ".jupyter")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    with open(os.path.join(folder, "jupyter_server_config.py"), "w") as f:
+        f.write(f'import os, time\n'
+                f'deadline = time.monotonic() + 120\n'
+                f'while not os.path.exists({gate!r}) and time.monotonic() < deadline:\n'
+                f'    time.sleep(0.05)\n')
+    return lambda: open(gate, "w").close()
+
+
 def make_app(notebook_folder):
     """A site with one good shell (user alice) and one whose notebook cannot start (user bob)."""
     settings = {"pyramid_notebook.notebook_folder": notebook_folder,
@@ -41,10 +57,14 @@ def make_app(notebook_folder):
         config.include("pyramid_notebook")
         config.add_route("shell", "/shell")
         config.add_route("broken", "/broken")
+        config.add_route("direct", "/direct")
         config.add_route("notebook_proxy", "/notebook/*remainder")
         config.add_view(lambda r: launch_notebook(r, "alice", {"greeting": "Progress *test*", "startup": "a = 1\n"}),
                         route_name="shell")
         config.add_view(lambda r: launch_notebook(r, "bob", BROKEN), route_name="broken")
+        # The site's own choice per view: no progress page, and another notebook than the default.
+        config.add_view(lambda r: launch_notebook(r, "carol", {"greeting": "Direct"}, path="work/analysis.ipynb",
+                                                  progress=False), route_name="direct")
         config.add_view(lambda r: notebook_proxy(r, "alice"), route_name="notebook_proxy")
         return config.make_wsgi_app()
 
@@ -72,7 +92,8 @@ def test_cold_launch_answers_with_a_progress_page_then_redirects(site):
     with open(record_file, "w") as f:
         json.dump({"id": "interrupted", "state": "starting", "owner": dead.pid, "at": 0}, f)
 
-    # Several tabs at once: each gets a page at once, and one server starts.
+    # Several tabs at once: each gets a page at once (the server is held), and one server starts.
+    go_on = hold_alices_start(site)
     pages = []
     threads = [threading.Thread(target=lambda: pages.append(
         requests.get(site.url + "/shell", headers=HTML, allow_redirects=False, timeout=30))) for _ in range(4)]
@@ -89,6 +110,8 @@ def test_cold_launch_answers_with_a_progress_page_then_redirects(site):
     ids = {page.text.split(PARAM + "=")[1].split('"')[0] for page in pages}
     assert "interrupted" not in ids
     poll = f"{site.url}/shell?{PARAM}={ids.pop()}"
+    assert state(site, poll)["state"] == "starting"
+    go_on()
 
     ready = wait_for(lambda: (lambda s: s if s["state"] != "starting" else None)(state(site, poll)), timeout=90,
                      message="the notebook to start")
@@ -119,6 +142,21 @@ def test_failed_start_shows_the_log(site):
     assert requests.get(site.url + "/broken", allow_redirects=False, timeout=90).status_code == 500
 
 
+def test_progress_false_and_path_answer_a_browser_with_the_redirect_to_that_notebook(site):
+    """``launch_notebook(progress=False, path=...)``: a browser's cold launch waits for the start
+    (the setting says progress pages) and is sent to the notebook at ``path``."""
+    r = requests.get(site.url + "/direct", headers=HTML, allow_redirects=False, timeout=120)
+    assert r.status_code == 302, r.text[:500]
+    context = site.manager.get_notebook_status("carol")
+    assert context, "started before the answer"
+    assert r.headers["Location"] == f"{site.url}/notebook/notebooks/work/analysis.ipynb"
+    # The control: the same browser request on a view that leaves it to the setting gets the page.
+    go_on = hold_alices_start(site)
+    page = requests.get(site.url + "/shell", headers=HTML, allow_redirects=False, timeout=30)
+    go_on()
+    assert page.status_code == 200 and "Starting your notebook" in page.text
+
+
 def _text_present(browser, text):
     try:
         return browser.is_text_present(text)
@@ -129,8 +167,11 @@ def _text_present(browser, text):
 @pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
                     reason="needs Debian's chromium and chromium-driver (scripts/test installs them)")
 def test_browser_ends_on_the_notebook_or_the_error(browser, site):
+    go_on = hold_alices_start(site)
     browser.visit(site.url + "/shell")
     assert "/notebook/notebooks/" not in browser.url, "answered at once, before the notebook runs"
+    assert browser.is_text_present("Starting your notebook")
+    go_on()
     wait_for(lambda: "/notebook/notebooks/default-" in browser.url, timeout=90, message="the notebook page")
     assert browser.is_text_present("Progress test", wait_time=60)
     break_bobs_server(site)

@@ -6,12 +6,22 @@ from pyramid_notebook.core import startup
 
 
 def test_make_startup_bootstraps_pyramid(tmp_path):
-    ini = tmp_path / "site.ini"
+    """The startup script, run as a kernel runs it (a fresh interpreter elsewhere), bootstraps the
+    real demo site from its INI: app, request, root, registry, with the INI's relative paths
+    taken from the INI's folder."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import write_demo_ini
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "notebooks").mkdir()
+    ini = write_demo_ini(site, str(site / "notebooks"), **{"sqlalchemy.url": "sqlite:///relative.sqlite"})
     nb = {}
-    startup.make_startup(nb, str(ini))
-    # The bootstrap needs a real INI; check the script is valid Python naming the file.
-    compile(nb["startup"], "startup", "exec")
-    assert repr(str(ini)) in nb["startup"]
+    startup.make_startup(nb, ini)
+    assert repr(ini) in nb["startup"]
     for name in ("app", "request", "root", "registry", "datetime", "time"):
         assert f"**{name}**" in nb["greeting"]
     try:
@@ -20,6 +30,20 @@ def test_make_startup_bootstraps_pyramid(tmp_path):
         assert "transaction" not in nb["startup"]
     else:
         assert "import transaction" in nb["startup"]
+    elsewhere = tmp_path / "kernel-cwd"
+    elsewhere.mkdir()
+    probe = nb["startup"] + (
+        "import json, os\n"
+        "print(json.dumps({'registry': type(registry).__name__, 'url': request.application_url,\n"
+        "    'folder': registry.settings['pyramid_notebook.notebook_folder'], 'root': type(root).__name__,\n"
+        "    'app': callable(app), 'cwd': os.getcwd(), 'datetime': datetime.__name__, 'time': time.__name__}))\n")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out == {"registry": "Registry", "url": "http://localhost", "folder": str(site / "notebooks"),
+                   "root": out["root"], "app": True, "cwd": str(elsewhere), "datetime": "datetime", "time": "time"}
+    assert (site / "relative.sqlite").exists() and not (elsewhere / "relative.sqlite").exists(), \
+        "the INI's relative paths are the INI folder's"
 
 
 def test_add_script_and_greeting_append():

@@ -4,8 +4,6 @@ import glob
 import os
 import re
 import socket
-import statistics
-import time
 
 import pytest
 import requests
@@ -15,7 +13,7 @@ from pyramid.request import Request
 import notebook
 from pyramid_notebook.views import launch_notebook
 from tests.helpers import (CLICK, KernelChannel, check_user_files_as_jupyter_sends_them, daemons_under,
-                           execute_over_websocket, free_port, login, wait_for)
+                           execute_over_websocket, free_port, login, tcp_option_of_peer, wait_for)
 
 
 def launch(session, base_url, shell="shell1"):
@@ -82,7 +80,8 @@ def test_static_files_come_from_disk_as_jupyter_would_send_them(demo_server):
     assert "Tornado" in r.headers.get("Server", ""), "dot segments are left to Jupyter"
     # Not logged in, or no notebook running: no static files either.
     assert requests.get(demo_server.url + "/notebook/static/favicons/favicon.ico",
-                        allow_redirects=False).status_code in (302, 401, 403)
+                        allow_redirects=False).status_code == 403
+    demo_server.manager.stop_notebook("user2")  # whatever another test on this site left running
     s2 = login(demo_server.url, "user2")
     assert s2.get(demo_server.url + "/notebook/static/favicons/favicon.ico").status_code == 502
 
@@ -143,7 +142,7 @@ def test_jupyter_itself_checks_origin_for_proxied_requests(demo_server):
     base = f"http://127.0.0.1:{context['http_port']}/notebook/api/contents"
     auth = {"Authorization": "token " + context["token"]}
     r = requests.post(base, json={"type": "notebook"}, headers=dict(auth, Origin="http://evil.example"))
-    assert r.status_code in (403, 404)
+    assert r.status_code == 404, "jupyter_server answers a blocked cross-origin API request with 404"
     r = requests.post(base, json={"type": "notebook"}, headers=auth)
     assert r.status_code == 403, "no XSRF token: refused even with the secret"
 
@@ -183,7 +182,8 @@ def test_kernel_runs_site_code_over_websocket_pserve_mode(demo_server):
 
 def test_kernel_output_is_not_held_back_by_delayed_acks(demo_server):
     """A kernel answers with several small messages; without TCP_NODELAY on the notebook's
-    websockets each round trip waits out the client's delayed ACK (~40 ms on Linux)."""
+    websockets each round trip waits out the client's delayed ACK (~40 ms on Linux). The option is
+    read from the notebook's own socket of this connection (the latency itself is bench/'s)."""
     s = login(demo_server.url)
     s.get(launch(s, demo_server.url))
     context = user_context(demo_server)
@@ -193,14 +193,16 @@ def test_kernel_output_is_not_held_back_by_delayed_acks(demo_server):
                             origin=demo_server.url, cookie=cookie)
     try:
         assert channel.execute("1 + 1") == "2"
-        times = []
-        for _ in range(15):
-            start = time.perf_counter()
-            assert channel.execute("1 + 1") == "2"
-            times.append(time.perf_counter() - start)
+        assert tcp_option_of_peer(context["pid"], channel.ws.sock, socket.TCP_NODELAY), \
+            "the notebook's end of the kernel websocket has Nagle's algorithm on"
     finally:
         channel.close()
-    assert statistics.median(times) < 0.025, f"median round trip {statistics.median(times) * 1000:.1f} ms"
+    # The control: the same reading on a plain HTTP connection to the notebook, which Tornado
+    # leaves with Nagle on, says so; the reading is not a constant.
+    with socket.create_connection(("127.0.0.1", context["http_port"])) as plain:
+        plain.sendall(b"GET /notebook/api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert plain.recv(1)
+        assert not tcp_option_of_peer(context["pid"], plain, socket.TCP_NODELAY)
 
 
 def test_users_reach_only_their_own_notebook(demo_server):
@@ -272,10 +274,10 @@ def view_request(server, path="/shell1"):
 
 
 def test_bad_username_answers_400(demo_server):
-    for name in ("a\x00b", "x" * 1000, ""):
+    for name, status in (("a\x00b", 400), ("x" * 1000, 400), ("", 403)):  # no user at all: forbidden
         with pytest.raises(Exception) as e:
             launch_notebook(view_request(demo_server), name, {})
-        assert e.value.status_code in (400, 403)
+        assert e.value.status_code == status, name
         assert "Traceback" not in e.value.text
 
 
