@@ -11,7 +11,7 @@ from collections.abc import Mapping
 #: Keys whose value must be a string.
 STRING_KEYS = ("startup", "greeting", "notebook_path", "allow_origin", "websocket_url", "shutdown_url")
 #: Keys whose value must be a whole number of seconds, and their minimum.
-SECONDS_KEYS = {"kill_timeout": 1, "idle_timeout": 0}
+SECONDS_KEYS = {"kill_timeout": 1, "idle_timeout": 0, "kernel_idle_timeout": 0}
 
 
 class InvalidNotebookContext(TypeError):

@@ -48,6 +48,9 @@ class NotebookSettings:
     python: str = dataclasses.field(default_factory=default_python)
     #: Seconds without activity after which a notebook shuts itself down; 0 = never.
     idle_timeout: int = 0
+    #: Seconds after which a kernel no browser tab is connected to, idle all along, is shut down
+    #: (Jupyter's kernel culling): the kernels of shells the user left. 0 = never.
+    kernel_idle_timeout: int = 3600
     #: How many users may have a notebook running at once.
     max_notebooks: int = 20
     #: Where the notebook's "Shut down and return to site" control goes; empty: the
@@ -203,6 +206,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         python=python,
         shutdown_url=shutdown_url,
         idle_timeout=_int(settings, "idle_timeout", NotebookSettings.idle_timeout, 0),
+        kernel_idle_timeout=_int(settings, "kernel_idle_timeout", NotebookSettings.kernel_idle_timeout, 0),
         max_notebooks=_int(settings, "max_notebooks", NotebookSettings.max_notebooks, 1),
         fork_server=_bool(settings, "fork_server", NotebookSettings.fork_server),
         warm_kernel=_bool(settings, "warm_kernel", NotebookSettings.warm_kernel),

@@ -35,7 +35,7 @@ def check_context(context) -> dict:
     for key in _STRINGS:
         if not isinstance(context.get(key, ""), str):
             raise ValueError(f"pyramid_notebook: context key {key!r} must be a string")
-    for key in ("kill_timeout", "idle_timeout"):
+    for key in ("kill_timeout", "idle_timeout", "kernel_idle_timeout"):
         value = context.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"pyramid_notebook: context key {key!r} must be a whole number of seconds, "

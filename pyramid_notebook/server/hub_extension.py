@@ -6,9 +6,10 @@ as ``PYRAMID_NOTEBOOK_CONTEXT`` (JSON), and ``python -m pyramid_notebook.server.
 enables this extension. Linked before the server builds its kernel manager and web application,
 it does what the local daemon does through its config file:
 
-* the context's startup script becomes the kernels' IPython startup file (``IPYTHONDIR`` is the
-  user's ``<root_dir>/.ipython``, as in local mode), and ``default-<hash>.ipynb`` with the greeting
-  is created once, never overwritten;
+* the context's startup script is registered as in local mode (:mod:`pyramid_notebook.server.shells`,
+  enabled beside this extension: ``IPYTHONDIR`` is the user's ``<root_dir>/.ipython``), and
+  ``default-<hash>.ipynb`` with the greeting is created once, never overwritten; other contexts'
+  shells open in the same server;
 * the "Shut down and return to site" control gets its URL (page config) and the prebuilt
   labextension is put on the notebook's and JupyterLab's ``extra_labextensions_path``;
 * who may frame the pages (``frame_ancestors``, the site's ``pyramid_notebook.frame_ancestors``)
@@ -28,7 +29,9 @@ import signal
 import threading
 
 from pyramid_notebook.core.framing import content_security_policy
-from pyramid_notebook.server.notebook_daemon import LABEXTENSION_FOLDER, _write_private, write_default_notebook
+from pyramid_notebook.core.contextparts import notebook_part
+from pyramid_notebook.server import shells
+from pyramid_notebook.server.notebook_daemon import LABEXTENSION_FOLDER
 
 #: Environment variable carrying the notebook context (JSON) into the single-user server.
 CONTEXT_ENV = "PYRAMID_NOTEBOOK_CONTEXT"
@@ -85,12 +88,9 @@ def _add_labextension(serverapp):
 
 
 def _prepare_files(root_dir, context):
-    startup_dir = os.path.join(root_dir, ".ipython", "profile_default", "startup")
-    os.makedirs(startup_dir, mode=0o700, exist_ok=True)
-    _write_private(os.path.join(startup_dir, "00-pyramid-notebook.py"), context.get("startup") or "")
     os.environ["IPYTHONDIR"] = os.path.join(root_dir, ".ipython")  # kernels inherit it
-    if context.get("notebook_name"):
-        write_default_notebook(os.path.join(root_dir, context["notebook_name"]), context.get("greeting") or "")
+    # Every kernel runs the startup script of its notebook's own context (server/shells.py).
+    shells.register(os.environ["IPYTHONDIR"], root_dir, notebook_part(context))
 
 
 def _link_jupyter_server_extension(serverapp):
@@ -119,12 +119,10 @@ def _link_jupyter_server_extension(serverapp):
     templates = list(context.get("extra_template_paths") or [])
     if templates:
         serverapp.extra_template_paths = templates + list(serverapp.extra_template_paths)
+    # As in local mode: Jupyter culls idle kernels, then the server stops when nothing happens.
+    serverapp.config.MappingKernelManager.update(shells.culling_config(context))
     idle = int(context.get("idle_timeout") or 0)
     if idle > 0:
-        # As in local mode: Jupyter culls idle kernels, then the server stops when nothing happens.
-        serverapp.config.MappingKernelManager.update({
-            "cull_idle_timeout": idle, "cull_interval": max(1, min(60, idle // 4)), "cull_connected": True,
-            "cull_busy": False})
         serverapp.shutdown_no_activity_timeout = idle
     _add_labextension(serverapp)
     _prepare_files(os.path.abspath(os.path.expanduser(serverapp.root_dir)), context)

@@ -34,58 +34,18 @@ except ImportError:  # pragma: no cover - running from a checkout that is not in
     sys.path.insert(0, os.path.dirname(os.path.dirname(_here)))
 
 from pyramid_notebook.core.contextfile import read_context, write_context  # noqa: E402
+from pyramid_notebook.core.contextparts import notebook_part  # noqa: E402
 from pyramid_notebook.core.framing import content_security_policy  # noqa: E402
 from pyramid_notebook.core.statefolder import STDERR_LOG, STDOUT_LOG, make_private_folders  # noqa: E402
 from pyramid_notebook.core.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
-from pyramid_notebook.server import static_files  # noqa: E402
+from pyramid_notebook.server import shells, static_files  # noqa: E402
+# Where they always were: the welcome notebook's name and writer (now in server/shells.py).
+from pyramid_notebook.server.shells import WELCOME, default_notebook_name, write_default_notebook  # noqa: E402,F401
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")
 LABEXTENSION_FOLDER = os.path.join(os.path.dirname(_here), "labextensions")
 USAGE = __doc__.split("Usage::")[1].split("``context.json``")[0].strip()
 STOP_TIMEOUT = 10.0
-
-WELCOME = """# Welcome to your shell
-
-This notebook runs inside the web site, as the web site. Be careful: what you do here happens for real.
-"""
-
-
-def default_notebook_name(context: dict) -> str:
-    """``default-<hash>.ipynb``: one welcome notebook per distinct context."""
-    digest = str(context.get("context_hash") or "")[:8]
-    return f"default-{digest}.ipynb" if digest else "default.ipynb"
-
-
-def write_default_notebook(path: str, greeting: str) -> None:
-    """Create the welcome notebook once; never overwrite what the user has.
-
-    Written to a temporary file and then linked into place, so that a full disk
-    never leaves a truncated notebook behind that later launches would keep.
-    """
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-    if os.path.lexists(path):
-        return
-    nb = new_notebook(
-        cells=[new_markdown_cell(WELCOME), new_markdown_cell(greeting or ""), new_code_cell("")],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    )
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)  # fails if the user has one by now: theirs wins
-    except FileExistsError:
-        pass
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-
 
 def _write_private(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -107,7 +67,6 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
     for d in (jupyter_dir, runtime_dir, data_dir, startup_dir):
         os.makedirs(d, mode=0o700, exist_ok=True)
 
-    _write_private(os.path.join(startup_dir, "00-pyramid-notebook.py"), context.get("startup") or "")
 
     # A fresh cookie secret per start: login cookies from an earlier run stop working.
     cookie_secret_file = os.path.join(runtime_dir, "cookie_secret")
@@ -128,9 +87,11 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         "kernel_websocket_connection_class":
             "pyramid_notebook.server.websocket.NoDelayKernelWebsocketConnection",
         # Publishes where the static files are, so the site can send them from disk; starts the
-        # default notebook's kernel before the browser asks for it (see server/warm_kernel.py).
+        # default notebook's kernel before the browser asks for it (see server/warm_kernel.py);
+        # opens other contexts' shells beside it (see server/shells.py).
         "jpserver_extensions": {"pyramid_notebook.server.static_files": True,
-                                "pyramid_notebook.server.warm_kernel": True},
+                                "pyramid_notebook.server.warm_kernel": True,
+                                "pyramid_notebook.server.shells": True},
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
         "tornado_settings": {
@@ -160,14 +121,12 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
             "cookie_name": f"pyramid-notebook-{port}",
         },
     }
+    culling = shells.culling_config(context)
+    if culling:
+        config["MappingKernelManager"] = culling
     idle = int(context.get("idle_timeout") or 0)
     if idle > 0:
-        # Jupyter's own activity tracking: idle kernels (even with a tab open, but never busy ones)
-        # are culled, then a server with no kernels and no requests for as long shuts down.
-        config["MappingKernelManager"] = {
-            "cull_idle_timeout": idle, "cull_interval": max(1, min(60, idle // 4)), "cull_connected": True,
-            "cull_busy": False,
-        }
+        # Then a server with no kernels and no requests for as long shuts down.
         server["shutdown_no_activity_timeout"] = idle
     ws_host = urlsplit(context.get("websocket_url") or "").hostname
     if ws_host and ws_host not in ("localhost", "127.0.0.1", "::1"):
@@ -176,8 +135,8 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         server["local_hostnames"] = ["localhost", ws_host]
     _write_private(os.path.join(jupyter_dir, "jupyter_server_config.json"), json.dumps(config, indent=2))
 
-    name = context["notebook_name"]
-    write_default_notebook(os.path.join(work_folder, name), context.get("greeting") or "")
+    # The kernels' startup file runs the startup script of each notebook's own context (server/shells.py).
+    shells.register(os.path.join(state_folder, ".ipython"), work_folder, notebook_part(context))
 
     env = dict(os.environ)
     env.update(

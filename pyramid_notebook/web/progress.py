@@ -28,6 +28,7 @@ import time
 
 from pyramid.response import Response
 
+from pyramid_notebook.core.contextparts import same_server
 from pyramid_notebook.core.process import pid_alive
 
 logger = logging.getLogger(__name__)
@@ -166,8 +167,14 @@ def launch_with_progress(request, username, context, manager, running_url, descr
     from pyramid_notebook.backends.local.ports import port_is_listening
 
     running = manager.get_notebook_status(username)
-    if running and running.get("context_hash") == context["context_hash"] and \
+    if running and (running.get("context_hash") == context["context_hash"] or same_server(running, context)) and \
             port_is_listening(running["http_port"]) and not _in_progress(manager, read_record(manager, username)):
+        if running.get("context_hash") != context["context_hash"]:
+            # Another shell in the running server: its kernel starts in about a second, no page needed.
+            try:
+                running, _ = manager.start_notebook_on_demand(username, context)
+            except Exception as e:  # noqa: BLE001 - shown as the synchronous launch shows it
+                return error_response(*describe_error(e))
         if HEADER in request.headers:
             return _json(request, {"state": "ready", "url": running_url(running)})
         return HTTPFound(running_url(running))

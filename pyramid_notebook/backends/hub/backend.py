@@ -6,7 +6,9 @@ Every decision is taken from what the hub reports, never from local state, so an
 nodes agree without talking to each other:
 
 * launch: the hub user is created if missing; a *ready* server whose ``user_options`` carry our
-  ``context_hash`` is reused; one with another hash is stopped and started again; a stopped one
+  ``context_hash`` is reused; one with the same ``server_hash`` opens this context's shell beside
+  the others (:mod:`pyramid_notebook.backends.shells`); one with another server part is stopped and
+  started again; a stopped one
   is started with the context as ``user_options`` and waited for through the hub's progress API
   (``startup_timeout``). The hub's ``active_server_limit`` answer (429) becomes our
   "No notebook slot free" page, a failed spawn an error page quoting the hub's message, a hub
@@ -31,8 +33,9 @@ from urllib.parse import quote, urlsplit
 import urllib3
 
 from pyramid_notebook.backends.base import BackendUnavailable, NotebookBackend
+from pyramid_notebook.backends.shells import ShellOpenError, open_shell
+from pyramid_notebook.core.contextparts import default_notebook_name, same_server
 from pyramid_notebook.backends.local.manager import RUNTIME_KEYS, NotebookStartError, TooManyNotebooks
-from pyramid_notebook.server.notebook_daemon import default_notebook_name
 from pyramid_notebook.core.names import BadUsername, username_to_folder_name
 
 #: Key in the server's ``user_options`` holding the notebook context (read by the spawn hook).
@@ -253,16 +256,19 @@ class HubBackend(NotebookBackend):
                 if model is None:
                     self._ensure_user(hub_user)
                 state = server_state(model)
-                same = _options_context(model).get("context_hash") == options["context_hash"]
+                # Another shell of the same server part opens beside the others (backends/shells.py).
+                same = _options_context(model).get("context_hash") == options["context_hash"] or \
+                    same_server(_options_context(model), options)
                 if state == "ready" and same:
                     running = self._running_context(hub_user, model)
                     answers = probe[1].result() if probe and probe[0] == running["token"] else self._answers(running)
                     if answers:
                         self._status[hub_user] = (time.monotonic(), running)  # what the hub said just now
-                        return running, False
+                        return self._shell(running, context), False
                     self._stop(hub_user)  # the hub thinks it runs, but it does not answer
                 elif state == "spawning" and same:
-                    return self._started(hub_user, self._wait_until_ready(hub_user, deadline))
+                    running, created = self._started(hub_user, self._wait_until_ready(hub_user, deadline))
+                    return self._shell(running, context), created
                 elif state in ("ready", "spawning"):
                     self._stop(hub_user)  # another context: restart
                 elif state == "stopping":
@@ -272,6 +278,15 @@ class HubBackend(NotebookBackend):
                 probe = None  # only the first look at the model may use the early probe
                 if time.monotonic() > deadline:
                     raise NotebookStartError(f"The notebook server did not start within {self.startup_timeout:g} s.")
+
+    def _shell(self, running, context):
+        """``running`` itself, or ``context``'s shell opened in it if that is another context."""
+        if running.get("context_hash") == context.get("context_hash"):
+            return running
+        try:
+            return open_shell(self._http, running, context, timeout=self.startup_timeout)
+        except ShellOpenError as e:
+            raise NotebookStartError(str(e)) from None
 
     def _started(self, hub_user, running):
         self._status[hub_user] = (time.monotonic(), running)

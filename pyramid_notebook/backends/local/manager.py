@@ -13,6 +13,8 @@ from pyramid_notebook.core import contextfile, paths
 from pyramid_notebook.core import statefolder
 from pyramid_notebook.backends.local.forkclient import ForkServerClient, ForkServerError
 from pyramid_notebook.backends.base import NotebookBackend
+from pyramid_notebook.backends.shells import ShellOpenError, open_shell
+from pyramid_notebook.core.contextparts import same_server
 from pyramid_notebook.backends.local.ports import NoFreePort, pick_port, port_is_listening
 from pyramid_notebook.core.settings import default_python
 from pyramid_notebook.core.process import (
@@ -197,15 +199,22 @@ class NotebookManager(NotebookBackend):
     def start_notebook_on_demand(self, name, context):
         """Make sure the user's notebook runs with ``context``; return ``(context, created)``.
 
-        A running notebook with the same ``context_hash`` is reused; one with a
-        different hash is restarted. Dead daemons, stale pid files and corrupt
-        context files are cleaned up on the way.
+        A running notebook with the same ``context_hash`` is reused; one whose server part is the
+        same (``server_hash``) opens this context's shell beside the others, with its own welcome
+        notebook and kernel (:mod:`pyramid_notebook.backends.shells`); one with a different server
+        part is restarted. Dead daemons, stale pid files and corrupt context files are cleaned up
+        on the way.
         """
         with self.user_lock(name):
             running = self.get_notebook_status(name)
-            if running and running.get("context_hash") == context.get("context_hash") and \
-                    port_is_listening(running["http_port"]) and not process_is_stopped(running["pid"]):
-                return running, False
+            if running and port_is_listening(running["http_port"]) and not process_is_stopped(running["pid"]):
+                if running.get("context_hash") == context.get("context_hash"):
+                    return running, False
+                if same_server(running, context):
+                    try:
+                        return open_shell(self._http, running, context, timeout=self.startup_timeout), False
+                    except ShellOpenError as e:  # never restart (and lose work) because of this
+                        raise NotebookStartError(str(e)) from None
             if self.is_running(name):
                 self._stop(name)
             return self._start(name, context), True

@@ -1,0 +1,206 @@
+"""Jupyter server extension: several shells side by side in one server, each with its own kernel.
+
+A site's shell buttons each describe a notebook context. Its notebook part (the startup
+script and greeting, see :mod:`pyramid_notebook.core.contextparts`) is *registered* here:
+the startup script is kept as ``<digest>.py`` in the contexts folder
+(``$IPYTHONDIR/pyramid_notebook_contexts/``, the private state folder in local mode), and the
+welcome notebook ``default-<digest>.ipynb`` is created once in the user's folder.
+
+Every kernel runs one IPython profile startup file, :func:`dispatcher_script`, which picks the
+startup script of *its* notebook: Jupyter starts a notebook's kernel with ``JPY_SESSION_NAME``
+set to the notebook's path, so a kernel of ``default-<digest>.ipynb`` runs that context's
+script, and any other notebook (one the user creates in the file browser, a copy, a renamed
+one) runs the script of the shell opened last (the ``last`` file). Kernels of other contexts
+are never touched, so no variable leaks from one shell to another.
+
+The web process opens a shell in a running server with ``POST <base_url>pyramid-notebook/shells``
+(the context's notebook part as JSON, authenticated with the server's secret like every
+proxied request): the context is registered and a session with a started kernel is made for
+its welcome notebook (or the existing one is reused); the answer is the session's model with
+``notebook_name``. The browser then finds that session, as it finds the warm kernel's.
+"""
+import json
+import os
+import re
+
+from pyramid_notebook.core.contextparts import SHELLS_ENDPOINT, context_digest, default_notebook_name
+
+#: Folder, in the IPython folder, holding one startup script per registered context.
+CONTEXTS_FOLDER = "pyramid_notebook_contexts"
+#: File in the contexts folder naming the digest of the shell opened last.
+LAST_FILE = "last"
+#: The profile startup file every kernel runs.
+STARTUP_FILE = "00-pyramid-notebook.py"
+_DIGEST = re.compile(r"^[0-9a-f]{8}$")
+
+DISPATCHER = '''\
+# pyramid_notebook: run the startup script of this notebook's shell (see pyramid_notebook/server/shells.py).
+def _pyramid_notebook_startup(folder={folder!r}):
+    import os
+    import re
+    name = os.path.basename(os.environ.get("JPY_SESSION_NAME") or "")
+    match = re.fullmatch(r"default-([0-9a-f]{{8}})\\.ipynb", name)
+    path = os.path.join(folder, match.group(1) + ".py") if match else ""
+    if not os.path.isfile(path):  # not a shell's welcome notebook: the shell opened last
+        try:
+            with open(os.path.join(folder, "last"), encoding="utf-8") as f:
+                path = os.path.join(folder, f.read().strip() + ".py")
+        except OSError:
+            return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return compile(f.read(), path, "exec")
+    except OSError:
+        return None
+
+
+_pyramid_notebook_code = _pyramid_notebook_startup()
+del _pyramid_notebook_startup
+if _pyramid_notebook_code is not None:
+    exec(_pyramid_notebook_code)
+del _pyramid_notebook_code
+'''
+
+
+WELCOME = """# Welcome to your shell
+
+This notebook runs inside the web site, as the web site. Be careful: what you do here happens for real.
+"""
+
+
+def write_default_notebook(path: str, greeting: str) -> None:
+    """Create the welcome notebook once; never overwrite what the user has.
+
+    Written to a temporary file and then linked into place, so that a full disk
+    never leaves a truncated notebook behind that later launches would keep.
+    """
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    if os.path.lexists(path):
+        return
+    nb = new_notebook(
+        cells=[new_markdown_cell(WELCOME), new_markdown_cell(greeting or ""), new_code_cell("")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            nbformat.write(nb, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # fails if the user has one by now: theirs wins
+    except FileExistsError:
+        pass
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def dispatcher_script(folder: str) -> str:
+    """The profile startup file that runs the startup script of the kernel's own context."""
+    return DISPATCHER.format(folder=folder)
+
+
+def _write_private(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)  # a kernel starting meanwhile reads the old or the new file, never half
+
+
+def install(ipython_dir: str) -> str:
+    """Write the dispatcher as the profile's startup file; return the contexts folder."""
+    folder = os.path.join(ipython_dir, CONTEXTS_FOLDER)
+    startup_dir = os.path.join(ipython_dir, "profile_default", "startup")
+    for d in (folder, startup_dir):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    _write_private(os.path.join(startup_dir, STARTUP_FILE), dispatcher_script(folder))
+    return folder
+
+
+def register(ipython_dir: str, root_dir: str, part: dict) -> str:
+    """Register a context's notebook part; return its welcome notebook's name (relative to ``root_dir``).
+
+    The context becomes the one new notebooks start with (the shell opened last).
+    """
+    digest = context_digest(part.get("context_hash"))
+    if not _DIGEST.match(digest):  # a daemon started by hand: no hash, or one of its own making
+        digest = "default"
+    folder = install(ipython_dir)
+    _write_private(os.path.join(folder, digest + ".py"), part.get("startup") or "")
+    _write_private(os.path.join(folder, LAST_FILE), digest)
+    name = default_notebook_name(part)
+    write_default_notebook(os.path.join(root_dir, name), part.get("greeting") or "")
+    return name
+
+
+async def open_session(serverapp, path: str) -> dict:
+    """The session of notebook ``path``, started now (kernel included) unless one lives already."""
+    sessions = serverapp.session_manager
+    if await sessions.session_exists(path=path):  # also drops a session whose kernel was culled
+        return await sessions.get_session(path=path)
+    return await sessions.create_session(path=path, name=path, type="notebook",
+                                         kernel_name=serverapp.kernel_manager.default_kernel_name)
+
+
+def culling_config(context: dict) -> dict:
+    """``MappingKernelManager`` settings culling idle kernels, from ``idle_timeout`` and ``kernel_idle_timeout``.
+
+    ``idle_timeout`` culls every idle kernel, even with a tab open (never a busy one), so that the
+    server can then shut down. Without it, ``kernel_idle_timeout`` culls the kernels no tab is
+    connected to: those of shells the user left, so page hops do not pile up idle kernels.
+    """
+    idle = int(context.get("idle_timeout") or 0)
+    kernel_idle = int(context.get("kernel_idle_timeout") or 0)
+    timeout, connected = (idle, True) if idle > 0 else (kernel_idle, False)
+    if timeout <= 0:
+        return {}
+    return {"cull_idle_timeout": timeout, "cull_interval": max(1, min(60, timeout // 4)),
+            "cull_connected": connected, "cull_busy": False}
+
+
+def _handler_class():
+    from jupyter_server.auth.decorator import authorized
+    from jupyter_server.base.handlers import APIHandler
+    from tornado import web
+
+    class ShellsHandler(APIHandler):
+        """``POST``: register a context's notebook part and start its welcome notebook's kernel."""
+
+        auth_resource = "kernels"
+
+        @web.authenticated
+        @authorized
+        async def post(self):
+            """Open the shell described by the JSON body; answer with its session."""
+            try:
+                part = json.loads(self.request.body or b"{}")
+                if not isinstance(part, dict) or not all(isinstance(part.get(k, ""), str)
+                                                         for k in ("context_hash", "startup", "greeting")):
+                    raise ValueError("expected {context_hash, startup, greeting} strings")
+                if not re.match(r"^[0-9a-f]{64}$", part.get("context_hash") or ""):
+                    raise ValueError("context_hash must be a SHA-256 hex digest")
+                root_dir = os.path.abspath(os.path.expanduser(self.serverapp.root_dir))
+                name = register(os.environ["IPYTHONDIR"], root_dir, part)
+            except (ValueError, KeyError) as e:
+                raise web.HTTPError(400, f"Unusable shell context: {e}") from None
+            model = await open_session(self.serverapp, name)
+            self.set_status(201)
+            self.finish(json.dumps(dict(model, notebook_name=name), default=str))
+
+    return ShellsHandler
+
+
+def _jupyter_server_extension_points():
+    return [{"module": __name__}]
+
+
+def _load_jupyter_server_extension(serverapp):
+    from jupyter_server.utils import url_path_join
+
+    route = url_path_join(serverapp.web_app.settings["base_url"], SHELLS_ENDPOINT)
+    serverapp.web_app.add_handlers(".*$", [(route, _handler_class())])

@@ -1,0 +1,153 @@
+"""Shells side by side: another page's shell opens its own notebook and kernel in the running server.
+
+Through the demo site (waitress -> Pyramid -> real Jupyter), with real kernels.
+"""
+import re
+
+from tests.helpers import CLICK, KernelChannel, daemons_under, login, wait_for
+from tests.test_hardening import CROSS_SITE, confirmation_token
+
+
+def launch(session, base_url, shell, headers=CLICK):
+    r = session.get(f"{base_url}{shell}", allow_redirects=False, headers=headers)
+    assert r.status_code == 302, r.text
+    return r.headers["Location"]
+
+
+def notebook_name(location):
+    return re.fullmatch(r".*/notebook/notebooks/(default-[0-9a-f]{8}\.ipynb)", location).group(1)
+
+
+def sessions(session, base_url):
+    r = session.get(base_url + "/notebook/api/sessions")
+    assert r.status_code == 200, r.text
+    return {s["path"]: s["kernel"]["id"] for s in r.json()}
+
+
+def channel(session, server, kernel):
+    """The kernel's channels, as the browser's notebook page opens them (pserve mode)."""
+    context = server.manager.get_notebook_status("user")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies if c.path.startswith("/notebook"))
+    return KernelChannel(f"ws://127.0.0.1:{context['http_port']}/notebook/api/kernels/{kernel}/channels",
+                         origin=server.url, cookie=cookie)
+
+
+def test_second_shell_opens_beside_the_first_without_a_restart(demo_server):
+    base = demo_server.url
+    s = login(base)
+    first = notebook_name(launch(s, base, "/shell1"))
+    pid = demo_server.manager.get_notebook_status("user")["pid"]
+    one = channel(s, demo_server, sessions(s, base)[first])
+    try:
+        one.execute("x = 41")
+        # A link from another site to another shell: no confirmation page, nothing is restarted.
+        second = notebook_name(launch(s, base, "/shell2", headers=CROSS_SITE))
+        assert second != first
+        assert demo_server.manager.get_notebook_status("user")["pid"] == pid
+        # The launch waited for Shell 2's kernel: its session exists already.
+        kernels = sessions(s, base)
+        assert second in kernels and kernels[second] != kernels[first]
+        assert one.execute("x + 1") == "42", "Shell 1's kernel kept running, untouched"
+        two = channel(s, demo_server, kernels[second])
+        try:
+            assert two.execute("a + b") == "'foobar'"
+            assert two.execute("'x' in dir()") == "False", "no variable leaks from Shell 1"
+        finally:
+            two.close()
+        assert one.execute("'a' in dir()") == "False", "no variable leaks from Shell 2"
+        # Both welcome notebooks are in the user's folder, each with its own greeting.
+        listing = {i["name"] for i in s.get(base + "/notebook/api/contents").json()["content"]}
+        assert {first, second} <= listing
+        greeting = s.get(base + "/notebook/api/contents/" + second).json()["content"]["cells"][1]["source"]
+        assert "**a** - a test variable" in greeting
+        # Opening Shell 1 again reuses its notebook and kernel.
+        assert notebook_name(launch(s, base, "/shell1")) == first
+        assert one.execute("x") == "41"
+        assert sessions(s, base)[first] == kernels[first]
+    finally:
+        one.close()
+
+
+def test_new_notebooks_start_with_the_shell_opened_last(demo_server):
+    base = demo_server.url
+    s = login(base)
+    launch(s, base, "/shell1")
+    launch(s, base, "/shell2")
+    s.get(base + "/notebook/tree")
+    headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/notebook/"), "Origin": base}
+    r = s.post(base + "/notebook/api/contents", json={"type": "notebook"}, headers=headers)
+    assert r.status_code == 201, r.text
+    r = s.post(base + "/notebook/api/sessions", headers=headers,
+               json={"path": r.json()["path"], "type": "notebook", "kernel": {"name": "python3"}})
+    assert r.status_code == 201, r.text
+    kernel = channel(s, demo_server, r.json()["kernel"]["id"])
+    try:
+        assert kernel.execute("a + b") == "'foobar'", "Shell 2 was opened last"
+    finally:
+        kernel.close()
+
+
+def test_a_server_part_change_still_restarts_and_asks_cross_site(demo_server):
+    base = demo_server.url
+    s = login(base)
+    launch(s, base, "/shell1")
+    pid = demo_server.manager.get_notebook_status("user")["pid"]
+    # Shell 3 has another kill_timeout, a server setting: from another site, a confirmation page.
+    r = s.get(base + "/shell3", headers=CROSS_SITE, allow_redirects=False)
+    token = confirmation_token(r)
+    assert "Restart your notebook?" in r.text
+    assert demo_server.manager.get_notebook_status("user")["pid"] == pid
+    r = s.post(base + "/shell3", data={"csrf_token": token}, allow_redirects=False)
+    assert r.status_code == 302, r.text
+    context = demo_server.manager.get_notebook_status("user")
+    assert context["pid"] != pid and context["kill_timeout"] == 7200
+    assert pid not in [p.pid for p in daemons_under(demo_server.manager.notebook_folder)]
+
+
+def test_each_item_has_a_shell_with_that_item(demo_server):
+    base = demo_server.url
+    s = login(base)
+    home = s.get(base + "/").text
+    href = re.search(r'<a id="item-shell-(\d+)" class="item-shell" href="([^"]+)"', home)
+    assert href, home
+    name = notebook_name(launch(s, base, href.group(2)))
+    launch(s, base, "/shell1")  # another shell first: the item's kernel is not the only one
+    kernel = channel(s, demo_server, sessions(s, base)[name])
+    try:
+        assert kernel.execute("item.id, item.name") == f"({href.group(1)}, 'Ground control to Major Tom')"
+    finally:
+        kernel.close()
+    assert s.get(base + "/items/999/shell", headers=CLICK).status_code == 404
+
+
+def test_kernels_of_left_shells_are_culled(make_demo_server):
+    server = make_demo_server(**{"pyramid_notebook.kernel_idle_timeout": "2"})
+    base = server.url
+    s = login(base)
+    launch(s, base, "/shell1")
+    second = notebook_name(launch(s, base, "/shell2"))
+    pid = server.manager.get_notebook_status("user")["pid"]
+    kernel = sessions(s, base)[second]
+    # Nobody connects to Shell 2's kernel: Jupyter's culling shuts it down; the server stays.
+    wait_for(lambda: kernel not in [k["id"] for k in s.get(base + "/notebook/api/kernels").json()], timeout=60,
+             message="the idle kernel is culled")
+    assert server.manager.get_notebook_status("user")["pid"] == pid
+    # Opening Shell 2 again starts its kernel again (it may be culled again soon: 2 s is short).
+    assert notebook_name(launch(s, base, "/shell2")) == second
+    assert sessions(s, base)[second] != kernel
+
+
+def test_a_malformed_shell_request_is_a_400(demo_server):
+    base = demo_server.url
+    s = login(base)
+    launch(s, base, "/shell1")
+    s.get(base + "/notebook/tree")
+    headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/notebook/"), "Origin": base}
+    for body in (b"not json", b"[]", b'{"context_hash": "../../etc"}', b'{"context_hash": "' + b"a" * 64 + b'", '
+                 b'"startup": 1}'):
+        r = s.post(base + "/notebook/pyramid-notebook/shells", data=body, headers=headers)
+        assert r.status_code == 400, (body, r.status_code)
+        assert "Traceback" not in r.text
+    # Without Jupyter's XSRF token (a forged request), refused too.
+    r = s.post(base + "/notebook/pyramid-notebook/shells", json={}, headers={"Origin": base})
+    assert r.status_code == 403
