@@ -75,14 +75,24 @@ def test_new_notebooks_start_with_the_shell_opened_last(demo_server):
     launch(s, base, "/shell2")
     s.get(base + "/notebook/tree")
     headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/notebook/"), "Origin": base}
-    r = s.post(base + "/notebook/api/contents", json={"type": "notebook"}, headers=headers)
-    assert r.status_code == 201, r.text
-    r = s.post(base + "/notebook/api/sessions", headers=headers,
-               json={"path": r.json()["path"], "type": "notebook", "kernel": {"name": "python3"}})
-    assert r.status_code == 201, r.text
-    kernel = channel(s, demo_server, r.json()["kernel"]["id"])
+
+    def new_notebooks_kernel():
+        r = s.post(base + "/notebook/api/contents", json={"type": "notebook"}, headers=headers)
+        assert r.status_code == 201, r.text
+        r = s.post(base + "/notebook/api/sessions", headers=headers,
+                   json={"path": r.json()["path"], "type": "notebook", "kernel": {"name": "python3"}})
+        assert r.status_code == 201, r.text
+        return channel(s, demo_server, r.json()["kernel"]["id"])
+
+    kernel = new_notebooks_kernel()
     try:
         assert kernel.execute("a + b") == "'foobar'", "Shell 2 was opened last"
+    finally:
+        kernel.close()
+    launch(s, base, "/shell1")  # the server's own shell, opened last now
+    kernel = new_notebooks_kernel()
+    try:
+        assert kernel.execute("'a' in dir(), type(registry).__name__") == "(False, 'Registry')"
     finally:
         kernel.close()
 
@@ -151,3 +161,24 @@ def test_a_malformed_shell_request_is_a_400(demo_server):
     # Without Jupyter's XSRF token (a forged request), refused too.
     r = s.post(base + "/notebook/pyramid-notebook/shells", json={}, headers={"Origin": base})
     assert r.status_code == 403
+
+
+def test_second_shell_with_progress_pages_and_in_an_iframe(make_demo_server):
+    server = make_demo_server(**{"pyramid_notebook.progress_page": "true"})
+    base = server.url
+    s = login(base)
+    first = notebook_name(launch(s, base, "/shell1"))  # not a browser: the plain redirect
+    pid = server.manager.get_notebook_status("user")["pid"]
+    # A browser's click on another shell: straight to its notebook, no progress page, no restart.
+    browser = dict(CLICK, Accept="text/html")
+    second = notebook_name(launch(s, base, "/shell2", headers=browser))
+    assert second != first and second in sessions(s, base)
+    # The progress page's own poll gets the same answer.
+    r = s.get(base + "/shell2", headers=dict(browser, **{"X-Pyramid-Notebook-Progress": "1"}))
+    assert r.json() == {"state": "ready", "url": f"{base}/notebook/notebooks/{second}"}
+    # notebook_url() for the site's iframe: Shell 2's notebook, in the same server.
+    launch(s, base, "/shell1")
+    page = s.get(base + "/embed", headers=browser)
+    assert page.status_code == 200
+    assert re.search(r'<iframe id="notebook-frame" src="[^"]*/notebook/notebooks/' + re.escape(second), page.text)
+    assert server.manager.get_notebook_status("user")["pid"] == pid

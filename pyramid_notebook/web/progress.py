@@ -169,12 +169,12 @@ def launch_with_progress(request, username, context, manager, running_url, descr
     running = manager.get_notebook_status(username)
     if running and (running.get("context_hash") == context["context_hash"] or same_server(running, context)) and \
             port_is_listening(running["http_port"]) and not _in_progress(manager, read_record(manager, username)):
-        if running.get("context_hash") != context["context_hash"]:
-            # Another shell in the running server: its kernel starts in about a second, no page needed.
-            try:
-                running, _ = manager.start_notebook_on_demand(username, context)
-            except Exception as e:  # noqa: BLE001 - shown as the synchronous launch shows it
-                return error_response(*describe_error(e))
+        # The same shell, or another one opened in the running server (its kernel starts in about
+        # a second: no page needed). The backend knows which; a start is never needed here.
+        try:
+            running, _ = manager.start_notebook_on_demand(username, context)
+        except Exception as e:  # noqa: BLE001 - shown as the synchronous launch shows it
+            return error_response(*describe_error(e))
         if HEADER in request.headers:
             return _json(request, {"state": "ready", "url": running_url(running)})
         return HTTPFound(running_url(running))

@@ -117,6 +117,7 @@ class HubBackend(NotebookBackend):
         self._http = urllib3.PoolManager(maxsize=16, retries=False, timeout=TIMEOUT)
         self._tokens = {}   # hub user -> (token, expires at): never leaves this process
         self._status = {}   # hub user -> (checked at, context or None)
+        self._other_shells = set()  # hub users whose last shell this process opened is not the server's own
         self._locks = {}
         self._locks_lock = threading.Lock()
         # A warm launch probes the server while it reads the hub's model (see _warm_probe).
@@ -280,13 +281,23 @@ class HubBackend(NotebookBackend):
                     raise NotebookStartError(f"The notebook server did not start within {self.startup_timeout:g} s.")
 
     def _shell(self, running, context):
-        """``running`` itself, or ``context``'s shell opened in it if that is another context."""
-        if running.get("context_hash") == context.get("context_hash"):
+        """``running`` itself, or ``context``'s shell opened in it if that is another context.
+
+        The server's own shell also goes through the server after this process opened another
+        one, so that it becomes the shell new notebooks start with again (``server/shells.py``).
+        """
+        hub_user = running["hub_user"]
+        if running.get("context_hash") == context.get("context_hash") and hub_user not in self._other_shells:
             return running
         try:
-            return open_shell(self._http, running, context, timeout=self.startup_timeout)
+            opened = open_shell(self._http, running, context, timeout=self.startup_timeout)
         except ShellOpenError as e:
             raise NotebookStartError(str(e)) from None
+        if running.get("context_hash") == context.get("context_hash"):
+            self._other_shells.discard(hub_user)
+        else:
+            self._other_shells.add(hub_user)
+        return opened
 
     def _started(self, hub_user, running):
         self._status[hub_user] = (time.monotonic(), running)

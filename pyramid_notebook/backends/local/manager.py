@@ -14,7 +14,7 @@ from pyramid_notebook.core import statefolder
 from pyramid_notebook.backends.local.forkclient import ForkServerClient, ForkServerError
 from pyramid_notebook.backends.base import NotebookBackend
 from pyramid_notebook.backends.shells import ShellOpenError, open_shell
-from pyramid_notebook.core.contextparts import same_server
+from pyramid_notebook.core.contextparts import context_digest, same_server
 from pyramid_notebook.backends.local.ports import NoFreePort, pick_port, port_is_listening
 from pyramid_notebook.core.settings import default_python
 from pyramid_notebook.core.process import (
@@ -208,7 +208,9 @@ class NotebookManager(NotebookBackend):
         with self.user_lock(name):
             running = self.get_notebook_status(name)
             if running and port_is_listening(running["http_port"]) and not process_is_stopped(running["pid"]):
-                if running.get("context_hash") == context.get("context_hash"):
+                if running.get("context_hash") == context.get("context_hash") and (
+                        not same_server(running, context) or
+                        self._last_shell(name) in (None, context_digest(running.get("context_hash")))):
                     return running, False
                 if same_server(running, context):
                     try:
@@ -229,6 +231,19 @@ class NotebookManager(NotebookBackend):
             return self._start(name, context, fg=True)
         with self.user_lock(name):
             return self._start(name, context)
+
+    def _last_shell(self, name):
+        """Digest of the shell opened last in the user's server (``server/shells.py``), or None.
+
+        New notebooks start with that shell's context: reopening the server's own shell after
+        another one goes through the server, which then makes it the last one again.
+        """
+        path = os.path.join(self.get_state_folder(name), ".ipython", "pyramid_notebook_contexts", "last")
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip()
+        except OSError:
+            return None
 
     def stop_notebook(self, name) -> bool:
         """Stop the user's notebook; return True if one was running."""
