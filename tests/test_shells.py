@@ -182,3 +182,37 @@ def test_second_shell_with_progress_pages_and_in_an_iframe(make_demo_server):
     assert page.status_code == 200
     assert re.search(r'<iframe id="notebook-frame" src="[^"]*/notebook/notebooks/' + re.escape(second), page.text)
     assert server.manager.get_notebook_status("user")["pid"] == pid
+
+
+def test_after_a_second_shell_a_spare_kernel_takes_the_next_one(demo_server):
+    base = demo_server.url
+    s = login(base)
+    launch(s, base, "/shell1")
+    launch(s, base, "/shell2")  # the first hop: the server then starts a spare kernel
+
+    def spare():
+        kernels = {k["id"] for k in s.get(base + "/notebook/api/kernels").json()}
+        left = kernels - set(sessions(s, base).values())
+        return left.pop() if left else None
+
+    spare_id = wait_for(spare, timeout=60, message="a spare kernel")
+    name = notebook_name(launch(s, base, "/items/1/shell"))
+    assert sessions(s, base)[name] == spare_id, "the item's shell took the spare kernel"
+    kernel = channel(s, demo_server, spare_id)
+    try:
+        assert kernel.execute("item.name, 'a' in dir(), 'x' in dir()") == \
+            "('Ground control to Major Tom', False, False)"
+        kernel.execute("x = 1")
+    finally:
+        kernel.close()
+    # Restarted from the notebook, it runs the item's startup script again (and only that).
+    s.get(base + "/notebook/tree")
+    headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/notebook/"), "Origin": base}
+    assert s.post(f"{base}/notebook/api/kernels/{spare_id}/restart", headers=headers).status_code == 200
+    kernel = channel(s, demo_server, spare_id)
+    try:
+        assert kernel.execute("item.id, 'x' in dir(), 'a' in dir()") == "(1, False, False)"
+    finally:
+        kernel.close()
+    # And another spare is on its way for the next shell.
+    wait_for(lambda: (spare() or spare_id) != spare_id, timeout=60, message="the next spare kernel")

@@ -51,6 +51,8 @@ class NotebookSettings:
     #: Seconds after which a kernel no browser tab is connected to, idle all along, is shut down
     #: (Jupyter's kernel culling): the kernels of shells the user left. 0 = never.
     kernel_idle_timeout: int = 3600
+    #: Once a user opened a second shell in a server, keep one kernel started ahead for the next.
+    spare_kernel: bool = True
     #: How many users may have a notebook running at once.
     max_notebooks: int = 20
     #: Where the notebook's "Shut down and return to site" control goes; empty: the
@@ -207,6 +209,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         shutdown_url=shutdown_url,
         idle_timeout=_int(settings, "idle_timeout", NotebookSettings.idle_timeout, 0),
         kernel_idle_timeout=_int(settings, "kernel_idle_timeout", NotebookSettings.kernel_idle_timeout, 0),
+        spare_kernel=_bool(settings, "spare_kernel", NotebookSettings.spare_kernel),
         max_notebooks=_int(settings, "max_notebooks", NotebookSettings.max_notebooks, 1),
         fork_server=_bool(settings, "fork_server", NotebookSettings.fork_server),
         warm_kernel=_bool(settings, "warm_kernel", NotebookSettings.warm_kernel),

@@ -119,6 +119,7 @@ def _link_jupyter_server_extension(serverapp):
     templates = list(context.get("extra_template_paths") or [])
     if templates:
         serverapp.extra_template_paths = templates + list(serverapp.extra_template_paths)
+    serverapp.config.PyramidNotebook.spare_kernel = bool(context.get("spare_kernel", True))  # spare_kernel.py
     # As in local mode: Jupyter culls idle kernels, then the server stops when nothing happens.
     serverapp.config.MappingKernelManager.update(shells.culling_config(context))
     idle = int(context.get("idle_timeout") or 0)

@@ -121,6 +121,8 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
             "cookie_name": f"pyramid-notebook-{port}",
         },
     }
+    # Read by server/spare_kernel.py: a kernel started ahead for the next shell.
+    config["PyramidNotebook"] = {"spare_kernel": bool(context.get("spare_kernel", True))}
     culling = shells.culling_config(context)
     if culling:
         config["MappingKernelManager"] = culling

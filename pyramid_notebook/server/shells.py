@@ -29,6 +29,8 @@ from pyramid_notebook.core.contextparts import SHELLS_ENDPOINT, context_digest, 
 CONTEXTS_FOLDER = "pyramid_notebook_contexts"
 #: File in the contexts folder naming the digest of the shell opened last.
 LAST_FILE = "last"
+#: Key of the server's :class:`~pyramid_notebook.server.spare_kernel.SpareKernel` in the web app's settings.
+SPARE_SETTING = "pyramid_notebook_spare_kernel"
 #: The profile startup file every kernel runs.
 STARTUP_FILE = "00-pyramid-notebook.py"
 _DIGEST = re.compile(r"^[0-9a-f]{8}$")
@@ -38,6 +40,8 @@ DISPATCHER = '''\
 def _pyramid_notebook_startup(folder={folder!r}):
     import os
     import re
+    if os.environ.get("PYRAMID_NOTEBOOK_SPARE_KERNEL"):  # started ahead; its shell runs the script (spare_kernel.py)
+        return None
     name = os.path.basename(os.environ.get("JPY_SESSION_NAME") or "")
     match = re.fullmatch(r"default-([0-9a-f]{{8}})\\.ipynb", name)
     path = os.path.join(folder, match.group(1) + ".py") if match else ""
@@ -125,6 +129,8 @@ def install(ipython_dir: str) -> str:
 def register(ipython_dir: str, root_dir: str, part: dict) -> str:
     """Register a context's notebook part; return its welcome notebook's name (relative to ``root_dir``).
 
+    Its startup script is then :func:`script_path` ``(ipython_dir, name)``.
+
     The context becomes the one new notebooks start with (the shell opened last).
     """
     digest = context_digest(part.get("context_hash"))
@@ -138,13 +144,27 @@ def register(ipython_dir: str, root_dir: str, part: dict) -> str:
     return name
 
 
-async def open_session(serverapp, path: str) -> dict:
-    """The session of notebook ``path``, started now (kernel included) unless one lives already."""
+def script_path(ipython_dir: str, name: str) -> str:
+    """The startup script registered for welcome notebook ``name``."""
+    match = re.fullmatch(r"default-([0-9a-f]{8})\.ipynb", name)
+    return os.path.join(ipython_dir, CONTEXTS_FOLDER, (match.group(1) if match else "default") + ".py")
+
+
+async def open_session(serverapp, path: str, spare=None, script: str = "") -> dict:
+    """The session of notebook ``path``, started now (kernel included) unless one lives already.
+
+    With ``spare`` (:class:`~pyramid_notebook.server.spare_kernel.SpareKernel`), its kernel is the
+    spare one if there is one, running ``script``; then another spare is started.
+    """
     sessions = serverapp.session_manager
     if await sessions.session_exists(path=path):  # also drops a session whose kernel was culled
         return await sessions.get_session(path=path)
-    return await sessions.create_session(path=path, name=path, type="notebook",
-                                         kernel_name=serverapp.kernel_manager.default_kernel_name)
+    kernel_id = await spare.claim(path, script) if spare is not None else None
+    model = await sessions.create_session(path=path, name=path, type="notebook", kernel_id=kernel_id,
+                                          kernel_name=serverapp.kernel_manager.default_kernel_name)
+    if spare is not None:
+        spare.fill_later()
+    return model
 
 
 def culling_config(context: dict) -> dict:
@@ -185,10 +205,12 @@ def _handler_class():
                 if not re.match(r"^[0-9a-f]{64}$", part.get("context_hash") or ""):
                     raise ValueError("context_hash must be a SHA-256 hex digest")
                 root_dir = os.path.abspath(os.path.expanduser(self.serverapp.root_dir))
-                name = register(os.environ["IPYTHONDIR"], root_dir, part)
+                ipython_dir = os.environ["IPYTHONDIR"]
+                name = register(ipython_dir, root_dir, part)
             except (ValueError, KeyError) as e:
                 raise web.HTTPError(400, f"Unusable shell context: {e}") from None
-            model = await open_session(self.serverapp, name)
+            model = await open_session(self.serverapp, name, self.settings.get(SPARE_SETTING),
+                                       script_path(ipython_dir, name))
             self.set_status(201)
             self.finish(json.dumps(dict(model, notebook_name=name), default=str))
 
@@ -201,6 +223,10 @@ def _jupyter_server_extension_points():
 
 def _load_jupyter_server_extension(serverapp):
     from jupyter_server.utils import url_path_join
+
+    from pyramid_notebook.server.spare_kernel import SpareKernel
+
+    serverapp.web_app.settings[SPARE_SETTING] = SpareKernel(serverapp)
 
     route = url_path_join(serverapp.web_app.settings["base_url"], SHELLS_ENDPOINT)
     serverapp.web_app.add_handlers(".*$", [(route, _handler_class())])

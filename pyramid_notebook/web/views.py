@@ -99,6 +99,7 @@ def fill_context_defaults(request, notebook_context) -> dict:
     context.setdefault("kill_timeout", settings.kill_timeout)
     context.setdefault("idle_timeout", settings.idle_timeout)
     context.setdefault("kernel_idle_timeout", settings.kernel_idle_timeout)
+    context.setdefault("spare_kernel", settings.spare_kernel)
     context.setdefault("shutdown_url", _shutdown_url(request, settings))
     site_origin = normalize_origin(route_to_alt_domain(request, request.host_url))
     context.setdefault("allow_origin", site_origin)
