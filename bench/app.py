@@ -32,13 +32,16 @@ def _user(request):
 
 def shell(request):
     """Launch a context: ``?variant=2`` changes its server part (a restart), ``?page=N`` only its
-    notebook part (another page's shell, opened beside the others in the running server)."""
+    notebook part (another page's shell, opened beside the others in the running server);
+    ``?spare=always`` sets the server's ``spare_kernel``."""
     variant = request.params.get("variant", "1")
     page = request.params.get("page", "")
     nb = {"startup": STARTUP + (f"page = {int(page)}\n" if page else ""),
           "greeting": f"bench {variant} {page}".rstrip()}
     if variant != "1":
         nb["kill_timeout"] = 7200  # a server setting: restarts the server, as the restart row measures
+    if request.params.get("spare"):
+        nb["spare_kernel"] = request.params["spare"]  # a server setting too (bench/second_shell.py)
     return launch_notebook(request, _user(request), notebook_context=nb)
 
 

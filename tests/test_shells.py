@@ -216,3 +216,40 @@ def test_after_a_second_shell_a_spare_kernel_takes_the_next_one(demo_server):
         kernel.close()
     # And another spare is on its way for the next shell.
     wait_for(lambda: (spare() or spare_id) != spare_id, timeout=60, message="the next spare kernel")
+
+
+def test_spare_kernel_always_is_ready_for_the_first_other_shell(make_demo_server):
+    server = make_demo_server(**{"pyramid_notebook.spare_kernel": "always"})
+    base = server.url
+    s = login(base)
+    first = notebook_name(launch(s, base, "/shell1"))
+
+    def spare():
+        kernels = {k["id"] for k in s.get(base + "/notebook/api/kernels").json()}
+        left = kernels - set(sessions(s, base).values())
+        return left.pop() if left else None
+
+    spare_id = wait_for(spare, timeout=60, message="a spare kernel without any other shell opened")
+    second = notebook_name(launch(s, base, "/shell2"))
+    kernels = sessions(s, base)
+    assert kernels[second] == spare_id and kernels[first] != spare_id
+    kernel = channel(s, server, spare_id)
+    try:
+        assert kernel.execute("a + b") == "'foobar'"
+    finally:
+        kernel.close()
+
+
+def test_spare_kernel_setting():
+    import pytest
+    from pyramid.exceptions import ConfigurationError
+
+    from pyramid_notebook.core.settings import parse_settings
+
+    def parse(value):
+        return parse_settings({"pyramid_notebook.notebook_folder": "/tmp/notebooks",
+                               "pyramid_notebook.spare_kernel": value}).spare_kernel
+
+    assert (parse("always"), parse("true"), parse("off"), parse("")) == ("always", True, False, True)
+    with pytest.raises(ConfigurationError, match="true, false or always"):
+        parse("sometimes")

@@ -31,6 +31,7 @@ import threading
 from pyramid_notebook.core.framing import content_security_policy
 from pyramid_notebook.core.contextparts import notebook_part
 from pyramid_notebook.server import shells
+from pyramid_notebook.server.shells import spare_policy
 from pyramid_notebook.server.notebook_daemon import LABEXTENSION_FOLDER
 
 #: Environment variable carrying the notebook context (JSON) into the single-user server.
@@ -119,7 +120,7 @@ def _link_jupyter_server_extension(serverapp):
     templates = list(context.get("extra_template_paths") or [])
     if templates:
         serverapp.extra_template_paths = templates + list(serverapp.extra_template_paths)
-    serverapp.config.PyramidNotebook.spare_kernel = bool(context.get("spare_kernel", True))  # spare_kernel.py
+    serverapp.config.PyramidNotebook.spare_kernel = spare_policy(context.get("spare_kernel", True))
     # As in local mode: Jupyter culls idle kernels, then the server stops when nothing happens.
     serverapp.config.MappingKernelManager.update(shells.culling_config(context))
     idle = int(context.get("idle_timeout") or 0)

@@ -41,6 +41,7 @@ from pyramid_notebook.core.process import get_daemon_process, remove_stale_pid_f
 from pyramid_notebook.server import shells, static_files  # noqa: E402
 # Where they always were: the welcome notebook's name and writer (now in server/shells.py).
 from pyramid_notebook.server.shells import WELCOME, default_notebook_name, write_default_notebook  # noqa: E402,F401
+from pyramid_notebook.server.shells import spare_policy  # noqa: E402
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")
 LABEXTENSION_FOLDER = os.path.join(os.path.dirname(_here), "labextensions")
@@ -122,7 +123,7 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         },
     }
     # Read by server/spare_kernel.py: a kernel started ahead for the next shell.
-    config["PyramidNotebook"] = {"spare_kernel": bool(context.get("spare_kernel", True))}
+    config["PyramidNotebook"] = {"spare_kernel": spare_policy(context.get("spare_kernel", True))}
     culling = shells.culling_config(context)
     if culling:
         config["MappingKernelManager"] = culling

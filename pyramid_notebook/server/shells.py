@@ -167,6 +167,11 @@ async def open_session(serverapp, path: str, spare=None, script: str = "") -> di
     return model
 
 
+def spare_policy(value):
+    """A context's ``spare_kernel`` as the server's config takes it: ``True``, ``False`` or ``"always"``."""
+    return "always" if value == "always" else bool(value)
+
+
 def culling_config(context: dict) -> dict:
     """``MappingKernelManager`` settings culling idle kernels, from ``idle_timeout`` and ``kernel_idle_timeout``.
 
@@ -224,9 +229,11 @@ def _jupyter_server_extension_points():
 def _load_jupyter_server_extension(serverapp):
     from jupyter_server.utils import url_path_join
 
-    from pyramid_notebook.server.spare_kernel import SpareKernel
+    from pyramid_notebook.server.spare_kernel import START_DELAY, SpareKernel, policy
 
-    serverapp.web_app.settings[SPARE_SETTING] = SpareKernel(serverapp)
+    spare = serverapp.web_app.settings[SPARE_SETTING] = SpareKernel(serverapp)
+    if policy(serverapp) == "always":
+        serverapp.io_loop.add_callback(spare.fill_later, START_DELAY)
 
     route = url_path_join(serverapp.web_app.settings["base_url"], SHELLS_ENDPOINT)
     serverapp.web_app.add_handlers(".*$", [(route, _handler_class())])

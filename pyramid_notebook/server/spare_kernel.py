@@ -12,7 +12,9 @@ for a spare. The spare is culled like any kernel (``kernel_idle_timeout``); the 
 starts its kernel the usual way and the spare comes back after it.
 
 On by default; ``spare_kernel = false`` in the context (``pyramid_notebook.spare_kernel``) turns
-it off: the server reads ``PyramidNotebook.spare_kernel`` from its Jupyter config.
+it off, and ``always`` starts a spare a few seconds after the server, so that even the first
+other shell finds one (for sites with a shell button on every page; one more idle kernel per
+user). The server reads ``PyramidNotebook.spare_kernel`` from its Jupyter config.
 """
 import asyncio
 import os
@@ -25,10 +27,21 @@ REFILL_DELAY = 3.0
 CLAIM_TIMEOUT = 60.0
 
 
-def enabled(serverapp) -> bool:
-    """``PyramidNotebook.spare_kernel`` of the server's config (default on)."""
+#: Seconds after the server's start before the first spare starts with ``spare_kernel = always``:
+#: the first shell's kernel and page come first.
+START_DELAY = 5.0
+
+
+def policy(serverapp):
+    """``PyramidNotebook.spare_kernel`` of the server's config: ``True`` (default), ``False`` or ``"always"``."""
     section = serverapp.config.get("PyramidNotebook") or {}
-    return bool(section.get("spare_kernel", True))
+    value = section.get("spare_kernel", True)
+    return "always" if value == "always" else bool(value)
+
+
+def enabled(serverapp) -> bool:
+    """True unless the spare kernel is turned off."""
+    return bool(policy(serverapp))
 
 
 class SpareKernel:
@@ -64,6 +77,22 @@ class SpareKernel:
         finally:
             self._starting = False
 
+    async def _check(self, client, path, msg_id):
+        """Log a startup script that failed in the claimed kernel (as a failing startup file, it runs on)."""
+        try:
+            deadline = asyncio.get_running_loop().time() + CLAIM_TIMEOUT
+            while asyncio.get_running_loop().time() < deadline:
+                reply = await client.get_shell_msg(timeout=CLAIM_TIMEOUT)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    if reply["content"].get("status") != "ok":
+                        self.serverapp.log.warning("The startup script of %s failed in its kernel: %s", path,
+                                                   reply["content"].get("evalue"))
+                    return
+        except Exception as e:  # noqa: BLE001 - only a log line is at stake
+            self.serverapp.log.warning("No answer from the kernel of %s to its startup script: %r", path, e)
+        finally:
+            client.stop_channels()
+
     async def claim(self, path: str, script: str):
         """The spare kernel's id, now running ``script`` as notebook ``path``'s kernel; None if there is none."""
         if self._starting and self._task is not None:
@@ -78,19 +107,11 @@ class SpareKernel:
                 f"_pn_os.environ.pop({SPARE_ENV!r}, None)\ndel _pn_os\n")
         if os.path.isfile(script):
             code += f"exec(compile(open({script!r}, encoding='utf-8').read(), {script!r}, 'exec'))\n"
+        # Sent, not waited for: the kernel runs its shell messages in order, so the page's first
+        # cell runs after the startup script, as after a startup file (waiting here costs seconds
+        # of client handshakes on a busy machine).
         client = kernel.client()
         client.start_channels()
-        try:
-            await client.wait_for_ready(timeout=CLAIM_TIMEOUT)
-            reply = await client.execute_interactive(code, silent=True, store_history=False, allow_stdin=False,
-                                                     timeout=CLAIM_TIMEOUT, output_hook=lambda msg: None)
-            if reply["content"].get("status") != "ok":  # as a failing startup file: the kernel runs on
-                self.serverapp.log.warning("The startup script of %s failed in its kernel: %s", path,
-                                           reply["content"].get("evalue"))
-        except Exception:  # a spare that does not answer is no use: start one the usual way
-            self.serverapp.log.exception("The spare kernel did not take the shell %s", path)
-            await self._kernels.shutdown_kernel(kernel_id, now=True)
-            return None
-        finally:
-            client.stop_channels()
+        msg_id = client.execute(code, silent=True, store_history=False, allow_stdin=False)
+        asyncio.ensure_future(self._check(client, path, msg_id))
         return kernel_id
