@@ -52,14 +52,18 @@ def click_to_result(site, user, query, code, expected):
 
 
 def _spare_ready(site, user):
-    """True once the user's server has a kernel no session uses (the spare, see server/spare_kernel.py)."""
+    """True once the user's server has a ready kernel no session uses (the spare, see server/spare_kernel.py)."""
     import requests
 
     ctx = site.context(user)
     base = f"http://127.0.0.1:{ctx['http_port']}/notebook/api/"
     auth = {"Authorization": "token " + ctx["token"]}
-    kernels = {k["id"] for k in requests.get(base + "kernels", headers=auth, timeout=10).json()}
-    used = {x["kernel"]["id"] for x in requests.get(base + "sessions", headers=auth, timeout=10).json()}
+    answers = [requests.get(base + what, headers=auth, timeout=10) for what in ("kernels", "sessions")]
+    if any(r.status_code != 200 for r in answers):
+        raise RuntimeError(f"the notebook server answered {[(r.status_code, r.text[:200]) for r in answers]}")
+    # Started and answering (Jupyter saw its first "idle"), as after a few seconds on the page.
+    kernels = {k["id"] for k in answers[0].json() if k.get("execution_state") == "idle"}
+    used = {x["kernel"]["id"] for x in answers[1].json()}
     return bool(kernels - used)
 
 

@@ -70,8 +70,16 @@ class SpareKernel:
         self._starting = True
         try:
             env = {**os.environ, "JPY_SESSION_NAME": "", SPARE_ENV: "1"}
-            self.kernel_id = await self._kernels.start_kernel(kernel_name=self._kernels.default_kernel_name,
-                                                              path="", env=env)
+            kernel_id = await self._kernels.start_kernel(kernel_name=self._kernels.default_kernel_name,
+                                                         path="", env=env)
+            # Answering before it counts: a shell that takes it then waits for nothing.
+            client = self._kernels.get_kernel(kernel_id).client()
+            client.start_channels()
+            try:
+                await client.wait_for_ready(timeout=CLAIM_TIMEOUT)
+            finally:
+                client.stop_channels()
+            self.kernel_id = kernel_id
         except Exception:  # the next shell starts its kernel the usual way
             self.serverapp.log.exception("Could not start a spare kernel")
         finally:
