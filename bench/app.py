@@ -31,8 +31,17 @@ def _user(request):
 
 
 def shell(request):
-    """Launch with one of two contexts (``?variant=2`` differs), to measure restarts."""
-    nb = {"startup": STARTUP, "greeting": f"bench {request.params.get('variant', '1')}"}
+    """Launch a context: ``?variant=2`` changes its server part (a restart), ``?page=N`` only its
+    notebook part (another page's shell, opened beside the others in the running server);
+    ``?spare=always`` sets the server's ``spare_kernel``."""
+    variant = request.params.get("variant", "1")
+    page = request.params.get("page", "")
+    nb = {"startup": STARTUP + (f"page = {int(page)}\n" if page else ""),
+          "greeting": f"bench {variant} {page}".rstrip()}
+    if variant != "1":
+        nb["kill_timeout"] = 7200  # a server setting: restarts the server, as the restart row measures
+    if request.params.get("spare"):
+        nb["spare_kernel"] = request.params["spare"]  # a server setting too (bench/second_shell.py)
     return launch_notebook(request, _user(request), notebook_context=nb)
 
 

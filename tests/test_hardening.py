@@ -53,17 +53,17 @@ def test_destructive_actions_need_intent_and_state_is_out_of_reach(demo_server):
     assert [item["name"] for item in listing] == [context["notebook_name"]], "only the user's own files"
 
     # Another site's link to another shell: a confirmation page, the notebook keeps running.
-    r = s.get(base + "/shell1", headers=CROSS_SITE, allow_redirects=False)
+    r = s.get(base + "/shell3", headers=CROSS_SITE, allow_redirects=False)
     token = confirmation_token(r)
     assert "Restart your notebook?" in r.text and running_pid(demo_server) == pid
     # ... while the same shell (nothing is restarted) just opens.
     assert s.get(base + "/shell2", headers=CROSS_SITE, allow_redirects=False).status_code == 302
     # A forged POST without the token does not restart either.
-    r = s.post(base + "/shell1", data={"csrf_token": "forged"}, headers={"Origin": "http://evil.example"},
+    r = s.post(base + "/shell3", data={"csrf_token": "forged"}, headers={"Origin": "http://evil.example"},
                allow_redirects=False)
     assert r.status_code == 200 and running_pid(demo_server) == pid
     # The confirmation page's button: POST with the token, and it restarts.
-    r = s.post(base + "/shell1", data={"csrf_token": token}, allow_redirects=False)
+    r = s.post(base + "/shell3", data={"csrf_token": token}, allow_redirects=False)
     assert r.status_code == 302 and "/notebook/notebooks/default-" in r.headers["Location"]
     pid = running_pid(demo_server)
     assert pid and pid != context["pid"]

@@ -146,20 +146,43 @@ def test_launch_on_node1_is_reused_through_node2(hub, nodes):
     assert started_at(hub) == first_start
 
 
-def test_changed_context_from_node2_restarts_once(hub, nodes):
+def test_two_contexts_share_one_hub_server_and_a_server_change_restarts_once(hub, nodes):
     node1, node2 = nodes
     launch(session(node1), node1, "shell2")  # running with another context than shell1's
     before = started_at(hub)
     s2 = session(node2)
-    location = launch(s2, node2, "shell1")  # another context
+    shell2 = launch(s2, node2, "shell2")
+    channel2 = KernelChannel(open_kernel(s2, node2, shell2), origin=ORIGIN, cookie=cookie_header(s2), host=PUBLIC)
+    try:
+        channel2.execute("x = 41")
+        # Another page's shell: its own notebook and kernel in the same hub server, no restart.
+        shell1 = launch(s2, node2, "shell1")
+        assert shell1 != shell2 and started_at(hub) == before
+        sessions = {x["path"]: x["kernel"]["id"] for x in
+                    s2.get(f"{node2.url}/notebook/user/user/api/sessions").json()}
+        assert shell1.rsplit("/", 1)[1] in sessions, "the launch started Shell 1's kernel"
+        channel1 = KernelChannel(open_kernel(s2, node2, shell1), origin=ORIGIN, cookie=cookie_header(s2),
+                                 host=PUBLIC)
+        try:
+            assert channel1.execute("'a' in dir(), 'x' in dir(), type(registry).__name__") == \
+                "(False, False, 'Registry')"
+        finally:
+            channel1.close()
+        assert channel2.execute("x + 1") == "42"
+        # Node 1 launching that context reuses it too.
+        s1 = session(node1)
+        assert launch(s1, node1, "shell1") == shell1
+        assert started_at(hub) == before
+    finally:
+        channel2.close()
+    # A server setting (Shell 3's kill_timeout) restarts the server, once.
+    shell3 = launch(s2, node2, "shell3")
     restarted = started_at(hub)
-    assert restarted != before, "a changed context restarts the server"
-    # Node 1 launching that context now reuses it.
-    s1 = session(node1)
-    assert launch(s1, node1, "shell1") == location
+    assert restarted != before, "a changed server part restarts the server"
+    assert launch(session(node1), node1, "shell3") == shell3
     assert started_at(hub) == restarted
-    assert "Available variables" in str(s1.get(f"{node1.url}/notebook/user/user/api/contents/"
-                                               f"{location.rsplit('/', 1)[1]}").json()["content"])
+    assert "Available variables" in str(s2.get(f"{node2.url}/notebook/user/user/api/contents/"
+                                               f"{shell3.rsplit('/', 1)[1]}").json()["content"])
 
 
 def test_failed_spawn_quotes_the_hub(hub, tmp_path):

@@ -42,8 +42,11 @@ def test_spawn_and_stop(manager):
     assert "Hello *you*" in "".join(nb["cells"][1]["source"])
     assert os.path.exists(os.path.join(state, "notebook.stderr.log"))
     assert sorted(os.listdir(folder)) == [context["notebook_name"]], "only the user's own files in their folder"
+    # Every kernel's startup file picks its notebook's context; this one's script is kept privately.
     startup = os.path.join(state, ".ipython", "profile_default", "startup", "00-pyramid-notebook.py")
-    assert open(startup).read() == "x = 42\n"
+    assert "JPY_SESSION_NAME" in open(startup).read()
+    contexts = os.path.join(state, ".ipython", "pyramid_notebook_contexts")
+    assert open(os.path.join(contexts, "default.py")).read() == "x = 42\n"
 
     assert manager.stop_notebook("alice") is True
     assert not manager.is_running("alice")

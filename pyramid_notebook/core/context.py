@@ -14,11 +14,13 @@ import json
 import re
 from collections.abc import Mapping
 
+from pyramid_notebook.core.contextparts import default_notebook_name  # noqa: F401 (part of the context's rules)
+
 #: Keys whose value must be a string.
 STRING_KEYS = ("startup", "greeting", "notebook_path", "allow_origin", "websocket_url", "shutdown_url", "notebook_name",
                "context_hash")
 #: Keys whose value must be a whole number of seconds, and their minimum.
-SECONDS_KEYS = {"kill_timeout": 1, "idle_timeout": 0}
+SECONDS_KEYS = {"kill_timeout": 1, "idle_timeout": 0, "kernel_idle_timeout": 0}
 
 
 #: Keys a backend adds to a running notebook's context; never part of what the site asked for.
@@ -115,12 +117,6 @@ def site_context(context: dict, kill_timeout: int, idle_timeout: int) -> dict:
     context["kill_timeout"] = int(context.get("kill_timeout") or kill_timeout)
     context.setdefault("idle_timeout", idle_timeout)
     return context
-
-
-def default_notebook_name(context: dict) -> str:
-    """``default-<hash>.ipynb``: one welcome notebook per distinct context."""
-    digest = str(context.get("context_hash") or "")[:8]
-    return f"default-{digest}.ipynb" if digest else "default.ipynb"
 
 
 def upstream_host(context: dict) -> str:

@@ -77,6 +77,12 @@ class NotebookSettings:
     python: str = dataclasses.field(default_factory=default_python)
     #: Seconds without activity after which a notebook shuts itself down; 0 = never.
     idle_timeout: int = 0
+    #: Seconds after which a kernel no browser tab is connected to, idle all along, is shut down
+    #: (Jupyter's kernel culling): the kernels of shells the user left. 0 = never.
+    kernel_idle_timeout: int = 3600
+    #: A kernel started ahead for the next shell: ``True`` once the user opened a second shell in
+    #: the server, ``"always"`` from the server's start, ``False`` never.
+    spare_kernel: object = True
     #: How many users may have a notebook running at once.
     max_notebooks: int = 20
     #: Where the notebook's "Shut down and return to site" control goes; empty: the
@@ -126,6 +132,16 @@ def _int(settings, name, default, minimum=0, maximum=None):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise ConfigurationError(f"{PREFIX}{name} must be {bounds}, got {value}")
     return value
+
+
+def _spare_kernel(settings):
+    if str(settings.get(PREFIX + "spare_kernel") or "").strip().lower() == "always":
+        return "always"
+    try:
+        return _bool(settings, "spare_kernel", NotebookSettings.spare_kernel)
+    except ConfigurationError:
+        raise ConfigurationError(f"{PREFIX}spare_kernel must be true, false or always, "
+                                 f"got {settings.get(PREFIX + 'spare_kernel')!r}") from None
 
 
 def _bool(settings, name, default):
@@ -243,6 +259,8 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         python=python,
         shutdown_url=shutdown_url,
         idle_timeout=_int(settings, "idle_timeout", NotebookSettings.idle_timeout, 0),
+        kernel_idle_timeout=_int(settings, "kernel_idle_timeout", NotebookSettings.kernel_idle_timeout, 0),
+        spare_kernel=_spare_kernel(settings),
         max_notebooks=_int(settings, "max_notebooks", NotebookSettings.max_notebooks, 1),
         fork_server=_bool(settings, "fork_server", NotebookSettings.fork_server),
         warm_kernel=_bool(settings, "warm_kernel", NotebookSettings.warm_kernel),

@@ -56,6 +56,8 @@ def main(global_config, **settings):
         config.add_route("logout", "/logout")
         config.add_route("shell1", "/shell1")
         config.add_route("shell2", "/shell2")
+        config.add_route("shell3", "/shell3")
+        config.add_route("item_shell", "/items/{id}/shell")
         config.add_route("embed", "/embed")
         config.add_route("embed_save", "/embed/save")
         config.add_route("shutdown_notebook", "/notebook/shutdown")

@@ -22,11 +22,14 @@ LAYOUT = """<!DOCTYPE html>
 HOME = """<h1>pyramid_notebook demo</h1>
 <p id="whoami">Logged in as <strong>{user}</strong>. <a href="/logout">Log out</a></p>
 <p>The demo database has {count} item(s).</p>
+<ul id="items">{items}</ul>
 <ul>
 <li><a id="shell1" href="/shell1">Shell 1</a>: the site's <code>app</code>, <code>request</code>,
     <code>root</code> and <code>registry</code></li>
 <li><a id="shell2" href="/shell2">Shell 2</a>: also <code>a</code>, <code>b</code>, <code>fn()</code> and the
     SQLAlchemy models</li>
+<li><a id="shell3" href="/shell3">Shell 3</a>: Shell 1 with a two-hour time-out, a server setting: opening it
+    restarts your notebook server (the other shells open beside each other in the running one)</li>
 <li><a id="embed" href="/embed">Shell 2 inside this site's page</a>: save analyses to the site's
     database and reopen them</li>
 <li><a id="shutdown" href="/notebook/shutdown">Shut down my notebook</a></li>
@@ -58,11 +61,15 @@ def _local_path(url) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
+ITEM = """<li>{name} <a id="item-shell-{id}" class="item-shell" href="/items/{id}/shell">Shell</a></li>"""
+
+
 @view_config(route_name="home", permission="shell")
 def home(request):
-    """The home page with links to the shells."""
-    count = request.dbsession.query(Item).count()
-    return page(HOME.format(user=html.escape(request.authenticated_userid), count=count))
+    """The home page with links to the shells, and a shell button on each item."""
+    items = request.dbsession.query(Item).order_by(Item.id).all()
+    listing = "".join(ITEM.format(name=html.escape(item.name), id=item.id) for item in items)
+    return page(HOME.format(user=html.escape(request.authenticated_userid), count=len(items), items=listing))
 
 
 @view_config(route_name="login")
@@ -126,6 +133,37 @@ def shell2_context(request) -> dict:
 def shell2(request):
     """A notebook with the bootstrap, a few test variables and the SQLAlchemy models."""
     return launch_notebook(request, request.authenticated_userid, notebook_context=shell2_context(request))
+
+
+@view_config(route_name="shell3", permission="shell")
+def shell3(request):
+    """Shell 1 with another ``kill_timeout``: a server setting, so opening it restarts the server."""
+    nb = {"kill_timeout": 7200}
+    startup.make_startup(nb, _config_file(request))
+    return launch_notebook(request, request.authenticated_userid, notebook_context=nb)
+
+
+def item_shell_context(request, item_id: int) -> dict:
+    """The context of an item's shell button: the bootstrap, and that ``item`` loaded."""
+    nb = {}
+    startup.make_startup(nb, _config_file(request))
+    startup.add_script(nb, "from pyramid_notebook.demo.models import Item")
+    startup.add_script(nb, f"item = request.dbsession.get(Item, {int(item_id)})")
+    startup.add_greeting(nb, f"* **item** - the item #{int(item_id)} whose shell button you clicked")
+    return nb
+
+
+@view_config(route_name="item_shell", permission="shell")
+def item_shell(request):
+    """A shell whose notebook has the item of the page's button loaded as ``item``."""
+    try:
+        item_id = int(request.matchdict["id"])
+    except ValueError:
+        return page("<h1>Not found</h1><p>No such item.</p>", status=404)
+    if request.dbsession.get(Item, item_id) is None:
+        return page("<h1>Not found</h1><p>No such item.</p>", status=404)
+    return launch_notebook(request, request.authenticated_userid,
+                           notebook_context=item_shell_context(request, item_id))
 
 
 @view_config(route_name="shutdown_notebook", permission="shell")

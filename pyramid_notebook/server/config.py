@@ -50,17 +50,15 @@ def write_default_notebook(path: str, greeting: str) -> None:
 
 
 def write_private(path: str, text: str) -> None:
-    """Write ``text`` to ``path``, readable by the owner only (it may hold the site's secrets)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Replace ``path`` with ``text``, readable by the owner only (it may hold the site's secrets).
+
+    Atomically: a kernel starting meanwhile reads the old or the new file, never half of one.
+    """
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
-
-
-def write_startup_script(ipython_dir: str, startup: str) -> None:
-    """The context's startup script as the kernels' IPython startup file under ``ipython_dir``."""
-    startup_dir = os.path.join(ipython_dir, "profile_default", "startup")
-    os.makedirs(startup_dir, mode=0o700, exist_ok=True)
-    write_private(os.path.join(startup_dir, "00-pyramid-notebook.py"), startup)
+    os.replace(tmp, path)
 
 
 def site_server_config(context: dict, base_url: str):
@@ -68,7 +66,7 @@ def site_server_config(context: dict, base_url: str):
 
     The origin the notebook is used from, template paths, the kernel websocket class, the page
     config read by the shipped extension (shutdown control, save bridge), the framing policy, and
-    Jupyter's own idle culling and no-activity shutdown.
+    Jupyter's own idle culling (:func:`culling_config`) and no-activity shutdown.
     """
     server = {
         "allow_origin": context.get("allow_origin") or "",
@@ -86,12 +84,24 @@ def site_server_config(context: dict, base_url: str):
             "headers": {"Content-Security-Policy": content_security_policy(context.get("frame_ancestors"), base_url)},
         },
     }
-    kernel_manager = {}
     idle = int(context.get("idle_timeout") or 0)
     if idle > 0:
-        # Jupyter's own activity tracking: idle kernels (even with a tab open, but never busy ones)
-        # are culled, then a server with no kernels and no requests for as long shuts down.
-        kernel_manager = {"cull_idle_timeout": idle, "cull_interval": max(1, min(60, idle // 4)),
-                          "cull_connected": True, "cull_busy": False}
+        # Once its kernels are culled, a server with no kernels and no requests for as long shuts down.
         server["shutdown_no_activity_timeout"] = idle
-    return server, kernel_manager
+    return server, culling_config(context)
+
+
+def culling_config(context: dict) -> dict:
+    """``MappingKernelManager`` settings culling idle kernels, from ``idle_timeout`` and ``kernel_idle_timeout``.
+
+    ``idle_timeout`` culls every idle kernel, even with a tab open (never a busy one), so that the
+    server can then shut down. Without it, ``kernel_idle_timeout`` culls the kernels no tab is
+    connected to: those of shells the user left, so page hops do not pile up idle kernels.
+    """
+    idle = int(context.get("idle_timeout") or 0)
+    kernel_idle = int(context.get("kernel_idle_timeout") or 0)
+    timeout, connected = (idle, True) if idle > 0 else (kernel_idle, False)
+    if timeout <= 0:
+        return {}
+    return {"cull_idle_timeout": timeout, "cull_interval": max(1, min(60, timeout // 4)),
+            "cull_connected": connected, "cull_busy": False}

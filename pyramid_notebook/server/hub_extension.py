@@ -6,9 +6,10 @@ as ``PYRAMID_NOTEBOOK_CONTEXT`` (JSON), and ``python -m pyramid_notebook.server.
 enables this extension. Linked before the server builds its kernel manager and web application,
 it does what the local daemon does through its config file:
 
-* the context's startup script becomes the kernels' IPython startup file (``IPYTHONDIR`` is the
-  user's ``<root_dir>/.ipython``, as in local mode), and ``default-<hash>.ipynb`` with the greeting
-  is created once, never overwritten;
+* the context's startup script is registered as in local mode (:mod:`pyramid_notebook.server.shells`,
+  enabled beside this extension: ``IPYTHONDIR`` is the user's ``<root_dir>/.ipython``), and
+  ``default-<hash>.ipynb`` with the greeting is created once, never overwritten; other contexts'
+  shells open in the same server;
 * the "Shut down and return to site" control gets its URL (page config) and the prebuilt
   labextension is put on the notebook's and JupyterLab's ``extra_labextensions_path``;
 * who may frame the pages (``frame_ancestors``, the site's ``pyramid_notebook.frame_ancestors``)
@@ -27,8 +28,10 @@ import os
 import signal
 import threading
 
-from pyramid_notebook.server.config import LABEXTENSION_FOLDER, site_server_config, write_default_notebook, \
-    write_startup_script
+from pyramid_notebook.core.contextparts import notebook_part
+from pyramid_notebook.server import shells
+from pyramid_notebook.server.config import LABEXTENSION_FOLDER, site_server_config
+from pyramid_notebook.server.shells import spare_policy
 
 #: Environment variable carrying the notebook context (JSON) into the single-user server.
 CONTEXT_ENV = "PYRAMID_NOTEBOOK_CONTEXT"
@@ -85,10 +88,9 @@ def _add_labextension(serverapp):
 
 
 def _prepare_files(root_dir, context):
-    write_startup_script(os.path.join(root_dir, ".ipython"), context.get("startup") or "")
     os.environ["IPYTHONDIR"] = os.path.join(root_dir, ".ipython")  # kernels inherit it
-    if context.get("notebook_name"):
-        write_default_notebook(os.path.join(root_dir, context["notebook_name"]), context.get("greeting") or "")
+    # Every kernel runs the startup script of its notebook's own context (server/shells.py).
+    shells.register(os.environ["IPYTHONDIR"], root_dir, notebook_part(context))
 
 
 def _link_jupyter_server_extension(serverapp):
@@ -114,6 +116,7 @@ def _link_jupyter_server_extension(serverapp):
         setattr(serverapp, name, value)
     if kernel_manager:
         serverapp.config.MappingKernelManager.update(kernel_manager)
+    serverapp.config.PyramidNotebook.spare_kernel = spare_policy(context.get("spare_kernel", True))
     _add_labextension(serverapp)
     _prepare_files(os.path.abspath(os.path.expanduser(serverapp.root_dir)), context)
 

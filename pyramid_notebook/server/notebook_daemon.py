@@ -35,16 +35,19 @@ except ImportError:  # pragma: no cover - running from a checkout that is not in
 
 from pyramid_notebook.core.context import default_notebook_name  # noqa: E402,F401 (the daemon's own name for it)
 from pyramid_notebook.core.contextfile import read_context, write_context  # noqa: E402
+from pyramid_notebook.core.contextparts import notebook_part  # noqa: E402
 from pyramid_notebook.core.statefolder import STDERR_LOG, STDOUT_LOG, make_private_folders  # noqa: E402
 from pyramid_notebook.core.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
-from pyramid_notebook.server import static_files  # noqa: E402
-from pyramid_notebook.server.config import (  # noqa: E402,F401 (LABEXTENSION_FOLDER: this module's name before)
-    LABEXTENSION_FOLDER, site_server_config, write_default_notebook, write_private, write_startup_script,
+from pyramid_notebook.server import shells, static_files  # noqa: E402
+from pyramid_notebook.server.config import (  # noqa: E402,F401 (WELCOME...: this module's names before)
+    LABEXTENSION_FOLDER, WELCOME, site_server_config, write_default_notebook, write_private,
 )
+from pyramid_notebook.server.shells import spare_policy  # noqa: E402
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")
 USAGE = __doc__.split("Usage::")[1].split("``context.json``")[0].strip()
 STOP_TIMEOUT = 10.0
+
 
 def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder: str = None) -> dict:
     """Write this user's Jupyter config and IPython startup script (in ``state_folder``,
@@ -58,8 +61,6 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
     data_dir = os.path.join(jupyter_dir, "data")
     for d in (jupyter_dir, runtime_dir, data_dir):
         os.makedirs(d, mode=0o700, exist_ok=True)
-
-    write_startup_script(os.path.join(state_folder, ".ipython"), context.get("startup") or "")
 
     # A fresh cookie secret per start: login cookies from an earlier run stop working.
     cookie_secret_file = os.path.join(runtime_dir, "cookie_secret")
@@ -77,9 +78,11 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         "websocket_url": context.get("websocket_url") or "",
         "identity_provider_class": "pyramid_notebook.server.identity.ProxyIdentityProvider",
         # Publishes where the static files are, so the site can send them from disk; starts the
-        # default notebook's kernel before the browser asks for it (see server/warm_kernel.py).
+        # default notebook's kernel before the browser asks for it (see server/warm_kernel.py);
+        # opens other contexts' shells beside it (see server/shells.py).
         "jpserver_extensions": {"pyramid_notebook.server.static_files": True,
-                                "pyramid_notebook.server.warm_kernel": True},
+                                "pyramid_notebook.server.warm_kernel": True,
+                                "pyramid_notebook.server.shells": True},
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
     })
@@ -99,6 +102,8 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
     }
     if kernel_manager:
         config["MappingKernelManager"] = kernel_manager
+    # Read by server/spare_kernel.py: a kernel started ahead for the next shell.
+    config["PyramidNotebook"] = {"spare_kernel": spare_policy(context.get("spare_kernel", True))}
     ws_host = urlsplit(context.get("websocket_url") or "").hostname
     if ws_host and ws_host not in ("localhost", "127.0.0.1", "::1"):
         # pserve mode with a site reached by name (www.example.com:port): the browser's direct
@@ -106,8 +111,8 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         server["local_hostnames"] = ["localhost", ws_host]
     write_private(os.path.join(jupyter_dir, "jupyter_server_config.json"), json.dumps(config, indent=2))
 
-    name = context["notebook_name"]
-    write_default_notebook(os.path.join(work_folder, name), context.get("greeting") or "")
+    # The kernels' startup file runs the startup script of each notebook's own context (server/shells.py).
+    shells.register(os.path.join(state_folder, ".ipython"), work_folder, notebook_part(context))
 
     env = dict(os.environ)
     env.update(

@@ -28,6 +28,7 @@ import time
 from pyramid.response import Response
 
 from pyramid_notebook.core.files import read_json, write_json_atomic
+from pyramid_notebook.core.contextparts import same_server
 from pyramid_notebook.core.process import pid_alive
 
 logger = logging.getLogger(__name__)
@@ -146,8 +147,14 @@ def launch_with_progress(request, username, context, manager, running_url, descr
     from pyramid.httpexceptions import HTTPFound
 
     running = manager.get_notebook_status(username)
-    if running and running.get("context_hash") == context["context_hash"] and \
+    if running and (running.get("context_hash") == context["context_hash"] or same_server(running, context)) and \
             manager.answers(running) and not _in_progress(manager, read_record(manager, username)):
+        # The same shell, or another one opened in the running server (its kernel starts in about
+        # a second: no page needed). The backend knows which; a start is never needed here.
+        try:
+            running, _ = manager.start_notebook_on_demand(username, context)
+        except Exception as e:  # noqa: BLE001 - shown as the synchronous launch shows it
+            return error_response(*describe_error(e))
         if HEADER in request.headers:
             return _json(request, {"state": "ready", "url": running_url(running)})
         return HTTPFound(running_url(running))

@@ -20,6 +20,7 @@ from pyramid_notebook.backends.base import (
     BackendUnavailable, NoFreePort, NotebookStartError, TooManyNotebooks,
 )
 from pyramid_notebook.core.context import InvalidNotebookContext, validate_notebook_context
+from pyramid_notebook.core.contextparts import HASH_KEYS, SERVER_HASH_KEY, same_server, server_hash
 from pyramid_notebook.core.framing import framing_context
 from pyramid_notebook.core.names import BadUsername, make_dict_hash, normalize_username
 from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin, \
@@ -82,6 +83,8 @@ def fill_context_defaults(request, notebook_context) -> dict:
     context.setdefault("notebook_path", _notebook_base_path(request))
     context.setdefault("kill_timeout", settings.kill_timeout)
     context.setdefault("idle_timeout", settings.idle_timeout)
+    context.setdefault("kernel_idle_timeout", settings.kernel_idle_timeout)
+    context.setdefault("spare_kernel", settings.spare_kernel)
     context.setdefault("shutdown_url", _shutdown_url(request, settings))
     site_origin = normalize_origin(route_to_alt_domain(request, request.host_url))
     context.setdefault("allow_origin", site_origin)
@@ -96,8 +99,11 @@ def fill_context_defaults(request, notebook_context) -> dict:
             # Notebook 7 appends "api/..." to this URL, so it carries the base path too.
             host = urlsplit(site_origin).hostname or "localhost"
             context["websocket_url"] = f"ws://{host}:{{port}}{context['notebook_path']}"
-    context.pop("context_hash", None)
+    for key in HASH_KEYS:
+        context.pop(key, None)
     context["context_hash"] = make_dict_hash(context)
+    # What a restart is needed for; the startup script and greeting are not (core/contextparts.py).
+    context[SERVER_HASH_KEY] = server_hash(context)
     return context
 
 
@@ -124,7 +130,7 @@ def _require_restart_intent(request, manager, username, context):
         running = manager.get_notebook_status(username)
     except (BadUsername, BackendUnavailable, OSError) as e:
         raise launch_error_page(*describe_launch_error(e)) from None
-    if running and running.get("context_hash") != context["context_hash"]:
+    if running and running.get("context_hash") != context["context_hash"] and not same_server(running, context):
         require_intent(request, "Restart your notebook?",
                        "Your notebook is running with another set-up. Opening this shell restarts it: "
                        "every kernel stops and unsaved work in open notebooks is lost. Your files stay.",

@@ -6,7 +6,9 @@ Every decision is taken from what the hub reports, never from local state, so an
 nodes agree without talking to each other:
 
 * launch: the hub user is created if missing; a *ready* server whose ``user_options`` carry our
-  ``context_hash`` is reused; one with another hash is stopped and started again; a stopped one
+  ``context_hash`` is reused; one with the same ``server_hash`` opens this context's shell beside
+  the others (:mod:`pyramid_notebook.backends.shells`); one with another server part is stopped and
+  started again; a stopped one
   is started with the context as ``user_options`` and waited for through the hub's progress API
   (``startup_timeout``). The hub's ``active_server_limit`` answer (429) becomes our
   "No notebook slot free" page, a failed spawn an error page quoting the hub's message, a hub
@@ -28,12 +30,14 @@ from urllib.parse import quote, urlsplit
 
 import urllib3
 
-from pyramid_notebook.backends.base import NotebookBackend, NotebookStartError, TooManyNotebooks
+from pyramid_notebook.backends.base import BackendUnavailable, NotebookBackend, NotebookStartError, TooManyNotebooks
 from pyramid_notebook.backends.hub.api import (  # noqa: F401 (names of this module before the split)
     OPTIONS_KEY, TIMEOUT, HubError, HubRestClient, HubUnavailable, hub_username, options_context, server_state,
 )
+from pyramid_notebook.backends.shells import ShellOpenError, open_shell
 from pyramid_notebook.backends.status import get_status
-from pyramid_notebook.core.context import default_notebook_name, site_context
+from pyramid_notebook.core.context import site_context
+from pyramid_notebook.core.contextparts import default_notebook_name, same_server
 
 
 class HubBackend(HubRestClient, NotebookBackend):
@@ -61,6 +65,7 @@ class HubBackend(HubRestClient, NotebookBackend):
         self.idle_timeout = int(idle_timeout)
         self.status_ttl = float(status_ttl)
         self._status = {}   # hub user -> (checked at, context or None)
+        self._other_shells = set()  # hub users whose last shell this process opened is not the server's own
         self._locks = {}
         self._locks_lock = threading.Lock()
         # A warm launch probes the server while it reads the hub's model (see _warm_probe).
@@ -135,16 +140,19 @@ class HubBackend(HubRestClient, NotebookBackend):
                 if model is None:
                     self._ensure_user(hub_user)
                 state = server_state(model)
-                same = options_context(model).get("context_hash") == options["context_hash"]
+                # Another shell of the same server part opens beside the others (backends/shells.py).
+                same = options_context(model).get("context_hash") == options["context_hash"] or \
+                    same_server(options_context(model), options)
                 if state == "ready" and same:
                     running = self._running_context(hub_user, model)
                     answers = probe[1].result() if probe and probe[0] == running["token"] else self._answers(running)
                     if answers:
                         self._status[hub_user] = (time.monotonic(), running)  # what the hub said just now
-                        return running, False
+                        return self._shell(running, context), False
                     self._stop(hub_user)  # the hub thinks it runs, but it does not answer
                 elif state == "spawning" and same:
-                    return self._started(hub_user, self._wait_until_ready(hub_user, deadline))
+                    running, created = self._started(hub_user, self._wait_until_ready(hub_user, deadline))
+                    return self._shell(running, context), created
                 elif state in ("ready", "spawning"):
                     self._stop(hub_user)  # another context: restart
                 elif state == "stopping":
@@ -154,6 +162,25 @@ class HubBackend(HubRestClient, NotebookBackend):
                 probe = None  # only the first look at the model may use the early probe
                 if time.monotonic() > deadline:
                     raise NotebookStartError(f"The notebook server did not start within {self.startup_timeout:g} s.")
+
+    def _shell(self, running, context):
+        """``running`` itself, or ``context``'s shell opened in it if that is another context.
+
+        The server's own shell also goes through the server after this process opened another
+        one, so that it becomes the shell new notebooks start with again (``server/shells.py``).
+        """
+        hub_user = running["hub_user"]
+        if running.get("context_hash") == context.get("context_hash") and hub_user not in self._other_shells:
+            return running
+        try:
+            opened = open_shell(self._http, running, context, timeout=self.startup_timeout)
+        except ShellOpenError as e:
+            raise NotebookStartError(str(e)) from None
+        if running.get("context_hash") == context.get("context_hash"):
+            self._other_shells.discard(hub_user)
+        else:
+            self._other_shells.add(hub_user)
+        return opened
 
     def _started(self, hub_user, running):
         self._status[hub_user] = (time.monotonic(), running)

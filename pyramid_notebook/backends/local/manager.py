@@ -13,6 +13,8 @@ from pyramid_notebook.core import contextfile, paths
 from pyramid_notebook.core import statefolder
 from pyramid_notebook.backends.local.forkclient import ForkServerClient, ForkServerError
 from pyramid_notebook.backends.base import NotebookBackend, NotebookStartError, TooManyNotebooks
+from pyramid_notebook.backends.shells import ShellOpenError, open_shell
+from pyramid_notebook.core.contextparts import context_digest, same_server
 from pyramid_notebook.backends.local.ports import NoFreePort, pick_port, port_is_listening
 from pyramid_notebook.core.settings import default_python
 from pyramid_notebook.core.process import (
@@ -191,15 +193,24 @@ class NotebookManager(NotebookBackend):
     def start_notebook_on_demand(self, name, context):
         """Make sure the user's notebook runs with ``context``; return ``(context, created)``.
 
-        A running notebook with the same ``context_hash`` is reused; one with a
-        different hash is restarted. Dead daemons, stale pid files and corrupt
-        context files are cleaned up on the way.
+        A running notebook with the same ``context_hash`` is reused; one whose server part is the
+        same (``server_hash``) opens this context's shell beside the others, with its own welcome
+        notebook and kernel (:mod:`pyramid_notebook.backends.shells`); one with a different server
+        part is restarted. Dead daemons, stale pid files and corrupt context files are cleaned up
+        on the way.
         """
         with self.user_lock(name):
             running = self.get_notebook_status(name)
-            if running and running.get("context_hash") == context.get("context_hash") and \
-                    port_is_listening(running["http_port"]) and not process_is_stopped(running["pid"]):
-                return running, False
+            if running and port_is_listening(running["http_port"]) and not process_is_stopped(running["pid"]):
+                if running.get("context_hash") == context.get("context_hash") and (
+                        not same_server(running, context) or
+                        self._last_shell(name) in (None, context_digest(running.get("context_hash")))):
+                    return running, False
+                if same_server(running, context):
+                    try:
+                        return open_shell(self._http, running, context, timeout=self.startup_timeout), False
+                    except ShellOpenError as e:  # never restart (and lose work) because of this
+                        raise NotebookStartError(str(e)) from None
             if self.is_running(name):
                 self._stop(name)
             return self._start(name, context), True
@@ -214,6 +225,19 @@ class NotebookManager(NotebookBackend):
             return self._start(name, context, fg=True)
         with self.user_lock(name):
             return self._start(name, context)
+
+    def _last_shell(self, name):
+        """Digest of the shell opened last in the user's server (``server/shells.py``), or None.
+
+        New notebooks start with that shell's context: reopening the server's own shell after
+        another one goes through the server, which then makes it the last one again.
+        """
+        path = os.path.join(self.get_state_folder(name), ".ipython", "pyramid_notebook_contexts", "last")
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip()
+        except OSError:
+            return None
 
     def stop_notebook(self, name) -> bool:
         """Stop the user's notebook; return True if one was running."""

@@ -1,0 +1,52 @@
+"""A notebook context has two parts: what the server runs with, and what one notebook starts with.
+
+The **server part** is everything a running Jupyter server cannot change without a restart:
+time-outs, the allowed origin and framing, the websocket URL, template paths, the base path,
+the shutdown URL, and any key a site adds that this library does not know. The **notebook
+part** (:data:`NOTEBOOK_KEYS`: the ``startup`` script and the ``greeting``) only says how one
+shell's kernel and welcome notebook start.
+
+A launch whose server part matches the running server's opens that context's own welcome
+notebook, ``default-<context hash>.ipynb``, with its own kernel in the running server
+(``server/shells.py``); only a change of the server part restarts the server.
+"""
+from pyramid_notebook.core.names import make_dict_hash
+
+#: Keys that belong to one notebook (its kernel and welcome notebook), not to the server.
+NOTEBOOK_KEYS = ("startup", "greeting")
+#: Context key: hash of the server part (see :func:`server_hash`).
+SERVER_HASH_KEY = "server_hash"
+#: Keys that are hashes of the context itself, never part of either hash.
+HASH_KEYS = ("context_hash", SERVER_HASH_KEY)
+#: Path, under the server's base URL, of the endpoint that opens a shell in a running server.
+SHELLS_ENDPOINT = "pyramid-notebook/shells"
+
+
+def server_hash(context: dict, runtime_keys=()) -> str:
+    """Hash of the server part of a filled-in ``context`` (without ``runtime_keys``)."""
+    skip = set(NOTEBOOK_KEYS) | set(HASH_KEYS) | set(runtime_keys)
+    return make_dict_hash({k: v for k, v in context.items() if k not in skip})
+
+
+def notebook_part(context: dict) -> dict:
+    """What one shell needs: its ``context_hash`` and the notebook keys."""
+    part = {k: context.get(k) or "" for k in NOTEBOOK_KEYS}
+    part["context_hash"] = context.get("context_hash") or ""
+    return part
+
+
+def context_digest(context_hash) -> str:
+    """The short form of a context hash that names its welcome notebook and startup script."""
+    return str(context_hash or "")[:8]
+
+
+def default_notebook_name(context: dict) -> str:
+    """``default-<hash>.ipynb``: one welcome notebook per distinct context."""
+    digest = context_digest(context.get("context_hash"))
+    return f"default-{digest}.ipynb" if digest else "default.ipynb"
+
+
+def same_server(running, context) -> bool:
+    """True if ``context`` can open in the server running with ``running`` without a restart."""
+    wanted = context.get(SERVER_HASH_KEY)
+    return bool(running and wanted and running.get(SERVER_HASH_KEY) == wanted)
