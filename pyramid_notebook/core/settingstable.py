@@ -111,6 +111,28 @@ SETTINGS = (
         files.
         """),
     _entry(
+        '``pyramid_notebook.kernel_idle_timeout`` (default ``3600``; ``0``: never)',
+        """
+        Seconds after which a kernel that no browser tab is connected to, and that has been idle all
+        along, is shut down by Jupyter's own kernel culling (``MappingKernelManager.cull_idle_timeout``
+        with ``cull_connected = False``): the kernels of shells the user opened and left, so that ten
+        page hops do not keep ten idle kernels. Opening that shell again starts its kernel again (with
+        its startup script); its notebook file stays. With ``idle_timeout`` set, ``idle_timeout``'s
+        culling (tabs open or not) applies instead.
+        """),
+    _entry(
+        '``pyramid_notebook.spare_kernel`` (default ``true``)',
+        """
+        Once a user has opened a second shell in their running server, the server keeps one kernel
+        started ahead (with no startup script), and the next shell takes it: it runs that shell's
+        startup script and is that shell's kernel, so opening another page's shell does not wait for a
+        Python process to start (``pyramid_notebook/server/spare_kernel.py``). A user who never opens a
+        second shell never has a spare. ``always``: a spare starts a few seconds after the server
+        (after the first shell's kernel), so that even the first other page's shell finds one: for
+        sites with a shell button on every page, at the price of one more idle kernel per user.
+        ``false``: every shell starts its own kernel.
+        """),
+    _entry(
         '``pyramid_notebook.max_notebooks`` (default ``20``)',
         """
         How many users may have a notebook running at once (each is a server plus kernels, about
