@@ -78,6 +78,16 @@ class NotebookSettings:
     #: origins); empty: the site itself (``'self'``, plus the site's origin when notebook
     #: pages are served from ``alternative_domain``).
     frame_ancestors: tuple = ()
+    # --- the audit trail (issue 22) ---
+    #: Record every cell and terminal line, before it runs, in the user's audit stream.
+    audit: bool = True
+    #: Ask the user why at launch: ``required``, ``optional`` or ``off``.
+    audit_reason: str = "off"
+    #: Days of records ``pyramid-notebook audit prune`` keeps; 0 = keep everything.
+    audit_keep_days: int = 0
+    #: INI file whose logging configuration the notebook servers apply, so that the
+    #: ``pyramid_notebook.audit`` logger's records leave the box; empty: their stderr log.
+    audit_log_config: str = ""
 
 
 def _int(settings, name, default, minimum=0, maximum=None):
@@ -208,7 +218,26 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         warm_kernel=_bool(settings, "warm_kernel", NotebookSettings.warm_kernel),
         progress_page=_bool(settings, "progress_page", NotebookSettings.progress_page),
         frame_ancestors=_frame_ancestors(settings),
+        **_audit_settings(settings),
     )
+
+
+#: Values of ``pyramid_notebook.audit_reason``.
+AUDIT_REASONS = ("off", "optional", "required")
+
+
+def _audit_settings(settings) -> dict:
+    """The ``audit*`` settings (see :mod:`pyramid_notebook.core.audit`)."""
+    reason = (settings.get(PREFIX + "audit_reason") or "off").strip().lower()
+    if reason not in AUDIT_REASONS:
+        raise ConfigurationError(f"{PREFIX}audit_reason must be one of {', '.join(AUDIT_REASONS)}, got {reason!r}")
+    log_config = (settings.get(PREFIX + "audit_log_config") or "").strip()
+    if log_config:
+        log_config = os.path.abspath(os.path.expanduser(log_config))
+        if not os.path.isfile(log_config):
+            raise ConfigurationError(f"{PREFIX}audit_log_config {log_config!r} is not a file")
+    return {"audit": _bool(settings, "audit", True), "audit_reason": reason,
+            "audit_keep_days": _int(settings, "audit_keep_days", 0, 0), "audit_log_config": log_config}
 
 
 #: Values of ``pyramid_notebook.backend``.

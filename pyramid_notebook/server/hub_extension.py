@@ -104,8 +104,9 @@ def _link_jupyter_server_extension(serverapp):
         serverapp.config.ServerApp.identity_provider_class = provider
         serverapp.identity_provider_class = provider
     serverapp.allow_origin = context.get("allow_origin") or ""
+    # TCP_NODELAY, and every execute_request recorded before the kernel gets it (server/audit.py).
     serverapp.kernel_websocket_connection_class = \
-        "pyramid_notebook.server.websocket.NoDelayKernelWebsocketConnection"
+        "pyramid_notebook.server.audit.AuditingKernelWebsocketConnection"
     settings = dict(serverapp.tornado_settings)
     page_config = dict(settings.get("page_config_data") or {})
     page_config["pyramidNotebookShutdownUrl"] = context.get("shutdown_url") or ""

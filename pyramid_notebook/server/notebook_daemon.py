@@ -124,13 +124,15 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         "websocket_url": context.get("websocket_url") or "",
         "extra_template_paths": list(context.get("extra_template_paths") or []),
         "identity_provider_class": "pyramid_notebook.server.identity.ProxyIdentityProvider",
-        # Kernel messages go out at once instead of waiting out delayed ACKs (see server/websocket.py).
+        # Kernel messages go out at once instead of waiting out delayed ACKs (see server/websocket.py),
+        # and every execute_request is recorded before the kernel gets it (see server/audit.py).
         "kernel_websocket_connection_class":
-            "pyramid_notebook.server.websocket.NoDelayKernelWebsocketConnection",
+            "pyramid_notebook.server.audit.AuditingKernelWebsocketConnection",
         # Publishes where the static files are, so the site can send them from disk; starts the
         # default notebook's kernel before the browser asks for it (see server/warm_kernel.py).
         "jpserver_extensions": {"pyramid_notebook.server.static_files": True,
-                                "pyramid_notebook.server.warm_kernel": True},
+                                "pyramid_notebook.server.warm_kernel": True,
+                                "pyramid_notebook.server.audit": True},
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
         "tornado_settings": {

@@ -34,6 +34,7 @@ from pyramid_notebook.relays.static import static_file_plan, static_file_respons
 from pyramid_notebook.core.names import BadUsername, make_dict_hash, route_to_alt_domain
 from pyramid_notebook.web.badinput import check_request_size, check_websocket_handshake
 from pyramid_notebook.web.intent import require_intent
+from pyramid_notebook.web.audit import attach_audit
 from pyramid_notebook.core.context import InvalidNotebookContext, validate_notebook_context
 
 logger = logging.getLogger(__name__)
@@ -192,6 +193,7 @@ def launch_on_demand(request, username, notebook_context):
     manager = get_notebook_manager(request)
     _require_restart_intent(request, manager, username, context)
     try:
+        attach_audit(request, username, context, manager)
         context, created = manager.start_notebook_on_demand(username, context)
     except (BadUsername, OSError, NoFreePort, TooManyNotebooks, BackendUnavailable, NotebookStartError) as e:
         raise launch_error_page(*describe_launch_error(e)) from None
@@ -258,10 +260,11 @@ def launch_notebook(request, username, notebook_context, path=None, progress=Non
         manager = get_notebook_manager(request)
         _require_restart_intent(request, manager, username, context)
         try:
+            attach_audit(request, username, context, manager)
             return launch_with_progress(request, username, context, manager,
                                         lambda running: _notebook_page_url(request, running, path),
                                         describe_launch_error, launch_error_page)
-        except BadUsername as e:
+        except (BadUsername, OSError, BackendUnavailable) as e:
             raise launch_error_page(*describe_launch_error(e)) from None
     return HTTPFound(notebook_url(request, username, notebook_context, path=path))
 

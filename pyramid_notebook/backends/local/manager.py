@@ -192,6 +192,16 @@ class NotebookManager(NotebookBackend):
             return []
         return [cli.describe(name, path, clean=False) for name, path in cli.user_folders(self.notebook_folder)]
 
+    def update_audit(self, name, audit: dict) -> None:
+        """Put a new launch's ``audit`` information in the running notebook's context; its
+        server reads it for the records that follow (see :mod:`pyramid_notebook.server.audit`)."""
+        with self.user_lock(name):
+            pid_file = self.get_pid_file(name)
+            context = contextfile.read_context(pid_file)
+            if context and context.get("state") == "running" and context.get("audit") != audit:
+                context["audit"] = audit
+                contextfile.write_context(pid_file, context)
+
     # --- start and stop ---------------------------------------------------
 
     def start_notebook_on_demand(self, name, context):

@@ -1,0 +1,295 @@
+"""Jupyter server extension: record every cell and terminal line before it runs.
+
+The notebook server is the one place every client's code passes through, whatever
+relays it (pserve's direct websockets, the uWSGI and ASGI relays, nginx in accel mode,
+a JupyterHub's proxy) and whichever kernel websocket protocol it speaks. So the
+recording happens here, outside the kernel that runs the code:
+
+* :class:`AuditingKernelWebsocketConnection` (Jupyter's ``kernel_websocket_connection_class``)
+  stores every shell-channel ``execute_request`` — code, ``silent``, notebook path, kernel
+  id, session — before passing it to the kernel;
+* the terminals' websocket handler stores every line typed (on Enter) before the Enter
+  reaches the shell.
+
+Who, from where, from which shell and why come from the ``audit`` key of the notebook's
+context, which the web site writes at each launch (:mod:`pyramid_notebook.web.audit`), never
+from the browser. Fail closed: a record that cannot be stored (store unwritable or full)
+means the cell is answered with an error the notebook shows, and the Enter is replaced by
+a line kill, so nothing unrecorded runs. The format and the stream's place are
+:mod:`pyramid_notebook.core.audit`'s.
+"""
+import json
+import logging
+import os
+import threading
+
+from pyramid_notebook.core import audit
+from pyramid_notebook.core.contextfile import get_context_file, read_context
+from pyramid_notebook.server.static_files import PID_FILE_ENV
+from pyramid_notebook.server.websocket import NoDelayKernelWebsocketConnection
+
+V1 = "v1.kernel.websocket.jupyter.org"
+#: Context keys copied into every record (the web site fills them at launch).
+SESSION_KEYS = ("user", "client", "shell", "reason", "launch_url")
+
+log = logging.getLogger(__name__)
+
+
+class Auditor:
+    """The notebook server's recorder: its store and where its launch information comes from."""
+
+    def __init__(self, store_path, context_path=None, static_context=None):
+        self.store = audit.AuditStore(store_path)
+        self.context_path = context_path
+        self._context_key = None
+        self._session = (static_context or {}).get("audit") or {}
+        self._recorded_launch = None
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        """Recording is on when the launch's ``audit`` context says so (the site's default)."""
+        return bool(self.session().get("enabled"))
+
+    def session(self) -> dict:
+        """The latest launch's audit information, re-read when ``context.json`` changes."""
+        if self.context_path:
+            try:
+                st = os.stat(self.context_path)
+                key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            except OSError:
+                key = None
+            if key != self._context_key:
+                context = read_context(self.context_path) or {}
+                self._session = context.get("audit") or {}
+                self._context_key = key
+        return self._session
+
+    def record(self, record: dict) -> dict:
+        """Store ``record`` with the launch's who/where/why; raises :class:`~pyramid_notebook.core.audit.AuditError`."""
+        session = self.session()
+        with self._lock:
+            launch = session.get("launch_id")
+            if launch != self._recorded_launch:
+                # A new launch (maybe with a new reason) of this running server: say so once.
+                self.store.append(dict({k: session.get(k) for k in SESSION_KEYS}, kind="session",
+                                       launched_at=session.get("launched_at")))
+                self._recorded_launch = launch
+            full = {k: session.get(k) for k in SESSION_KEYS}
+            full.update(record)
+            return self.store.append(full)
+
+
+#: The auditor of this server, set when the extension loads.
+AUDITOR = None
+
+
+def refusal_text(error) -> str:
+    """What the user reads when their code was not run."""
+    return (f"Not run: the audit trail cannot be written ({error.strerror or error}). "
+            "This site records every cell before it runs; ask the site's administrator.")
+
+
+class AuditingKernelWebsocketConnection(NoDelayKernelWebsocketConnection):
+    """Kernel websockets that record each ``execute_request`` before the kernel gets it."""
+
+    notebook_path = None
+
+    async def prepare(self):
+        """Find the notebook this kernel belongs to, then prepare as Jupyter does."""
+        await super().prepare()
+        try:
+            manager = self.websocket_handler.settings["session_manager"]
+            for session in await manager.list_sessions():
+                if (session.get("kernel") or {}).get("id") == self.kernel_id:
+                    self.notebook_path = session.get("path")
+                    break
+        except Exception as e:  # noqa: BLE001 - the path is informative; the code is what counts
+            self.log.warning("pyramid_notebook audit: no notebook path for kernel %s: %s", self.kernel_id, e)
+
+    def handle_incoming_message(self, incoming_msg) -> None:
+        """Record an ``execute_request`` first; refuse it when it cannot be recorded."""
+        auditor = AUDITOR
+        if auditor is not None and self.channels and auditor.enabled:
+            request = self._execute_request(incoming_msg)
+            if request is not None:
+                header, content, channel = request
+                try:
+                    auditor.record({
+                        "kind": "execute", "code": content.get("code"), "silent": bool(content.get("silent")),
+                        "notebook": self.notebook_path, "kernel": self.kernel_id,
+                        "session": header.get("session"), "msg_id": header.get("msg_id"),
+                        "peer": self.websocket_handler.request.remote_ip,
+                    })
+                except audit.AuditError as e:
+                    self._refuse(channel, header, refusal_text(e))
+                    return
+        super().handle_incoming_message(incoming_msg)
+
+    def _execute_request(self, ws_msg):
+        """``(header, content, channel)`` if ``ws_msg`` is a shell ``execute_request``, else ``None``.
+
+        Parsed in full (no substring pre-check): JSON escapes could hide the message type from one.
+        """
+        try:
+            if self.subprotocol == V1:
+                from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+
+                channel, parts = deserialize_msg_from_ws_v1(ws_msg)
+                if channel != "shell":
+                    return None
+                header = json.loads(parts[0])
+                if header.get("msg_type") != "execute_request":
+                    return None
+                return header, json.loads(parts[3]), channel
+            if isinstance(ws_msg, bytes):
+                from jupyter_server.base.zmqhandlers import deserialize_binary_message
+
+                msg = deserialize_binary_message(ws_msg)
+            else:
+                msg = json.loads(ws_msg)
+            channel = msg.get("channel") or "shell"
+            header = msg.get("header") or {}
+            if channel != "shell" or header.get("msg_type") != "execute_request":
+                return None
+            return header, msg.get("content") or {}, channel
+        except Exception:  # noqa: BLE001 - Jupyter's own parsing refuses it the same way
+            return None
+
+    def _refuse(self, channel, parent, text) -> None:
+        """Answer the request as a failed cell: an error output and an ``execute_reply`` error."""
+        content = {"ename": "AuditError", "evalue": text, "traceback": [f"AuditError: {text}"]}
+        reply = dict(content, status="error", execution_count=None, user_expressions={}, payload=[])
+        for chan, msg_type, body in (("iopub", "status", {"execution_state": "busy"}),
+                                     ("iopub", "error", content), (channel, "execute_reply", reply),
+                                     ("iopub", "status", {"execution_state": "idle"})):
+            msg = self.session.msg(msg_type, body, parent=parent)
+            msg["parent_header"] = parent
+            if self.subprotocol == V1:
+                from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
+
+                parts = [json.dumps(msg[k], default=str).encode()
+                         for k in ("header", "parent_header", "metadata", "content")]
+                self.websocket_handler.write_message(serialize_msg_to_ws_v1(parts, chan), binary=True)
+            else:
+                msg["channel"] = chan
+                msg["buffers"] = []
+                self.websocket_handler.write_message(json.dumps(msg, default=str))
+
+
+# --- terminals ------------------------------------------------------------------------------
+
+LINE_ENDS = "\r\n"
+
+
+def terminal_input(auditor, socket, data: str):
+    """Record each line ``data`` completes; return ``(what to pass to the shell, refusal or None)``.
+
+    Keystrokes before an Enter are passed on as typed (the shell runs nothing until Enter);
+    each Enter is passed on only once its line is stored.
+    """
+    buffer = getattr(socket, "_pyramid_notebook_line", "")
+    forward = []
+    for index, char in enumerate(data):
+        if char in LINE_ENDS:
+            try:
+                auditor.record({"kind": "terminal", "terminal": socket.term_name, "line": buffer,
+                                "peer": socket.request.remote_ip})
+            except audit.AuditError as e:
+                socket._pyramid_notebook_line = ""
+                return "".join(forward) + "\x15", refusal_text(e)  # Ctrl-U: the shell drops the line
+            buffer = ""
+        elif char in "\x7f\b":
+            buffer = buffer[:-1]
+        elif char in "\x03\x15":  # Ctrl-C, Ctrl-U: the shell forgets the line
+            buffer = ""
+        else:
+            buffer += char
+        forward.append(char)
+    socket._pyramid_notebook_line = buffer
+    return "".join(forward), None
+
+
+def _patch_terminals() -> bool:
+    """Wrap the terminals' websocket handler so that typed lines are recorded first."""
+    try:
+        from jupyter_server_terminals.handlers import TermSocket
+    except ImportError:
+        return False
+    if getattr(TermSocket, "_pyramid_notebook_audited", False):
+        return True
+    original = TermSocket.on_message
+
+    async def on_message(self, message):
+        auditor = AUDITOR
+        if auditor is None or not auditor.enabled:
+            return await original(self, message)
+        try:
+            command = json.loads(message)
+        except ValueError:
+            return await original(self, message)
+        if not (isinstance(command, list) and len(command) > 1 and command[0] == "stdin"
+                and isinstance(command[1], str)):
+            return await original(self, message)
+        forward, refusal = terminal_input(auditor, self, command[1])
+        if forward:
+            await original(self, json.dumps(["stdin", forward]))
+        if refusal:
+            self.write_message(json.dumps(["stdout", f"\r\n[pyramid_notebook] {refusal}\r\n"]))
+
+    TermSocket.on_message = on_message
+    TermSocket._pyramid_notebook_audited = True
+    return True
+
+
+# --- the extension --------------------------------------------------------------------------
+
+
+def _jupyter_server_extension_points():
+    return [{"module": __name__}]
+
+
+def make_auditor(serverapp):
+    """The auditor for this server: local daemons keep the stream in their state folder,
+    JupyterHub single-user servers in ``<root_dir>/.pyramid_notebook/``."""
+    pid_file = os.environ.get(PID_FILE_ENV)
+    if pid_file:
+        state = os.path.dirname(os.path.abspath(pid_file))
+        return Auditor(os.path.join(state, audit.AUDIT_FILE_NAME), context_path=get_context_file(pid_file))
+    from pyramid_notebook.server.hub_extension import read_context as hub_context
+
+    root = os.path.abspath(os.path.expanduser(serverapp.root_dir))
+    return Auditor(os.path.join(root, audit.HUB_AUDIT_FOLDER, audit.AUDIT_FILE_NAME), static_context=hub_context())
+
+
+def _load_jupyter_server_extension(serverapp):
+    global AUDITOR
+    AUDITOR = make_auditor(serverapp)
+    if not issubclass(serverapp.kernel_websocket_connection_class, AuditingKernelWebsocketConnection):
+        serverapp.log.error("pyramid_notebook audit: kernel_websocket_connection_class is %s; cells are NOT recorded",
+                            serverapp.kernel_websocket_connection_class)
+    if not _patch_terminals():
+        serverapp.log.info("pyramid_notebook audit: no terminals extension; nothing to record there")
+    _configure_logging(AUDITOR.session().get("log_config"), serverapp.log)
+    serverapp.log.info("pyramid_notebook audit: recording to %s", AUDITOR.store.path)
+
+
+def _configure_logging(path, app_log) -> None:
+    """Apply the site's logging configuration (an INI file) so audit records leave the box
+    as the site's own log records do; without one, they go to this server's stderr log."""
+    audit_logger = logging.getLogger(audit.LOGGER_NAME)
+    audit_logger.setLevel(logging.INFO)
+    if path:
+        import logging.config
+
+        try:
+            logging.config.fileConfig(path, defaults={"here": os.path.dirname(os.path.abspath(path)),
+                                                      "__file__": os.path.abspath(path)},
+                                      disable_existing_loggers=False)
+            return
+        except Exception as e:  # noqa: BLE001 - a broken logging section must not stop the notebook
+            app_log.error("pyramid_notebook audit: cannot apply the logging configuration of %s: %s", path, e)
+    if not audit_logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        audit_logger.addHandler(handler)

@@ -1,0 +1,183 @@
+"""The audit trail (issue 22): every cell and terminal line, recorded outside the kernel before it runs.
+
+Real notebook servers and kernels, reached the ways a browser reaches them: pserve's direct
+websockets, uWSGI (and nginx in front of it), uvicorn's ASGI relay, nginx in accel mode; the
+JSON and the v1 kernel websocket protocols; a notebook terminal. The trail is read with the real
+``pyramid-notebook audit`` command.
+"""
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import websocket
+
+from pyramid_notebook.core import audit
+from tests.helpers import CLICK, KernelChannel, execute_over_websocket, login, wait_for
+
+BIN = os.path.dirname(sys.executable)
+CLI = os.path.join(BIN, "pyramid-notebook")
+
+
+def cli(*args):
+    """Run ``pyramid-notebook audit ...``; the completed process."""
+    return subprocess.run([CLI, "audit", *args], capture_output=True, text=True, timeout=60)
+
+
+def stream_of(notebook_folder, user="user"):
+    return os.path.join(notebook_folder, ".state", user, audit.AUDIT_FILE_NAME)
+
+
+def records(notebook_folder, kind=None, user="user"):
+    found = list(audit.read_records(stream_of(notebook_folder, user)))
+    return [r for r in found if kind is None or r.get("kind") == kind]
+
+
+def open_kernel(base_url, username="user", shell="shell2", data=None):
+    """Log in, launch, start a kernel; return (session, location, kernel id, cookie header)."""
+    s = login(base_url, username)
+    if data is None:
+        r = s.get(f"{base_url}/{shell}", allow_redirects=False, headers=CLICK)
+    else:
+        r = s.post(f"{base_url}/{shell}", data=data, allow_redirects=False, headers=CLICK)
+    assert r.status_code == 302, r.text
+    location = r.headers["Location"]
+    assert s.get(location).status_code == 200
+    xsrf = s.cookies.get("_xsrf", path="/notebook/")
+    r = s.post(base_url + "/notebook/api/sessions", headers={"X-XSRFToken": xsrf, "Origin": base_url},
+               json={"path": location.rsplit("/", 1)[1], "type": "notebook", "kernel": {"name": "python3"}})
+    assert r.status_code == 201, r.text
+    cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies)
+    return s, location, r.json()["kernel"]["id"], cookie
+
+
+def ws_base(base_url, context=None):
+    """Where the browser opens websockets: the site, or (pserve mode) the notebook's own port."""
+    if context is not None:
+        return f"ws://127.0.0.1:{context['http_port']}"
+    return base_url.replace("http://", "ws://")
+
+
+def run_both_protocols(base_url, kernel, cookie, ws_root, tag):
+    """Run one cell over the JSON protocol and one over v1; return the two codes."""
+    url = f"{ws_root}/notebook/api/kernels/{kernel}/channels"
+    json_code = f"print('json-{tag}', 6 * 7)"
+    out, _ = execute_over_websocket(url, json_code, base_url, [f"Cookie: {cookie}"])
+    assert out.strip() == f"json-{tag} 42"
+    v1_code = f"'v1-{tag}-' + str(6 * 7)"
+    channel = KernelChannel(url, origin=base_url, cookie=cookie)
+    try:
+        assert channel.ws.getsubprotocol() == KernelChannel.SUBPROTOCOL
+        assert channel.execute(v1_code) == f"'v1-{tag}-42'"
+    finally:
+        channel.close()
+    return json_code, v1_code
+
+
+def check_cells_recorded(notebook_folder, codes, notebook, kernel, before, user="user"):
+    """Each code is recorded once, with the user, the notebook, the kernel and a time in the window."""
+    after = datetime.datetime.now(datetime.timezone.utc)
+    executed = records(notebook_folder, "execute", user)
+    for code in codes:
+        found = [r for r in executed if r["code"] == code]
+        assert len(found) == 1, (code, executed)
+        record = found[0]
+        assert record["user"] == user
+        assert record["notebook"] == notebook
+        assert record["kernel"] == kernel
+        assert record["silent"] is False
+        assert before <= audit.parse_time(record["time"]) <= after
+        assert record["client"] == "127.0.0.1"
+    assert audit.verify(stream_of(notebook_folder, user)) is None
+
+
+def check_no_secret(notebook_folder, context, cookie, user="user"):
+    text = open(stream_of(notebook_folder, user), encoding="utf-8").read()
+    assert context["token"] not in text
+    for part in cookie.split("; "):
+        value = part.split("=", 1)[1]
+        if len(value) > 8:
+            assert value not in text, part.split("=", 1)[0]
+
+
+# --- pserve: websockets straight to the notebook's port --------------------------------------
+
+
+def test_cells_and_terminal_lines_are_recorded_pserve(demo_server, notebook_folder):
+    before = datetime.datetime.now(datetime.timezone.utc)
+    s, location, kernel, cookie = open_kernel(demo_server.url)
+    context = demo_server.manager.get_notebook_status("user")
+    codes = run_both_protocols(demo_server.url, kernel, cookie, ws_base(demo_server.url, context), "pserve")
+    check_cells_recorded(notebook_folder, codes, context["notebook_name"], kernel, before)
+
+    # A line typed into a notebook terminal, key by key as xterm.js sends it.
+    xsrf = s.cookies.get("_xsrf", path="/notebook/")
+    r = s.post(demo_server.url + "/notebook/api/terminals", headers={"X-XSRFToken": xsrf, "Origin": demo_server.url})
+    assert r.status_code == 200, r.text
+    name = r.json()["name"]
+    ws = websocket.create_connection(f"ws://127.0.0.1:{context['http_port']}/notebook/terminals/websocket/{name}",
+                                     origin=demo_server.url, header=[f"Cookie: {cookie}"], timeout=30)
+    try:
+        for key in "echo audited-$((6*7))x\x7f":
+            ws.send(json.dumps(["stdin", key]))
+        ws.send(json.dumps(["stdin", "\r"]))
+        seen = ""
+        deadline = time.monotonic() + 30
+        while "audited-42" not in seen.replace("audited-$((6*7))", ""):
+            assert time.monotonic() < deadline, seen
+            message = json.loads(ws.recv())
+            if message[0] == "stdout":
+                seen += message[1]
+    finally:
+        ws.close()
+    lines = records(notebook_folder, "terminal")
+    assert [r["line"] for r in lines] == ["echo audited-$((6*7))"]
+    assert lines[0]["terminal"] == name and lines[0]["user"] == "user"
+    check_no_secret(notebook_folder, context, cookie)
+
+    # The command line finds them all.
+    shown = cli("show", notebook_folder, "--json", "--user", "user", "--since", "10m")
+    assert shown.returncode == 0, shown.stderr
+    rows = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert {r.get("code") or r.get("line") for r in rows if r["kind"] != "session"} == \
+        set(codes) | {"echo audited-$((6*7))"}
+    grep = cli("show", notebook_folder, "--grep", "AUDITED-")
+    assert "echo audited-$((6*7))" in grep.stdout and "v1-pserve" not in grep.stdout
+    assert cli("verify", notebook_folder).returncode == 0
+
+
+def test_tampering_by_the_users_own_kernel_is_reported(demo_server, notebook_folder):
+    _, _, kernel, cookie = open_kernel(demo_server.url)
+    context = demo_server.manager.get_notebook_status("user")
+    url = f"{ws_base(demo_server.url, context)}/notebook/api/kernels/{kernel}/channels"
+    channel = KernelChannel(url, origin=demo_server.url, cookie=cookie)
+    try:
+        channel.execute("secret_plan = 'drop table users'")
+        channel.execute("harmless = 1")
+        # The kernel runs as the same Unix account: it finds the stream and rewrites a record.
+        locate = ("import os; stream = os.path.join(os.path.dirname(os.environ['JUPYTER_CONFIG_DIR']), "
+                  "'audit.jsonl'); lines = open(stream).read().splitlines()")
+        channel.execute(locate + "; open(stream, 'w').write('\\n'.join("
+                        "l.replace('drop ' + 'table users', 'nothing ' + 'here') for l in lines) + '\\n')")
+        altered = cli("verify", notebook_folder)
+        assert altered.returncode == 1, altered.stdout
+        seq = next(r["seq"] for r in records(notebook_folder, "execute") if r["code"].startswith("secret_plan"))
+        assert f"record seq {seq} was altered" in altered.stdout, altered.stdout
+
+        # Put it back (what a remote log copy allows), then delete a record instead.
+        channel.execute(locate + "; open(stream, 'w').write('\\n'.join("
+                        "l.replace('nothing ' + 'here', 'drop ' + 'table users') for l in lines) + '\\n')")
+        assert cli("verify", notebook_folder).returncode == 0
+        channel.execute(locate + "; open(stream, 'w').write('\\n'.join("
+                        "l for l in lines if 'harm' + 'less' not in l) + '\\n')")
+        missing = cli("verify", notebook_folder)
+        harmless = seq + 1
+        assert missing.returncode == 1
+        assert f"record seq {harmless} missing" in missing.stdout, missing.stdout
+    finally:
+        channel.close()
