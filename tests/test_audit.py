@@ -181,3 +181,157 @@ def test_tampering_by_the_users_own_kernel_is_reported(demo_server, notebook_fol
         assert f"record seq {harmless} missing" in missing.stdout, missing.stdout
     finally:
         channel.close()
+
+
+def _execute_collect(channel, code):
+    """Send ``code``; return (errors' text, execute_reply content)."""
+    msg_id = channel.send("shell", "execute_request", {"code": code, "silent": False, "store_history": False,
+                                                      "user_expressions": {}, "allow_stdin": False,
+                                                      "stop_on_error": True})
+    errors = []
+    for kind, content, _, _ in channel.replies(msg_id):
+        if kind == "error":
+            errors.append(content["evalue"])
+        elif kind == "execute_reply":
+            return errors, content
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real, small file system (tmpfs) of its own; unmounted after the test."""
+    from tests.test_faults import _mount_tmpfs
+
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    _mount_tmpfs(folder, "8m")
+    yield folder
+    from tests.helpers import stop_all_notebooks
+
+    stop_all_notebooks(str(folder / "notebooks"))
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_unwritable_store_refuses_the_cell_and_records_nothing_half_way(small_disk, tmp_path):
+    from pyramid.paster import get_app
+
+    from tests.conftest import write_demo_ini
+    from tests.helpers import WSGIServerThread
+    from tests.test_faults import fill
+
+    folder = str(small_disk / "notebooks")
+    os.makedirs(folder)
+    with WSGIServerThread(get_app(write_demo_ini(tmp_path, folder), "main")) as server:
+        _, _, kernel, cookie = open_kernel(server.url)
+        context = server.manager.get_notebook_status("user")
+        url = f"{ws_base(server.url, context)}/notebook/api/kernels/{kernel}/channels"
+        stream = stream_of(folder)
+        channel = KernelChannel(url, origin=server.url, cookie=cookie)
+        try:
+            assert channel.execute("recorded = 1; recorded") == "1"
+            before = open(stream, "rb").read()
+
+            # The disk is full: a record longer than the slack of the stream's last page fails.
+            filler = fill(small_disk)
+            code = "ran = 'yes'  # " + "x" * 9000
+            errors, reply = _execute_collect(channel, code)
+            assert reply["status"] == "error" and reply["ename"] == "AuditError"
+            assert errors and "Not run: the audit trail cannot be written" in errors[0], errors
+            assert "No space left" in errors[0], errors
+            assert open(stream, "rb").read() == before, "nothing of the refused record is left"
+            os.unlink(filler)
+            assert channel.execute("globals().get('ran')") == "", "the refused cell did not run"
+
+            # Unwritable (here: something else in the stream's place), over the JSON protocol too.
+            os.rename(stream, stream + ".kept")
+            os.mkdir(stream)
+            with pytest.raises(AssertionError, match="audit trail cannot be written"):
+                execute_over_websocket(url, "ran = 'json'", server.url, [f"Cookie: {cookie}"])
+            os.rmdir(stream)
+            os.rename(stream + ".kept", stream)
+            assert channel.execute("globals().get('ran')") == ""
+            log = os.path.join(folder, ".state", "user", "notebook.stderr.log")
+            wait_for(lambda: "Audit record NOT stored" in open(log, errors="replace").read(), timeout=10,
+                     message="the refusal in the notebook server's log")
+        finally:
+            channel.close()
+        codes = [r["code"] for r in records(folder, "execute")]
+        assert not [c for c in codes if c.startswith("ran =")], codes
+        assert "globals().get('ran')" in codes
+        assert audit.verify(stream) is None
+
+
+def test_prune_then_verify_passes(make_demo_server, notebook_folder, tmp_path):
+    server = make_demo_server(**{"pyramid_notebook.audit_keep_days": "30"})
+    _, _, kernel, cookie = open_kernel(server.url)
+    context = server.manager.get_notebook_status("user")
+    url = f"{ws_base(server.url, context)}/notebook/api/kernels/{kernel}/channels"
+    channel = KernelChannel(url, origin=server.url, cookie=cookie)
+    try:
+        channel.execute("old = 1")
+        channel.execute("old = 2")
+        ini = str(tmp_path / "demo.ini")
+        kept = cli("prune", "--ini", ini)  # 30 days: nothing is that old
+        assert kept.returncode == 0 and json.loads(kept.stdout)["pruned"] == 0, kept
+        pruned = cli("prune", notebook_folder, "--keep-days", "0")
+        assert pruned.returncode == 0, pruned.stderr
+        assert json.loads(pruned.stdout)["pruned"] >= 2
+        assert cli("verify", notebook_folder).returncode == 0
+        assert records(notebook_folder, "execute") == []
+        assert [r["kind"] for r in records(notebook_folder)] == ["checkpoint"]
+        # The running server chains on after the checkpoint.
+        channel.execute("new = 3")
+        assert [r["code"] for r in records(notebook_folder, "execute")] == ["new = 3"]
+        verified = cli("verify", notebook_folder)
+        assert verified.returncode == 0, verified.stdout
+    finally:
+        channel.close()
+
+
+def _csrf(html_text):
+    return re.search(r'name="csrf_token" value="([^"]+)"', html_text).group(1)
+
+
+def test_required_reason_blocks_the_launch_until_answered(make_demo_server, notebook_folder):
+    server = make_demo_server(**{"pyramid_notebook.audit_reason": "required"})
+    s = login(server.url)
+    r = s.get(server.url + "/shell2", allow_redirects=False, headers=CLICK)
+    assert r.status_code == 200 and 'id="pyramid-notebook-reason"' in r.text
+    assert server.manager.get_notebook_status("user") is None, "no notebook before the reason"
+    r = s.post(server.url + "/shell2", data={"csrf_token": _csrf(r.text), "reason": "  "},
+               allow_redirects=False, headers=CLICK)
+    assert r.status_code == 200 and "Please say why" in r.text
+    r = s.post(server.url + "/shell2", data={"csrf_token": "forged", "reason": "no token"},
+               allow_redirects=False, headers=CLICK)
+    assert r.status_code == 200 and 'id="pyramid-notebook-reason"' in r.text
+    assert server.manager.get_notebook_status("user") is None
+
+    reason = "Ticket #42: refund <order> 1001"
+    r = s.post(server.url + "/shell2", data={"csrf_token": _csrf(r.text), "reason": reason},
+               allow_redirects=False, headers=CLICK)
+    assert r.status_code == 302, r.text
+    page = s.get(r.headers["Location"])
+    assert 'id="pyramid-notebook-audit-reason"' in page.text
+    assert "Ticket #42: refund &lt;order&gt; 1001" in page.text, "the reason is shown in the notebook"
+    context = server.manager.get_notebook_status("user")
+    xsrf = s.cookies.get("_xsrf", path="/notebook/")
+    r = s.post(server.url + "/notebook/api/sessions", headers={"X-XSRFToken": xsrf, "Origin": server.url},
+               json={"path": context["notebook_name"], "type": "notebook", "kernel": {"name": "python3"}})
+    kernel = r.json()["kernel"]["id"]
+    cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies)
+    url = f"{ws_base(server.url, context)}/notebook/api/kernels/{kernel}/channels"
+    execute_over_websocket(url, "why = 1", server.url, [f"Cookie: {cookie}"])
+    cell = [r for r in records(notebook_folder, "execute") if r["code"] == "why = 1"]
+    assert cell and cell[0]["reason"] == reason
+    assert [r["reason"] for r in records(notebook_folder, "session")] == [reason]
+
+    # The next launch of the running notebook asks again; the new reason goes with what follows.
+    r = s.get(server.url + "/shell2", allow_redirects=False, headers=CLICK)
+    assert r.status_code == 200 and 'id="pyramid-notebook-reason"' in r.text
+    r = s.post(server.url + "/shell2", data={"csrf_token": _csrf(r.text), "reason": "second look"},
+               allow_redirects=False, headers=CLICK)
+    assert r.status_code == 302
+    assert server.manager.get_notebook_status("user")["pid"] == context["pid"], "not restarted"
+    execute_over_websocket(url, "why = 2", server.url, [f"Cookie: {cookie}"])
+    cell = [r for r in records(notebook_folder, "execute") if r["code"] == "why = 2"]
+    assert cell[0]["reason"] == "second look"
+    assert audit.verify(stream_of(notebook_folder)) is None

@@ -242,6 +242,40 @@ def _patch_terminals() -> bool:
     return True
 
 
+# --- the reason, shown in the notebook ---------------------------------------------------------
+
+BANNER = ('<div id="pyramid-notebook-audit-reason" title="Recorded with everything you run here" '
+          'style="position:fixed;bottom:0;left:0;z-index:10000;padding:2px 8px;font:12px sans-serif;'
+          'background:#fff3cd;color:#664d03;border:1px solid #ffe69c">Audited session. Reason: {reason}</div>')
+
+
+def reason_transform_class():
+    """A tornado output transform that puts the launch's reason on every notebook HTML page.
+
+    Made on first use so that importing this module does not need tornado's internals.
+    """
+    import html
+
+    from tornado.web import OutputTransform
+
+    class ReasonBanner(OutputTransform):
+        """Adds :data:`BANNER` before ``</body>`` of HTML pages while a reason is on record."""
+
+        def transform_first_chunk(self, status_code, headers, chunk, finishing):
+            auditor = AUDITOR
+            if auditor is not None and status_code == 200 and finishing and \
+                    str(headers.get("Content-Type", "")).startswith("text/html") and b"</body>" in chunk:
+                reason = auditor.session().get("reason")
+                if reason and auditor.enabled:
+                    banner = BANNER.format(reason=html.escape(reason)).encode("utf-8")
+                    chunk = chunk.replace(b"</body>", banner + b"</body>", 1)
+                    if "Content-Length" in headers:
+                        headers["Content-Length"] = str(len(chunk))
+            return status_code, headers, chunk
+
+    return ReasonBanner
+
+
 # --- the extension --------------------------------------------------------------------------
 
 
@@ -268,6 +302,8 @@ def _load_jupyter_server_extension(serverapp):
     if not issubclass(serverapp.kernel_websocket_connection_class, AuditingKernelWebsocketConnection):
         serverapp.log.error("pyramid_notebook audit: kernel_websocket_connection_class is %s; cells are NOT recorded",
                             serverapp.kernel_websocket_connection_class)
+    # First, so that it sees the page before any compression does.
+    serverapp.web_app.transforms.insert(0, reason_transform_class())
     if not _patch_terminals():
         serverapp.log.info("pyramid_notebook audit: no terminals extension; nothing to record there")
     _configure_logging(AUDITOR.session().get("log_config"), serverapp.log)
