@@ -79,7 +79,7 @@ def run_both_protocols(base_url, kernel, cookie, ws_root, tag):
     return json_code, v1_code
 
 
-def check_cells_recorded(notebook_folder, codes, notebook, kernel, before, user="user"):
+def check_cells_recorded(notebook_folder, codes, notebook, kernel, before, user="user", client="127.0.0.1"):
     """Each code is recorded once, with the user, the notebook, the kernel and a time in the window."""
     after = datetime.datetime.now(datetime.timezone.utc)
     executed = records(notebook_folder, "execute", user)
@@ -92,7 +92,8 @@ def check_cells_recorded(notebook_folder, codes, notebook, kernel, before, user=
         assert record["kernel"] == kernel
         assert record["silent"] is False
         assert before <= audit.parse_time(record["time"]) <= after
-        assert record["client"] == "127.0.0.1"
+        if client is not None:
+            assert record["client"] == client
     assert audit.verify(stream_of(notebook_folder, user)) is None
 
 
@@ -335,3 +336,69 @@ def test_required_reason_blocks_the_launch_until_answered(make_demo_server, note
     cell = [r for r in records(notebook_folder, "execute") if r["code"] == "why = 2"]
     assert cell[0]["reason"] == "second look"
     assert audit.verify(stream_of(notebook_folder)) is None
+
+
+# --- the relays: the site (or nginx) carries the websockets -----------------------------------
+
+
+class _Relay:
+    """One way of serving the demo with relayed websockets: ``url``, ``folder``, ``stop()``."""
+
+    def __init__(self, mode, tmp_path):
+        from tests import test_accel, test_uwsgi
+
+        self.stops = []
+        if mode in ("uwsgi", "nginx-uwsgi"):
+            if not os.path.exists(test_uwsgi.UWSGI):
+                pytest.skip("needs uWSGI (pip install -e .[test])")
+            server = test_uwsgi.UWSGIServer(tmp_path)
+            self.stops.append(server.stop)
+            self.url, self.folder = server.url, server.notebook_folder
+            if mode == "nginx-uwsgi":
+                if not os.path.exists(test_uwsgi.NGINX):
+                    pytest.skip("needs nginx (scripts/test installs it)")
+                nginx = test_uwsgi.Nginx(tmp_path, server.port)
+                self.stops.append(nginx.stop)
+                self.url = nginx.url
+        elif mode == "asgi":
+            from pyramid.paster import get_app
+
+            from tests.conftest import write_demo_ini
+            from tests.test_asgi import UvicornThread
+
+            self.folder = str(tmp_path / "notebooks")
+            os.makedirs(self.folder)
+            ini = write_demo_ini(tmp_path, self.folder, **{
+                "pyramid_notebook.websocket_proxy": "pyramid_notebook.relays.asgi_app.serve_websocket"})
+            server = UvicornThread(get_app(ini, "main")).__enter__()
+            self.stops.append(lambda: server.__exit__(None, None, None))
+            self.url = server.url
+        else:  # nginx accel mode: nginx relays, the site never sees the websocket's bytes
+            stack = test_accel.Stack("waitress", tmp_path)
+            self.stops.append(stack.stop)
+            self.url, self.folder = stack.url, stack.folder
+
+    def stop(self):
+        from tests.helpers import stop_all_notebooks
+
+        stop_all_notebooks(self.folder)
+        for stop in reversed(self.stops):
+            stop()
+
+
+@pytest.mark.parametrize("mode", ["uwsgi", "nginx-uwsgi", "asgi", "accel"])
+def test_cells_are_recorded_through_every_relay(mode, tmp_path):
+    relay = _Relay(mode, tmp_path)
+    try:
+        before = datetime.datetime.now(datetime.timezone.utc)
+        _, location, kernel, cookie = open_kernel(relay.url)
+        codes = run_both_protocols(relay.url, kernel, cookie, ws_base(relay.url), mode)
+        # uWSGI's own http11-socket gives the app REMOTE_ADDR 0.0.0.0; nginx in front says who it was.
+        check_cells_recorded(relay.folder, codes, location.rsplit("/", 1)[1], kernel, before,
+                             client=None if mode == "uwsgi" else "127.0.0.1")
+        from pyramid_notebook.backends.local.manager import NotebookManager
+
+        check_no_secret(relay.folder, NotebookManager(relay.folder).get_notebook_status("user"), cookie)
+        assert cli("verify", relay.folder).returncode == 0
+    finally:
+        relay.stop()
