@@ -147,6 +147,10 @@ def test_cells_and_terminal_lines_are_recorded_pserve(demo_server, notebook_fold
     rows = [json.loads(line) for line in shown.stdout.splitlines()]
     assert {r.get("code") or r.get("line") for r in rows if r["kind"] != "session"} == \
         set(codes) | {"echo audited-$((6*7))"}
+    # Without audit_log_config the logger's copy goes to the notebook server's log.
+    log = os.path.join(notebook_folder, ".state", "user", "notebook.stderr.log")
+    last = records(notebook_folder)[-1]
+    wait_for(lambda: last["hash"] in open(log, errors="replace").read(), timeout=10, message="the logged copy")
     grep = cli("show", notebook_folder, "--grep", "AUDITED-")
     assert "echo audited-$((6*7))" in grep.stdout and "v1-pserve" not in grep.stdout
     assert cli("verify", notebook_folder).returncode == 0
@@ -261,8 +265,42 @@ def test_unwritable_store_refuses_the_cell_and_records_nothing_half_way(small_di
         assert audit.verify(stream) is None
 
 
-def test_prune_then_verify_passes(make_demo_server, notebook_folder, tmp_path):
-    server = make_demo_server(**{"pyramid_notebook.audit_keep_days": "30"})
+LOGGING_INI = """
+[loggers]
+keys = root, audit
+
+[handlers]
+keys = shipped
+
+[formatters]
+keys = plain
+
+[logger_root]
+level = WARNING
+handlers =
+
+[logger_audit]
+level = INFO
+handlers = shipped
+qualname = pyramid_notebook.audit
+propagate = 0
+
+[handler_shipped]
+class = FileHandler
+args = ('%(here)s/shipped.log',)
+formatter = plain
+
+[formatter_plain]
+format = %(name)s %(message)s
+"""
+
+
+def test_prune_then_verify_passes_and_records_go_where_the_logging_config_says(make_demo_server, notebook_folder,
+                                                                               tmp_path):
+    logging_ini = tmp_path / "logging.ini"
+    logging_ini.write_text(LOGGING_INI)
+    server = make_demo_server(**{"pyramid_notebook.audit_keep_days": "30",
+                                 "pyramid_notebook.audit_log_config": str(logging_ini)})
     _, _, kernel, cookie = open_kernel(server.url)
     context = server.manager.get_notebook_status("user")
     url = f"{ws_base(server.url, context)}/notebook/api/kernels/{kernel}/channels"
@@ -286,6 +324,10 @@ def test_prune_then_verify_passes(make_demo_server, notebook_folder, tmp_path):
         assert verified.returncode == 0, verified.stdout
     finally:
         channel.close()
+    # Every record, pruned ones included, was shipped through the site's logging configuration.
+    shipped = [json.loads(line.split(" ", 1)[1]) for line in (tmp_path / "shipped.log").read_text().splitlines()]
+    assert [r["code"] for r in shipped if r.get("kind") == "execute"] == ["old = 1", "old = 2", "new = 3"]
+    assert all(r["user"] == "user" for r in shipped)
 
 
 def _csrf(html_text):

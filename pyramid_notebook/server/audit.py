@@ -20,6 +20,7 @@ a line kill, so nothing unrecorded runs. The format and the stream's place are
 """
 import json
 import logging
+import logging.config
 import os
 import threading
 
@@ -80,8 +81,17 @@ class Auditor:
             return self.store.append(full)
 
 
-#: The auditor of this server, set when the extension loads.
+#: The auditor of this server, made when the extension loads (or by the first websocket message).
 AUDITOR = None
+
+
+def get_auditor(serverapp):
+    """This server's :class:`Auditor`, made on first use: a cell never runs unrecorded because the
+    extension failed to load or loaded late."""
+    global AUDITOR
+    if AUDITOR is None:
+        AUDITOR = make_auditor(serverapp)
+    return AUDITOR
 
 
 def refusal_text(error) -> str:
@@ -109,12 +119,21 @@ class AuditingKernelWebsocketConnection(NoDelayKernelWebsocketConnection):
 
     def handle_incoming_message(self, incoming_msg) -> None:
         """Record an ``execute_request`` first; refuse it when it cannot be recorded."""
-        auditor = AUDITOR
-        if auditor is not None and self.channels and auditor.enabled:
+        if not self.channels:
+            return super().handle_incoming_message(incoming_msg)
+        try:
+            auditor = AUDITOR or get_auditor(self.websocket_handler.settings["serverapp"])
+            enabled = auditor.enabled
+        except Exception as e:  # noqa: BLE001 - fail closed: unknown means record, and we cannot
+            auditor, enabled = None, True
+            broken = audit.AuditError(0, f"no audit store ({e})")
+        if enabled:
             request = self._execute_request(incoming_msg)
             if request is not None:
                 header, content, channel = request
                 try:
+                    if auditor is None:
+                        raise broken
                     auditor.record({
                         "kind": "execute", "code": content.get("code"), "silent": bool(content.get("silent")),
                         "notebook": self.notebook_path, "kernel": self.kernel_id,
@@ -297,8 +316,7 @@ def make_auditor(serverapp):
 
 
 def _load_jupyter_server_extension(serverapp):
-    global AUDITOR
-    AUDITOR = make_auditor(serverapp)
+    get_auditor(serverapp)
     if not issubclass(serverapp.kernel_websocket_connection_class, AuditingKernelWebsocketConnection):
         serverapp.log.error("pyramid_notebook audit: kernel_websocket_connection_class is %s; cells are NOT recorded",
                             serverapp.kernel_websocket_connection_class)
@@ -316,8 +334,6 @@ def _configure_logging(path, app_log) -> None:
     audit_logger = logging.getLogger(audit.LOGGER_NAME)
     audit_logger.setLevel(logging.INFO)
     if path:
-        import logging.config
-
         try:
             logging.config.fileConfig(path, defaults={"here": os.path.dirname(os.path.abspath(path)),
                                                       "__file__": os.path.abspath(path)},
@@ -325,7 +341,9 @@ def _configure_logging(path, app_log) -> None:
             return
         except Exception as e:  # noqa: BLE001 - a broken logging section must not stop the notebook
             app_log.error("pyramid_notebook audit: cannot apply the logging configuration of %s: %s", path, e)
-    if not audit_logger.handlers and not logging.getLogger().handlers:
+    if not audit_logger.handlers:
+        # Jupyter's own handlers take warnings and up only: give the records a handler of their own.
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
         audit_logger.addHandler(handler)
+        audit_logger.propagate = False
