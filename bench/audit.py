@@ -141,7 +141,8 @@ def main(argv=None) -> int:
     print(f"added by auditing (p50): {added:.3f} ms (median of paired differences {paired:.3f} ms), "
           f"target <= {TARGET_MS} ms: {verdict}; {recorded} cells recorded")
     with open(args.output, "w") as f:
-        json.dump({"audited": with_audit, "not_audited": without, "append": append, "added_p50_ms": added, "paired_median_ms": paired,
+        json.dump({"audited": with_audit, "not_audited": without, "append": append, "added_p50_ms": added,
+                   "paired_median_ms": paired,
                    "target_ms": TARGET_MS, "pass": added <= TARGET_MS, "recorded": recorded}, f, indent=2)
     return 0 if added <= TARGET_MS else 1
 

@@ -444,3 +444,42 @@ def test_cells_are_recorded_through_every_relay(mode, tmp_path):
         assert cli("verify", relay.folder).returncode == 0
     finally:
         relay.stop()
+
+
+# --- the JupyterHub backend: recorded where the single-user server runs -----------------------
+
+
+def test_cells_are_recorded_on_the_hub(tmp_path):
+    from tests import test_hub
+    from tests.hubhelpers import CHP, JUPYTERHUB, Hub, WebNode
+
+    if not (os.path.exists(JUPYTERHUB) and os.path.exists(CHP)):
+        pytest.skip("needs jupyterhub and configurable-http-proxy (scripts/test installs them)")
+    hub = Hub(tmp_path)
+    node = None
+    try:
+        node = WebNode(tmp_path, hub, "node1", "pserve")
+        s = test_hub.session(node)
+        location = test_hub.launch(s, node)
+        ws_url = test_hub.open_kernel(s, node, location)
+        channel = KernelChannel(ws_url, origin=test_hub.ORIGIN, cookie=test_hub.cookie_header(s), host=test_hub.PUBLIC)
+        try:
+            assert channel.execute("'on the hub ' + str(6 * 7)") == "'on the hub 42'"
+        finally:
+            channel.close()
+        # The spawner's root folder for the user (hub/jupyterhub_config.py: PYRAMID_NOTEBOOK_FOLDER/<user>).
+        users = tmp_path / "hub-users"
+        stream = users / "user" / audit.HUB_AUDIT_FOLDER / audit.AUDIT_FILE_NAME
+        cell = [r for r in audit.read_records(str(stream)) if r.get("kind") == "execute"]
+        assert [r["code"] for r in cell] == ["'on the hub ' + str(6 * 7)"]
+        assert cell[0]["user"] == "user" and cell[0]["notebook"] == location.rsplit("/", 1)[1]
+        shown = cli("show", str(users), "--json")
+        assert "'on the hub ' + str(6 * 7)" in [json.loads(line).get("code") for line in shown.stdout.splitlines()]
+        assert cli("verify", str(users)).returncode == 0
+        # The contents API (the file browser) does not serve it.
+        r = s.get(node.url + "/notebook/user/user/api/contents/.pyramid_notebook/audit.jsonl")
+        assert r.status_code == 404
+    finally:
+        if node is not None:
+            node.stop()
+        hub.stop()
