@@ -90,7 +90,9 @@ def attach_audit(request, username, context, manager) -> dict:
         return context
     reason = launch_reason(request, settings.audit_reason)
     info = {
-        "enabled": True, "user": username, "client": request.client_addr, "remote_addr": request.remote_addr,
+        # getattr: test doubles and some embedding frameworks' requests lack WebOb's address helpers.
+        "enabled": True, "user": username, "client": getattr(request, "client_addr", None),
+        "remote_addr": getattr(request, "remote_addr", None),
         "shell": context.get("context_hash"), "launch_url": request.path, "reason": reason,
         "launch_id": secrets.token_hex(8), "launched_at": utc_now(), "log_config": settings.audit_log_config,
     }
