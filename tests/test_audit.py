@@ -114,7 +114,19 @@ def test_cells_and_terminal_lines_are_recorded_pserve(demo_server, notebook_fold
     s, location, kernel, cookie = open_kernel(demo_server.url)
     context = demo_server.manager.get_notebook_status("user")
     codes = run_both_protocols(demo_server.url, kernel, cookie, ws_base(demo_server.url, context), "pserve")
-    check_cells_recorded(notebook_folder, codes, context["notebook_name"], kernel, before)
+    # ipykernel runs an execute_request sent on the control channel as well.
+    channel = KernelChannel(f"{ws_base(demo_server.url, context)}/notebook/api/kernels/{kernel}/channels",
+                            origin=demo_server.url, cookie=cookie)
+    try:
+        msg_id = channel.send("control", "execute_request", {"code": "via_control = 1", "silent": True,
+                                                            "store_history": False, "user_expressions": {},
+                                                            "allow_stdin": False, "stop_on_error": True})
+        assert next(c for k, c, _, _ in channel.replies(msg_id) if k == "execute_reply")["status"] == "ok"
+        assert channel.execute("via_control") == "1"
+    finally:
+        channel.close()
+    check_cells_recorded(notebook_folder, codes + ("via_control",), context["notebook_name"], kernel, before)
+    assert [r["silent"] for r in records(notebook_folder, "execute") if r["code"] == "via_control = 1"] == [True]
 
     # A line typed into a notebook terminal, key by key as xterm.js sends it.
     xsrf = s.cookies.get("_xsrf", path="/notebook/")
@@ -146,7 +158,7 @@ def test_cells_and_terminal_lines_are_recorded_pserve(demo_server, notebook_fold
     assert shown.returncode == 0, shown.stderr
     rows = [json.loads(line) for line in shown.stdout.splitlines()]
     assert {r.get("code") or r.get("line") for r in rows if r["kind"] != "session"} == \
-        set(codes) | {"echo audited-$((6*7))"}
+        set(codes) | {"via_control = 1", "via_control", "echo audited-$((6*7))"}
     # Without audit_log_config the logger's copy goes to the notebook server's log.
     log = os.path.join(notebook_folder, ".state", "user", "notebook.stderr.log")
     last = records(notebook_folder)[-1]

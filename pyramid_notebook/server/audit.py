@@ -24,6 +24,10 @@ import logging.config
 import os
 import threading
 
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_binary_message, deserialize_msg_from_ws_v1, serialize_msg_to_ws_v1,
+)
+
 from pyramid_notebook.core import audit
 from pyramid_notebook.core.contextfile import get_context_file, read_context
 from pyramid_notebook.server.static_files import PID_FILE_ENV
@@ -128,7 +132,11 @@ class AuditingKernelWebsocketConnection(NoDelayKernelWebsocketConnection):
             auditor, enabled = None, True
             broken = audit.AuditError(0, f"no audit store ({e})")
         if enabled:
-            request = self._execute_request(incoming_msg)
+            try:
+                request = self._execute_request(incoming_msg)
+            except ValueError as e:
+                self.log.warning("pyramid_notebook audit: dropped %s", e)
+                return
             if request is not None:
                 header, content, channel = request
                 try:
@@ -146,34 +154,26 @@ class AuditingKernelWebsocketConnection(NoDelayKernelWebsocketConnection):
         super().handle_incoming_message(incoming_msg)
 
     def _execute_request(self, ws_msg):
-        """``(header, content, channel)`` if ``ws_msg`` is a shell ``execute_request``, else ``None``.
+        """``(header, content, channel)`` if ``ws_msg`` is an ``execute_request``, else ``None``.
 
-        Parsed in full (no substring pre-check): JSON escapes could hide the message type from one.
+        On any channel: ipykernel runs ``execute_request`` on the control channel too. Parsed in
+        full (no substring pre-check): JSON escapes could hide the message type from one. A message
+        this cannot parse raises :class:`ValueError`; it is dropped, not passed on unrecorded.
         """
         try:
             if self.subprotocol == V1:
-                from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
-
                 channel, parts = deserialize_msg_from_ws_v1(ws_msg)
-                if channel != "shell":
-                    return None
                 header = json.loads(parts[0])
                 if header.get("msg_type") != "execute_request":
                     return None
                 return header, json.loads(parts[3]), channel
-            if isinstance(ws_msg, bytes):
-                from jupyter_server.base.zmqhandlers import deserialize_binary_message
-
-                msg = deserialize_binary_message(ws_msg)
-            else:
-                msg = json.loads(ws_msg)
-            channel = msg.get("channel") or "shell"
+            msg = deserialize_binary_message(ws_msg) if isinstance(ws_msg, bytes) else json.loads(ws_msg)
             header = msg.get("header") or {}
-            if channel != "shell" or header.get("msg_type") != "execute_request":
+            if header.get("msg_type") != "execute_request":
                 return None
-            return header, msg.get("content") or {}, channel
-        except Exception:  # noqa: BLE001 - Jupyter's own parsing refuses it the same way
-            return None
+            return header, msg.get("content") or {}, msg.get("channel") or "shell"
+        except Exception as e:  # noqa: BLE001 - whatever it is, it must not reach the kernel unrecorded
+            raise ValueError(f"unparsable kernel message: {e!r}") from None
 
     def _refuse(self, channel, parent, text) -> None:
         """Answer the request as a failed cell: an error output and an ``execute_reply`` error."""
@@ -185,8 +185,6 @@ class AuditingKernelWebsocketConnection(NoDelayKernelWebsocketConnection):
             msg = self.session.msg(msg_type, body, parent=parent)
             msg["parent_header"] = parent
             if self.subprotocol == V1:
-                from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
-
                 parts = [json.dumps(msg[k], default=str).encode()
                          for k in ("header", "parent_header", "metadata", "content")]
                 self.websocket_handler.write_message(serialize_msg_to_ws_v1(parts, chan), binary=True)

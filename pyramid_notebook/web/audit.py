@@ -23,6 +23,8 @@ from pyramid_notebook.web.intent import CSRF_FIELD, get_csrf_token, has_valid_cs
 REASON_FIELD = "reason"
 #: Longest reason kept, in characters.
 REASON_MAX = 2000
+#: What makes a launch of a running notebook a new session in the trail.
+CHANGES = ("enabled", "user", "client", "shell", "reason", "log_config")
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -96,12 +98,18 @@ def attach_audit(request, username, context, manager) -> dict:
         "shell": context.get("context_hash"), "launch_url": request.path, "reason": reason,
         "launch_id": secrets.token_hex(8), "launched_at": utc_now(), "log_config": settings.audit_log_config,
     }
-    context["audit"] = info
-    logger.info(canonical(dict({k: v for k, v in info.items() if k != "log_config"}, kind="launch")))
     try:
         running = manager.get_notebook_status(username)
     except Exception:  # noqa: BLE001 - the launch that follows reports it properly
         running = None
     if running and running.get("context_hash") == context.get("context_hash"):
+        previous = running.get("audit") or {}
+        if all(previous.get(k) == info[k] for k in CHANGES):
+            # The same user, address, shell and reason (a reload, a progress page's poll): the
+            # running notebook's launch stands, no new session record.
+            context["audit"] = previous
+            return context
         manager.update_audit(username, info)
+    context["audit"] = info
+    logger.info(canonical(dict({k: v for k, v in info.items() if k != "log_config"}, kind="launch")))
     return context

@@ -253,7 +253,10 @@ def launch_notebook(request, username, notebook_context, path=None, progress=Non
     """
     if progress is None:
         progress = get_notebook_settings(request.registry).progress_page
-    if progress and wants_progress_page(request) and get_notebook_manager(request).progress_pages:
+    # A reason form POSTs, and must answer before the start: no progress page then (its polls
+    # would meet the form again).
+    if progress and wants_progress_page(request) and get_notebook_manager(request).progress_pages and \
+            get_notebook_settings(request.registry).audit_reason == "off":
         _require_user(username)
         path = _checked_path(path)
         context = _checked_context(request, notebook_context)
