@@ -279,6 +279,7 @@ def reason_transform_class():
         """Adds :data:`BANNER` before ``</body>`` of HTML pages while a reason is on record."""
 
         def transform_first_chunk(self, status_code, headers, chunk, finishing):
+            """The page with the banner (whole pages only: Jupyter renders them in one piece)."""
             auditor = AUDITOR
             if auditor is not None and status_code == 200 and finishing and \
                     str(headers.get("Content-Type", "")).startswith("text/html") and b"</body>" in chunk:
