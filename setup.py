@@ -48,6 +48,8 @@ test_requires = demo_requires + hub_requires + [
     "hypothesis>=6",
     # nginx accel mode (accel.ini) is tested under gunicorn as well as waitress.
     "gunicorn>=22",
+    # The package's import contract (.importlinter): layers, process boundaries, no cycles.
+    "import-linter>=2.1",
 ]
 
 setup(
@@ -86,7 +88,7 @@ setup(
         "paste.app_factory": ["demo = pyramid_notebook.demo:main"],
         "paste.server_runner": [
             "demo_server = pyramid_notebook.demo.server:serve",
-            "uvicorn = pyramid_notebook.relays.asgi_app:serve_paste",
+            "uvicorn = pyramid_notebook.relays.asgi_runner:serve_paste",
         ],
     },
 )

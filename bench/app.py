@@ -18,7 +18,7 @@ import threading
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPForbidden, HTTPFound
 
-from pyramid_notebook.web.views import launch_notebook, notebook_proxy, shutdown_notebook
+from pyramid_notebook.views import launch_notebook, notebook_proxy, shutdown_notebook
 
 STARTUP = "a = 'foo'\nb = 'bar'\n"
 
@@ -107,14 +107,14 @@ def uwsgi_application():
     """Entry point for uWSGI (``module = bench.app:uwsgi_application()``)."""
     import os
 
-    return make_app(os.environ["BENCH_NOTEBOOK_FOLDER"], "pyramid_notebook.relays.uwsgi.serve_websocket")
+    return make_app(os.environ["BENCH_NOTEBOOK_FOLDER"], "pyramid_notebook.uwsgi.serve_websocket")
 
 
 def asgi_application(notebook_folder):
-    """The bench app under uvicorn (``pyramid_notebook.relays.asgi_app``), websockets through the site."""
-    from pyramid_notebook.relays.asgi_app import make_asgi_app
+    """The bench app under uvicorn (``pyramid_notebook.asgi``), websockets through the site."""
+    from pyramid_notebook.asgi import make_asgi_app
 
-    return make_asgi_app(make_app(notebook_folder, "pyramid_notebook.relays.asgi_app.serve_websocket"))
+    return make_asgi_app(make_app(notebook_folder, "pyramid_notebook.asgi.serve_websocket"))
 
 
 def make_hub_app(hub_url, hub_api_token):
@@ -124,5 +124,5 @@ def make_hub_app(hub_url, hub_api_token):
         "pyramid_notebook.hub_url": hub_url,
         "pyramid_notebook.hub_api_token": hub_api_token,
         "pyramid_notebook.startup_timeout": "300",
-        "pyramid_notebook.websocket_proxy": "pyramid_notebook.relays.uwsgi.serve_websocket",
+        "pyramid_notebook.websocket_proxy": "pyramid_notebook.uwsgi.serve_websocket",
     })

@@ -21,7 +21,7 @@ def _memory(pid):
 def measure_forked(results, stats, ms, fmt, channel_class, first_result, wait_until, workdir, n):
     import requests
 
-    from pyramid_notebook.backends.local.manager import NotebookManager
+    from pyramid_notebook.notebookmanager import NotebookManager
     from tests.helpers import random_port_base, stop_all_notebooks
 
     folder = os.path.join(workdir, "notebooks-forked")

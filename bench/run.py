@@ -153,7 +153,7 @@ class Site:
         if self.proc.poll() is not None:
             raise RuntimeError(f"{kind} did not start; see {self.log.name}")
         # A site that has been up for a few seconds: its fork server has imported Jupyter.
-        from pyramid_notebook.backends.local.manager import NotebookManager
+        from pyramid_notebook.notebookmanager import NotebookManager
 
         manager = NotebookManager(self.folder, fork_server=True)
         if kind == "waitress":
@@ -170,7 +170,7 @@ class Site:
         return s
 
     def context(self, user):
-        from pyramid_notebook.backends.local.manager import NotebookManager
+        from pyramid_notebook.notebookmanager import NotebookManager
 
         return NotebookManager(self.folder).get_notebook_status(user)
 
@@ -357,7 +357,7 @@ def measure_http(results, site, n):
     user = {"X-Bench-User": "http"}
     import notebook
 
-    from pyramid_notebook.backends.local.manager import NotebookManager
+    from pyramid_notebook.notebookmanager import NotebookManager
 
     bundle = max(glob.glob(os.path.join(os.path.dirname(notebook.__file__), "static", "*.js")), key=os.path.getsize)
     bundle_path = "/notebook/static/notebook/" + os.path.basename(bundle)
@@ -603,7 +603,7 @@ def measure_scale(results, site, sizes):
 
 
 def _fork_server_pid(site):
-    from pyramid_notebook.backends.local.manager import NotebookManager
+    from pyramid_notebook.notebookmanager import NotebookManager
 
     manager = NotebookManager(site.folder, fork_server=True)
     answer = manager.fork_server.ping()

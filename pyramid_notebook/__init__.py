@@ -14,7 +14,7 @@ def includeme(config):
 
     The parsed :class:`~pyramid_notebook.core.settings.NotebookSettings` and the
     notebook backend they choose (``pyramid_notebook.backend``: ``local``, a
-    :class:`~pyramid_notebook.backends.local.manager.NotebookManager`, or ``jupyterhub``, a
+    :class:`~pyramid_notebook.notebookmanager.NotebookManager`, or ``jupyterhub``, a
     :class:`~pyramid_notebook.backends.hub.backend.HubBackend`) are stored on the registry. A missing or malformed setting raises
     :class:`pyramid.exceptions.ConfigurationError` naming it when the
     configuration is committed.
@@ -23,10 +23,12 @@ def includeme(config):
     # does not pay for Pyramid at start-up.
     from pyramid_notebook.backends.local.manager import NotebookManager
     from pyramid_notebook.core.settings import parse_settings
+    from pyramid_notebook.relays.choice import relay_from_settings
 
     def register():
         settings = parse_settings(config.get_settings(), maybe_dotted=config.maybe_dotted)
         config.registry.pyramid_notebook_settings = settings
+        config.registry.pyramid_notebook_relay = relay_from_settings(settings)
         if settings.backend == "jupyterhub":
             from pyramid_notebook.backends.hub.backend import HubBackend
 
@@ -38,4 +40,4 @@ def includeme(config):
     # The parent-page half of the save bridge: <site>/pyramid_notebook/notebook-bridge.js.
     config.add_static_view(ASSETS_PATH, "pyramid_notebook:assets", cache_max_age=3600)
     # 400, not a 500 traceback, for addresses under the notebook routes that are not UTF-8.
-    config.include("pyramid_notebook.web.badinput")
+    config.include("pyramid_notebook.web.badurl")

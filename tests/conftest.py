@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from pyramid_notebook.backends.local.manager import NotebookManager
+from pyramid_notebook.notebookmanager import NotebookManager
 from tests.helpers import (
     WSGIServerThread, daemons_under, fork_servers_under, join_background_starts, random_port_base, stop_all_notebooks,
 )

@@ -13,6 +13,7 @@ import requests
 import waitress.server
 
 from pyramid_notebook.core import statefolder
+from pyramid_notebook.core.paths import is_forkserver_script
 from pyramid_notebook.core.process import terminate_daemon
 
 
@@ -83,7 +84,7 @@ def fork_servers_under(folder):
         cmdline = proc.info["cmdline"] or []
         if proc.info["status"] == psutil.STATUS_ZOMBIE or len(cmdline) < 3:
             continue
-        if cmdline[-3].endswith("forkserver.py") and cmdline[-1].startswith(str(folder)):
+        if is_forkserver_script(cmdline[-3]) and cmdline[-1].startswith(str(folder)):
             found.append(proc)
     return found
 
@@ -304,3 +305,15 @@ def check_user_files_as_jupyter_sends_them(session, site_url, context, work_fold
         assert ours.content == theirs.content or ours.status_code >= 400, path
         assert not from_disk(ours), f"{path} was sent from disk"
     assert session.get(site_url + base + "files/notes.txt").status_code == 403
+
+
+def received_close_code(channel) -> int:
+    """Read frames from a :class:`KernelChannel` until the server closes it; the close frame's code."""
+    import struct
+
+    import websocket
+
+    while True:
+        opcode, frame = channel.ws.recv_data_frame(True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return struct.unpack("!H", frame.data[:2])[0]

@@ -18,7 +18,7 @@ import requests
 import websocket
 
 from pyramid_notebook.relays import accel
-from pyramid_notebook.backends.local.manager import NotebookManager
+from pyramid_notebook.notebookmanager import NotebookManager
 from tests.helpers import (KernelChannel, check_user_files_as_jupyter_sends_them, execute_over_websocket, free_port,
                            login, stop_all_notebooks, wait_for)
 from tests.test_uwsgi import open_kernel

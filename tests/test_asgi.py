@@ -1,4 +1,4 @@
-"""The site under uvicorn (pyramid_notebook.relays.asgi_app): HTTP and notebook websockets through the site's port.
+"""The site under uvicorn (pyramid_notebook.asgi): HTTP and notebook websockets through the site's port.
 
 One uvicorn server (in a thread of this process, so its relays, asyncio tasks and sockets can be
 counted) serves the demo for the whole module; the browser test runs ``pserve development.ini`` as
@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -26,12 +25,12 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 import tests.test_views as views_tests
-from pyramid_notebook.relays.asgi_app import Upstream, WebsocketApproved, _Handshake, authorize, make_asgi_app, \
+from pyramid_notebook.asgi import Upstream, WebsocketApproved, _Handshake, authorize, make_asgi_app, \
     serve_websocket, websocket_environ
-from pyramid_notebook.backends.local.manager import NotebookManager
+from pyramid_notebook.notebookmanager import NotebookManager
 from tests.browser import CHROMEDRIVER, CHROMIUM
 from tests.conftest import write_demo_ini
-from tests.helpers import KernelChannel, free_port, login, stop_all_notebooks, wait_for
+from tests.helpers import KernelChannel, free_port, login, received_close_code, stop_all_notebooks, wait_for
 from tests.test_uwsgi import ECHO_TARGET, open_kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,12 +82,12 @@ class UvicornThread:
 
 @pytest.fixture(scope="module")
 def asgi_site(tmp_path_factory):
-    """The demo under uvicorn with pyramid_notebook.relays.asgi_app.serve_websocket, for the whole module."""
+    """The demo under uvicorn with pyramid_notebook.asgi.serve_websocket, for the whole module."""
     tmp = tmp_path_factory.mktemp("asgi")
     folder = tmp / "notebooks"
     folder.mkdir()
     ini = write_demo_ini(tmp, str(folder), **{"pyramid_notebook.websocket_proxy":
-                                              "pyramid_notebook.relays.asgi_app.serve_websocket"})
+                                              "pyramid_notebook.asgi.serve_websocket"})
     server = UvicornThread(get_app(ini, "main")).__enter__()
     yield server
     stop_all_notebooks(str(folder))
@@ -238,11 +237,7 @@ def test_killed_notebook_closes_the_browser_socket_and_ends_the_relay(asgi_site)
     assert len(asgi_site.app.relays) == 1 and asgi_site.task_count() > tasks_before
 
     os.kill(context["pid"], signal.SIGKILL)
-    while True:
-        opcode, frame = channel.ws.recv_data_frame(True)
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            break
-    assert struct.unpack("!H", frame.data[:2])[0] == 1001, "going away"
+    assert received_close_code(channel) == 1001, "going away"
     channel.ws.shutdown()
     wait_for(lambda: not asgi_site.app.relays, timeout=10, message="the relay to end")
     wait_for(lambda: asgi_site.task_count() <= tasks_before, timeout=10, message="no task left behind")
@@ -290,7 +285,7 @@ def test_serve_websocket_outside_the_asgi_wrapper_answers_400():
     request = Request.blank("/notebook/api/kernels/k/channels", headers={"Upgrade": "websocket",
                                                                          "Connection": "Upgrade"})
     response = serve_websocket(request, 1)
-    assert response.status_code == 400 and "pyramid_notebook.relays.asgi_app" in response.text
+    assert response.status_code == 400 and "pyramid_notebook.asgi" in response.text
 
 
 # --- pserve development.ini, from a browser on another host name --------------------------------
@@ -365,7 +360,7 @@ def _websocket_urls(driver):
 
 
 def test_uvicorn_factory_command_serves_an_ini(tmp_path):
-    """The documented production command: ``uvicorn --factory pyramid_notebook.relays.asgi_app:from_ini``."""
+    """The documented production command: ``uvicorn --factory pyramid_notebook.asgi:from_ini``."""
     shutil.copy(os.path.join(ROOT, "development.ini"), tmp_path)
     port = free_port()
     env = dict(os.environ, PYRAMID_NOTEBOOK_INI=str(tmp_path / "development.ini"),
@@ -373,7 +368,7 @@ def test_uvicorn_factory_command_serves_an_ini(tmp_path):
     log_path = tmp_path / "uvicorn.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "uvicorn"), "--factory",
-                                 "pyramid_notebook.relays.asgi_app:from_ini", "--host", "127.0.0.1", "--port", str(port)],
+                                 "pyramid_notebook.asgi:from_ini", "--host", "127.0.0.1", "--port", str(port)],
                                 cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: proc.poll() is not None or _answers(f"http://127.0.0.1:{port}/login"), timeout=60,

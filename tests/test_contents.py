@@ -4,8 +4,8 @@ from pyramid import testing
 from pyramid.httpexceptions import HTTPBadRequest
 
 from pyramid_notebook.web import contents
-from pyramid_notebook.backends.local.manager import NotebookManager
-from pyramid_notebook.web.views import notebook_url
+from pyramid_notebook.notebookmanager import NotebookManager
+from pyramid_notebook.views import notebook_url
 from tests.helpers import free_port, random_port_base, stop_all_notebooks
 
 

@@ -212,7 +212,7 @@ def test_web_server_killed_mid_launch(tmp_path, notebook_folder):
         assert proc.poll() is None
         return proc
 
-    from pyramid_notebook.backends.local.manager import NotebookManager
+    from pyramid_notebook.notebookmanager import NotebookManager
 
     manager = NotebookManager(notebook_folder)
     server = start_server()

@@ -13,7 +13,7 @@ from pyramid.exceptions import URLDecodeError
 from pyramid.request import Request
 
 from pyramid_notebook.core.process import get_daemon_process
-from pyramid_notebook.web.views import launch_notebook
+from pyramid_notebook.views import launch_notebook
 from tests.helpers import daemons_under, free_port, login, wait_for
 from tests.test_manager import CONTEXT
 
@@ -190,7 +190,7 @@ def test_confirmation_page_without_a_session_factory_uses_its_own_cookie(registr
     registry = registry_with()
     request = blank(registry, "/notebook/shutdown", Referer="http://evil.example/")
     with pytest.raises(ConfirmationRequired):
-        from pyramid_notebook.web.views import shutdown_notebook
+        from pyramid_notebook.views import shutdown_notebook
 
         shutdown_notebook(request, "user")
 
@@ -238,7 +238,7 @@ def test_old_user_folders_are_migrated_on_next_launch(manager):
     assert any(n.startswith("notebook.stderr.log") for _, _, names in os.walk(state) for n in names)
     assert [p.pid for p in daemons_under(manager.notebook_folder)] == [context["pid"]]
     # The admin CLI sees the new layout.
-    from pyramid_notebook.cli.main import describe, user_folders
+    from pyramid_notebook.backends.local.describe import describe, user_folders
 
     rows = [describe(*entry) for entry in user_folders(manager.notebook_folder)]
     assert [(r["user"], r["alive"], r["folder"]) for r in rows] == [("alice", True, work)]

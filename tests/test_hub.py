@@ -144,7 +144,7 @@ def test_failed_spawn_quotes_the_hub(hub, tmp_path):
 
     app = main({}, **{"pyramid_notebook.backend": "jupyterhub", "pyramid_notebook.hub_url": hub.url,
                       "pyramid_notebook.hub_api_token": HUB_TOKEN,
-                      "pyramid_notebook.websocket_proxy": "pyramid_notebook.relays.uwsgi.serve_websocket"})
+                      "pyramid_notebook.websocket_proxy": "pyramid_notebook.uwsgi.serve_websocket"})
     with WSGIServerThread(app) as server:
         r = requests.get(server.url + "/shell", headers={"X-Bench-User": BROKEN_USER}, allow_redirects=False)
     SEEN.append((r.url, str(r.headers), r.content))
@@ -189,7 +189,7 @@ def test_users_reach_only_their_own_server(hub, nodes):
 
 
 def test_max_notebooks_is_the_hubs_active_server_limit(hub, nodes):
-    from pyramid_notebook.backends.local.manager import TooManyNotebooks
+    from pyramid_notebook.notebookmanager import TooManyNotebooks
 
     backend = hub.backend()
     assert backend.is_running("user") and backend.is_running("user2")

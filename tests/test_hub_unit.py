@@ -9,8 +9,8 @@ from pyramid.exceptions import ConfigurationError
 
 from pyramid_notebook.backends.base import NotebookBackend
 from pyramid_notebook.backends.hub.backend import HubBackend, hub_username, server_state
-from pyramid_notebook.hubside.spawn import CONTEXT_ENV, check_context, pre_spawn_hook
-from pyramid_notebook.backends.local.manager import NotebookManager
+from pyramid_notebook.hubspawn import CONTEXT_ENV, check_context, pre_spawn_hook
+from pyramid_notebook.notebookmanager import NotebookManager
 from pyramid_notebook.core.settings import parse_settings
 from pyramid_notebook.core.names import BadUsername
 
@@ -142,7 +142,7 @@ def test_a_browsers_launch_on_the_hub_redirects_instead_of_the_progress_page():
     from pyramid import testing
     from pyramid.httpexceptions import HTTPFound
 
-    from pyramid_notebook.web.views import launch_notebook
+    from pyramid_notebook.views import launch_notebook
     from tests.helpers import CLICK
 
     config = testing.setUp(settings=dict(HUB, **{"pyramid_notebook.progress_page": "true"}))

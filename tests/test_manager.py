@@ -11,7 +11,7 @@ import psutil
 import pytest
 import requests
 
-from pyramid_notebook.backends.local.manager import NotebookManager, NotebookStartError
+from pyramid_notebook.notebookmanager import NotebookManager, NotebookStartError
 from pyramid_notebook.backends.local.ports import NoFreePort
 from tests.helpers import daemons_under, wait_for
 
@@ -99,7 +99,7 @@ def test_concurrent_launches_from_threads_start_one(manager):
 
 LAUNCH_SCRIPT = """
 import json, sys
-from pyramid_notebook.backends.local.manager import NotebookManager
+from pyramid_notebook.notebookmanager import NotebookManager
 m = NotebookManager(sys.argv[1], min_port=int(sys.argv[2]), port_range=20)
 ctx, created = m.start_notebook_on_demand("alice", json.loads(sys.argv[3]))
 print(json.dumps({"pid": ctx["pid"], "created": created}))

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from pyramid_notebook.backends.local.manager import NotebookManager, TooManyNotebooks
+from pyramid_notebook.notebookmanager import NotebookManager, TooManyNotebooks
 from tests.helpers import daemons_under, login, random_port_base, wait_for
 from tests.test_manager import CONTEXT
 

@@ -9,8 +9,8 @@ import pytest
 import requests
 from pyramid.config import Configurator
 
-from pyramid_notebook.web.progress import HEADER, PARAM, RECORD_NAME
-from pyramid_notebook.web.views import launch_notebook, notebook_proxy
+from pyramid_notebook.web.progress import HEADER, PARAM
+from pyramid_notebook.views import launch_notebook, notebook_proxy
 from tests.browser import CHROMEDRIVER, CHROMIUM
 from tests.helpers import WSGIServerThread, daemons_under, join_background_starts, random_port_base, wait_for
 
@@ -67,7 +67,7 @@ def test_cold_launch_answers_with_a_progress_page_then_redirects(site):
     # A launch interrupted by a web server that died mid-start is simply started again.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    record_file = os.path.join(os.path.dirname(manager.get_pid_file("alice")), RECORD_NAME)
+    record_file = manager.progress_record_path("alice")
     os.makedirs(os.path.dirname(record_file), exist_ok=True)
     with open(record_file, "w") as f:
         json.dump({"id": "interrupted", "state": "starting", "owner": dead.pid, "at": 0}, f)

@@ -171,3 +171,14 @@ def test_small_answers_are_read_whole_large_ones_stream(upstream):
 def test_truncated_small_answer_is_an_upstream_error(upstream):
     with pytest.raises(UpstreamError):
         proxy_request(Request.blank("/notebook/truncated", base_url="http://site.example.com"), upstream, "s3cret")
+
+
+def test_close_codes_the_relays_send():
+    """One decision for both websocket relays: codes that must not go on the wire are mapped, the
+    rest pass unchanged."""
+    from pyramid_notebook.relays.websocket import sendable_close_code
+
+    assert sendable_close_code(None) == 1000 and sendable_close_code(1005) == 1000, "no status: normal"
+    assert sendable_close_code(1006) == 1001 and sendable_close_code(1015) == 1001, "abnormal end: going away"
+    for code in (1000, 1001, 1008, 1011, 4000):
+        assert sendable_close_code(code) == code

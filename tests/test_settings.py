@@ -73,7 +73,7 @@ def test_notebook_folder_that_is_a_file(tmp_path):
 def test_views_without_include_explain(tmp_path):
     from pyramid.testing import DummyRequest, setUp, tearDown
 
-    from pyramid_notebook.web.views import launch_notebook
+    from pyramid_notebook.views import launch_notebook
 
     config = setUp()
     try:

@@ -6,7 +6,7 @@ import sys
 import pytest
 from pyramid import testing
 
-from pyramid_notebook.core.names import BadUsername, make_dict_hash, route_to_alt_domain, username_to_folder_name
+from pyramid_notebook.utils import BadUsername, make_dict_hash, route_to_alt_domain, username_to_folder_name
 
 
 def test_dict_hash_stable_across_interpreters():

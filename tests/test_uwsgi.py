@@ -15,7 +15,8 @@ import pytest
 import requests
 import websocket
 
-from tests.helpers import CLICK, KernelChannel, daemons_under, free_port, login, stop_all_notebooks, wait_for
+from tests.helpers import CLICK, KernelChannel, daemons_under, free_port, login, received_close_code, \
+    stop_all_notebooks, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UWSGI = os.path.join(os.path.dirname(sys.executable), "uwsgi")
@@ -182,6 +183,20 @@ def test_static_files_are_sent_by_the_site(site):
         assert r.status_code == 206 and len(r.content) == 10
 
 
+def test_killed_notebook_closes_the_browser_socket_with_1001(uwsgi_server):
+    """The notebook dies mid-session: the browser gets 1001 "going away", as under the ASGI relay
+    (test_asgi), so the page reconnects; one decision (relays.websocket.sendable_close_code)."""
+    _, ws_url, cookie = open_kernel(uwsgi_server.url)
+    channel = KernelChannel(ws_url, origin=uwsgi_server.url, cookie=cookie)
+    try:
+        assert channel.execute("1+1") == "2"
+        context = uwsgi_server_context(uwsgi_server)
+        os.kill(context["pid"], signal.SIGKILL)
+        assert received_close_code(channel) == 1001, "going away"
+    finally:
+        channel.close()
+
+
 def test_json_protocol_text_frames_still_work(uwsgi_server):
     """Without the v1 subprotocol Jupyter speaks JSON in text frames; those stay text."""
     from tests.helpers import execute_over_websocket
@@ -301,6 +316,6 @@ def test_browser_runs_code_through_nginx_and_uwsgi(browser, tmp_path, uwsgi_serv
 
 
 def uwsgi_server_context(server):
-    from pyramid_notebook.backends.local.manager import NotebookManager
+    from pyramid_notebook.notebookmanager import NotebookManager
 
     return NotebookManager(server.notebook_folder).get_notebook_status("user")

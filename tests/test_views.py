@@ -13,7 +13,7 @@ import websocket
 from pyramid.request import Request
 
 import notebook
-from pyramid_notebook.web.views import launch_notebook
+from pyramid_notebook.views import launch_notebook
 from tests.helpers import (CLICK, KernelChannel, check_user_files_as_jupyter_sends_them, daemons_under,
                            execute_over_websocket, free_port, login, wait_for)
 

@@ -2,7 +2,7 @@
 
 Two backends implement it:
 
-* :class:`pyramid_notebook.backends.local.manager.NotebookManager` (``pyramid_notebook.backend = local``,
+* :class:`pyramid_notebook.notebookmanager.NotebookManager` (``pyramid_notebook.backend = local``,
   the default): one daemonized Jupyter server per user on the web server's own machine.
 * :class:`pyramid_notebook.backends.hub.backend.HubBackend` (``pyramid_notebook.backend = jupyterhub``): the
   users' servers are JupyterHub's, spawned wherever its spawner puts them, and every web node
@@ -14,7 +14,7 @@ returns it. The views never ask which one it is.
 
 A backend's *context* is the dict the site passed to ``launch_notebook`` (see the README),
 completed by the backend. Whatever relays requests to the notebook connects to
-``context.get("http_host") or "127.0.0.1"``, port ``context["http_port"]``, with
+``pyramid_notebook.core.context.upstream_host(context)``, port ``context["http_port"]``, with
 ``Authorization: token <context["token"]>`` and the request's path unchanged, and forwards only
 paths under ``context["notebook_path"]``.
 """
@@ -25,6 +25,26 @@ class BackendUnavailable(RuntimeError):
     """What runs the notebooks cannot be reached (e.g. the hub is down): a 503 page."""
 
 
+class NoFreePort(RuntimeError):
+    """Every port in the configured range is taken: a 503 page."""
+
+
+class TooManyNotebooks(RuntimeError):
+    """``max_notebooks`` users already have a notebook running (or the hub's limit): a 503 page."""
+
+
+class NotebookStartError(RuntimeError):
+    """The notebook server died or did not answer in time while starting: a 500 page with its log.
+
+    ``log_tail`` holds the end of the server's log. An :class:`OSError` (read-only or full notebook
+    folder) is the ``__cause__`` when the files a start needs could not be written.
+    """
+
+    def __init__(self, message, log_tail=""):
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
 class NotebookBackend(abc.ABC):
     """Start, find and stop one notebook server per user."""
 
@@ -33,15 +53,25 @@ class NotebookBackend(abc.ABC):
     #: The others answer the launch once the server is ready, as without the page.
     progress_pages = False
 
+    def progress_record_path(self, name):
+        """The file where a progress page keeps the state of the user's background start.
+
+        Only for backends with ``progress_pages``; every web process of the site must see it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no progress state")
+
+    def answers(self, context) -> bool:
+        """True if the running notebook of ``context`` accepts connections right now."""
+        return True
+
     @abc.abstractmethod
     def start_notebook_on_demand(self, name, context):
         """Make sure the user's notebook runs with ``context``; return ``(context, created)``.
 
         The same ``context_hash`` reuses the running notebook (``created`` is False); a different
         one restarts it. Raises :class:`~pyramid_notebook.core.names.BadUsername`,
-        :class:`~pyramid_notebook.backends.local.manager.TooManyNotebooks` (or ``NoFreePort``),
-        :class:`~pyramid_notebook.backends.local.manager.NotebookStartError` or
-        :class:`BackendUnavailable`.
+        :class:`TooManyNotebooks`, :class:`NoFreePort`, :class:`NotebookStartError`,
+        :class:`BackendUnavailable` or :class:`OSError` (an unusable notebook folder).
         """
 
     @abc.abstractmethod

@@ -7,6 +7,7 @@ import json
 import os
 
 from pyramid_notebook.backends.hub.backend import HubBackend, hub_username, server_state
+from pyramid_notebook.cli.tables import print_table
 
 TOKEN_ENV = "PYRAMID_NOTEBOOK_HUB_API_TOKEN"
 
@@ -41,13 +42,7 @@ def _print(rows, as_json):
     if not rows:
         print("No notebooks.")
         return
-    columns = ["user", "hub_user", "state", "started", "last_activity", "context_hash"]
-    cells = [["" if r.get(c) is None else str(r[c])[:16] if c == "context_hash" else str(r[c]) for c in columns]
-             for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    print_table(rows, ["user", "hub_user", "state", "started", "last_activity", "context_hash"])
 
 
 def run(backend, args) -> int:

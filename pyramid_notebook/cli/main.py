@@ -5,113 +5,23 @@ really the notebook daemon of that folder; a stale entry (its process gone, or
 its pid now used by something else) is reported and cleaned, never killed.
 """
 import argparse
-import datetime
 import json
 import os
 import sys
 
-import urllib3
-
-from pyramid_notebook.core import contextfile
+from pyramid_notebook.backends.local.describe import describe, find_user, user_folders
+from pyramid_notebook.cli.tables import print_table
 from pyramid_notebook.core import statefolder
-from pyramid_notebook.core.process import get_daemon_process, read_pid_file, terminate_daemon
+from pyramid_notebook.core.files import read_tail
+from pyramid_notebook.core.process import terminate_daemon
 
 PID_FILE_NAME = statefolder.PID_FILE_NAME
 STDERR_LOG = statefolder.STDERR_LOG
 
 
-def _iso(timestamp):
-    if not timestamp:
-        return None
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _last_activity(context):
-    """Jupyter's own record of the last activity, asked over loopback with the secret."""
-    url = f"http://127.0.0.1:{context['http_port']}{context.get('notebook_path') or '/notebook/'}api/status"
-    try:
-        r = urllib3.request("GET", url, headers={"Authorization": "token " + context.get("token", "")},
-                            timeout=urllib3.Timeout(connect=1, read=3), retries=False)
-    except urllib3.exceptions.HTTPError:
-        return None
-    if r.status != 200:
-        return None
-    return json.loads(r.data).get("last_activity")
-
-
-def user_folders(notebook_folder):
-    """``(folder name, state folder)`` of every user with notebook state.
-
-    State lives in ``notebook_folder/.state/<user>/``; user folders that still hold
-    the old layout's state (from before it moved) are listed too, so that their
-    daemons can be seen and stopped after an upgrade.
-    """
-    if not os.path.isdir(notebook_folder):
-        raise SystemExit(f"No such notebook folder: {notebook_folder}")
-    found = {}
-    for pid_file in statefolder.legacy_pid_files(notebook_folder) + statefolder.pid_files(notebook_folder):
-        path = os.path.dirname(pid_file)
-        if os.path.exists(pid_file) or os.path.exists(contextfile.get_context_file(pid_file)):
-            found.setdefault(os.path.basename(path), []).append(path)
-    for name in sorted(found):
-        for path in found[name]:
-            yield name, path
-
-
-def _user_folder_of(state_path):
-    parent = os.path.dirname(state_path)
-    if os.path.basename(parent) == statefolder.STATE_FOLDER:
-        return os.path.join(os.path.dirname(parent), os.path.basename(state_path))
-    return state_path  # the old layout: state inside the user's folder
-
-
-def describe(folder_name, path, clean=True) -> dict:
-    """The state of one user's notebook; a stale pid file is noted and (if ``clean``) removed.
-
-    ``path`` is the folder holding the pid file (the user's state folder).
-    """
-    pid_file = os.path.join(path, PID_FILE_NAME)
-    context = contextfile.read_context(pid_file) or {}
-    recorded_pid = read_pid_file(pid_file)
-    proc = get_daemon_process(pid_file)
-    info = {
-        "user": context.get("username") or folder_name,
-        "folder": _user_folder_of(path),
-        "state_folder": path,
-        "pid": proc.pid if proc else None,
-        "port": context.get("http_port") if proc else None,
-        "started": _iso(context.get("started_at")),
-        "last_activity": _last_activity(context) if proc and context.get("http_port") else None,
-        "context_hash": context.get("context_hash"),
-        "alive": proc is not None,
-        "stale": None,
-    }
-    if proc is None and recorded_pid is not None:
-        info["stale"] = f"pid {recorded_pid} in {PID_FILE_NAME} is not this folder's notebook daemon"
-        if clean:
-            os.unlink(pid_file)
-            info["stale"] += " (pid file removed, process left alone)"
-    return info
-
-
-def _find_user(notebook_folder, user):
-    for folder_name, path in user_folders(notebook_folder):
-        context = contextfile.read_context(os.path.join(path, PID_FILE_NAME)) or {}
-        if user in (folder_name, context.get("username")):
-            return folder_name, path
-    raise SystemExit(f"No notebook state for user {user!r} in {notebook_folder}")
-
-
 def _print_table(rows):
-    columns = ["user", "alive", "pid", "port", "started", "last_activity", "context_hash"]
-    cells = [[("" if r[c] is None else str(r[c])[:16] if c == "context_hash" else str(r[c])) for c in columns]
-             for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
-    for row, r in zip(cells, rows):
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-        if r["stale"]:
-            print(f"  ! stale: {r['stale']}")
+    print_table(rows, ["user", "alive", "pid", "port", "started", "last_activity", "context_hash"],
+                note=lambda r: f"  ! stale: {r['stale']}" if r["stale"] else None)
 
 
 def cmd_list(args):
@@ -126,7 +36,7 @@ def cmd_list(args):
 
 
 def cmd_status(args):
-    info = describe(*_find_user(args.notebook_folder, args.user))
+    info = describe(*find_user(args.notebook_folder, args.user))
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -152,7 +62,7 @@ def _report_stops(results, as_json):
 
 
 def cmd_stop(args):
-    _report_stops([_stop(*_find_user(args.notebook_folder, args.user), args.timeout)], args.json)
+    _report_stops([_stop(*find_user(args.notebook_folder, args.user), args.timeout)], args.json)
     return 0
 
 
@@ -166,15 +76,9 @@ def cmd_stop_all(args):
 
 
 def cmd_logs(args):
-    _, path = _find_user(args.notebook_folder, args.user)
+    _, path = find_user(args.notebook_folder, args.user)
     log = os.path.join(path, STDERR_LOG)
-    try:
-        with open(log, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 256 * 1024))
-            lines = f.read().decode("utf-8", "replace").splitlines()[-args.lines:]
-    except FileNotFoundError:
-        lines = []
+    lines = read_tail(log, args.lines)
     if args.json:
         print(json.dumps({"log": log, "lines": lines}, indent=2))
     else:
@@ -222,7 +126,7 @@ def main(argv=None) -> int:
         return audit_main(argv[1:])
     parser = make_parser()
     args = parser.parse_args(argv)
-    from pyramid_notebook.cli.main import hub as hubcli
+    from pyramid_notebook.cli import hub as hubcli
 
     backend = hubcli.backend_from_args(args)
     if backend is not None:

@@ -6,10 +6,9 @@ completes it (pid, notebook name) and the proxy reads the port and token back.
 It holds a secret, so it is written owner-only, and atomically so that a reader
 never sees half a file.
 """
-import contextlib
-import json
 import os
-import tempfile
+
+from pyramid_notebook.core.files import read_json, write_json_atomic
 
 CONTEXT_FILE_NAME = "context.json"
 
@@ -21,25 +20,9 @@ def get_context_file(pid_file: str) -> str:
 
 def read_context(pid_file: str):
     """Return the context dict, or ``None`` when it is missing or corrupt."""
-    try:
-        with open(get_context_file(pid_file), encoding="utf-8") as f:
-            context = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return context if isinstance(context, dict) else None
+    return read_json(get_context_file(pid_file))
 
 
 def write_context(pid_file: str, context: dict) -> None:
     """Atomically replace the context file with ``context`` (mode 0600)."""
-    path = get_context_file(pid_file)
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".context-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(context, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
+    write_json_atomic(get_context_file(pid_file), context, indent=2, sort_keys=True)

@@ -11,7 +11,7 @@ proxy passes through unchanged. Every other origin stays refused by the browser.
 The same list, resolved to exact origins, is what the shipped JupyterLab
 extension's save bridge accepts ``postMessage`` requests from and answers to.
 """
-from pyramid_notebook.core.origin import normalize_origin
+from pyramid_notebook.core.urls import normalize_origin
 
 SELF = "'self'"
 NONE = "'none'"

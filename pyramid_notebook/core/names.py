@@ -1,10 +1,9 @@
-"""Small helpers shared by the views, the manager and the daemon."""
+"""Names: stable hashes of contexts, users' folder names, and the original's small helpers."""
 import contextlib
 import hashlib
 import json
 import os
 import re
-from urllib.parse import urlsplit, urlunsplit
 
 
 def make_dict_hash(o) -> str:
@@ -16,22 +15,6 @@ def make_dict_hash(o) -> str:
     """
     canonical = json.dumps(o, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def route_to_alt_domain(request, url: str) -> str:
-    """Move ``url`` to ``pyramid_notebook.alternative_domain`` if one is set.
-
-    The alternative domain is a full origin such as ``https://shell.example.com``;
-    the path and query of ``url`` are kept.
-    """
-    from pyramid_notebook.core.settings import get_notebook_settings
-
-    alternative_domain = get_notebook_settings(request.registry).alternative_domain
-    if not alternative_domain:
-        return url
-    alt = urlsplit(alternative_domain)
-    parts = urlsplit(url)
-    return urlunsplit((alt.scheme, alt.netloc, parts.path, parts.query, parts.fragment))
 
 
 @contextlib.contextmanager

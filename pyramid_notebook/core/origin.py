@@ -7,32 +7,19 @@ websocket through the proxy (CSRF, cross-site websocket hijacking). Browsers
 always send ``Origin`` on such requests, so we compare it with the site's own
 origin(s).
 """
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
+
+from pyramid_notebook.core.settings import get_notebook_settings
+from pyramid_notebook.core.urls import normalize_origin
+
+__all__ = ["SAFE_METHODS", "normalize_origin", "allowed_origins", "is_websocket_upgrade", "request_origin",
+           "is_cross_site_request", "route_to_alt_domain"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
-
-
-def normalize_origin(url: str) -> str:
-    """``scheme://host[:port]`` in lower case, without a default port."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        return ""
-    if port is not None and str(port) != _DEFAULT_PORTS.get(scheme):
-        host = f"{host}:{port}"
-    return f"{scheme}://{host}"
 
 
 def allowed_origins(request) -> set:
     """The origins a notebook may be used from: the site's and the alternative domain."""
-    from pyramid_notebook.core.settings import get_notebook_settings
-
     origins = {normalize_origin(request.host_url)}
     alternative = get_notebook_settings(request.registry).alternative_domain
     if alternative:
@@ -74,3 +61,17 @@ def is_cross_site_request(request) -> bool:
     if origin.lower() == "null":
         return True
     return normalize_origin(origin) not in allowed_origins(request)
+
+
+def route_to_alt_domain(request, url: str) -> str:
+    """Move ``url`` to ``pyramid_notebook.alternative_domain`` if one is set.
+
+    The alternative domain is a full origin such as ``https://shell.example.com``;
+    the path and query of ``url`` are kept.
+    """
+    alternative_domain = get_notebook_settings(request.registry).alternative_domain
+    if not alternative_domain:
+        return url
+    alt = urlsplit(alternative_domain)
+    parts = urlsplit(url)
+    return urlunsplit((alt.scheme, alt.netloc, parts.path, parts.query, parts.fragment))

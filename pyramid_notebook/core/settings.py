@@ -7,6 +7,8 @@ from typing import Callable, Optional
 
 from pyramid.exceptions import ConfigurationError
 
+from pyramid_notebook.core.urls import normalize_origin
+
 PREFIX = "pyramid_notebook."
 
 
@@ -136,8 +138,6 @@ _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+/?$")
 
 def _frame_ancestors(settings) -> tuple:
     """Parse ``frame_ancestors``: ``'self'``, ``'none'`` or exact ``scheme://host[:port]`` origins."""
-    from pyramid_notebook.core.origin import normalize_origin
-
     raw = (settings.get(PREFIX + "frame_ancestors") or "").replace(",", " ").split()
     sources = []
     for item in raw:

@@ -9,7 +9,7 @@ from pyramid.exceptions import URLDecodeError
 from pyramid.view import exception_view_config, forbidden_view_config, view_config
 
 from pyramid_notebook.core import startup
-from pyramid_notebook.web.badinput import bad_url_view
+from pyramid_notebook.web.badurl import bad_url_view
 from pyramid_notebook.demo.models import Base, Item
 from pyramid_notebook.demo.security import check_password
 from pyramid_notebook.web.views import launch_notebook, notebook_proxy, shutdown_notebook

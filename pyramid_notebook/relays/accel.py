@@ -33,9 +33,16 @@ When the site refuses (login redirect, 403, 502 "not running"), ``auth_request``
 named location handles a notebook that does not answer nginx (502/504): the site, asked with
 that header, answers its clear 502 page instead of another grant. See ``docs/design.rst``.
 """
+import logging
 import os
 
 from pyramid.response import Response
+
+from pyramid_notebook.core.context import upstream_host
+from pyramid_notebook.relays.base import Relay, notebook_unreachable
+from pyramid_notebook.relays.static import static_file_plan
+
+logger = logging.getLogger(__name__)
 
 #: Header nginx sets when it asks the site for the page to show instead of the notebook's answer.
 FALLBACK_HEADER = "X-Pyramid-Notebook-Accel-Fallback"
@@ -53,7 +60,7 @@ STATIC_HEADERS = {"file": "X-Pyramid-Notebook-Static-File", "Content-Type": "X-P
 
 def upstream_address(context: dict) -> str:
     """``host:port`` of the notebook server (the hub's proxy or ``127.0.0.1``), per the shared contract."""
-    host = context.get("http_host") or "127.0.0.1"
+    host = upstream_host(context)
     return f"{host}:{int(context['http_port'])}"
 
 
@@ -93,3 +100,28 @@ def grant_response(request, context: dict, prefix: str, static=None) -> Response
     # Never cached anywhere: the grant is for this request only.
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+class AccelRelay(Relay):
+    """nginx relays: the site answers every allowed request with a grant (``X-Accel-Redirect``).
+
+    :param prefix: ``pyramid_notebook.accel_redirect``, the internal location of nginx's relay.
+    """
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def _refuse_fallback(self, request, context):
+        if is_fallback(request):  # nginx could not reach the notebook and asks for the site's page
+            logger.warning("Notebook on port %s did not answer nginx", context.get("http_port"))
+            raise notebook_unreachable()
+
+    def http(self, request, context):
+        """The grant; for a file the notebook published, nginx sends it from disk."""
+        self._refuse_fallback(request, context)
+        return grant_response(request, context, self.prefix, static_file_plan(request, context))
+
+    def websocket(self, request, context):
+        """The grant: nginx relays the websocket itself."""
+        self._refuse_fallback(request, context)
+        return grant_response(request, context, self.prefix)

@@ -11,10 +11,11 @@ site's WSGI application into an ASGI application:
   the site's own router in a worker thread, so the site's ``notebook_proxy`` view
   authenticates and authorizes it exactly as it does HTTP (login, permission, Origin,
   the owner's running notebook). With
-  ``pyramid_notebook.websocket_proxy = pyramid_notebook.relays.asgi_app.serve_websocket`` an approving
+  ``pyramid_notebook.websocket_proxy = pyramid_notebook.asgi.serve_websocket`` an approving
   view returns a marker response naming the notebook to connect to; the ASGI side then
-  relays on the event loop (:mod:`pyramid_notebook.relays.asgi_relay`). Any other answer is a
-  refusal and reaches the browser with its status and page.
+  relays on the event loop (:mod:`pyramid_notebook.relays.asgi_relay`; the approval is
+  :mod:`pyramid_notebook.relays.asgi_approval`). Any other answer is a refusal and reaches the
+  browser with its status and page.
 
 The marker cannot be forged from outside: it is a Python object the ASGI side puts in
 the environ (a key no request header can produce) and recognises by identity in the
@@ -22,174 +23,19 @@ WSGI app's return value. Only the brief authorization call uses a thread; the op
 websockets live on the event loop.
 """
 import asyncio
-import dataclasses
-import io
-import logging
 import os
-import sys
 
 from a2wsgi import WSGIMiddleware
-from a2wsgi.wsgi import build_environ
-from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden
-from pyramid.response import Response
 
+from pyramid_notebook.relays.asgi_approval import (  # noqa: F401 (the ASGI relay's names, in one place)
+    HANDSHAKE_ENVIRON_KEY, Upstream, WebsocketApproved, authorize, serve_websocket, websocket_environ,
+    _Handshake,
+)
+from pyramid_notebook.relays.asgi_logs import quiet_spurious_handshake_errors
 from pyramid_notebook.relays.asgi_relay import refuse, relay
-from pyramid_notebook.core.origin import is_cross_site_request
-from pyramid_notebook.web.views import CONTEXT_ENVIRON_KEY, error_page
 
-logger = logging.getLogger(__name__)
-
-#: Key in a websocket handshake's WSGI environ holding the ASGI side's :class:`_Handshake`.
-#: Header-derived keys are ``HTTP_*``, so no request can put anything here.
-HANDSHAKE_ENVIRON_KEY = "pyramid_notebook.relays.asgi_app.handshake"
 #: Default size of the thread pool running WSGI requests (HTTP and websocket authorization).
 DEFAULT_THREADS = 32
-#: The largest refusal page passed on to the browser.
-MAX_REFUSAL_BODY = 1024 * 1024
-#: Request headers passed to the notebook's handshake; everything else is the proxy's business.
-FORWARDED_HEADERS = ("Origin", "Cookie", "User-Agent")
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"content-length"})
-
-
-@dataclasses.dataclass(frozen=True)
-class Upstream:
-    """The notebook websocket an approved handshake is relayed to (BRIEF's upstream contract)."""
-
-    #: ``context["http_host"]`` or ``127.0.0.1``.
-    host: str
-    #: ``context["http_port"]``.
-    port: int
-    #: ``context["token"]``, sent as ``Authorization: token …``; never reaches the browser.
-    token: str
-    #: The request's path and query string, unchanged.
-    path_qs: str
-    #: Extra handshake headers for the notebook: ``Origin``, ``Cookie``, ``X-Forwarded-*``...
-    headers: tuple = ()
-
-    @property
-    def url(self) -> str:
-        """``ws://host:port/path?query``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}{self.path_qs}"
-
-
-class _Handshake:
-    """The ASGI side's slot for one websocket handshake, placed in the WSGI environ."""
-
-    __slots__ = ("upstream", "approval")
-
-    def __init__(self):
-        self.upstream = None
-        self.approval = None
-
-
-class _Approval(list):
-    """The (empty) WSGI body of an approving response; recognised by identity."""
-
-
-class WebsocketApproved(Response):
-    """What :func:`serve_websocket` returns: the site approved the handshake.
-
-    Served through Pyramid's router, it records the upstream in the ASGI side's
-    handshake slot and answers ``101`` with an empty body object that the ASGI side
-    checks by identity. A tween or middleware that replaces or wraps the response
-    turns it into a refusal, which is the safe side.
-    """
-
-    def __init__(self, handshake: _Handshake, upstream: Upstream):
-        super().__init__(status=101)
-        self._handshake = handshake
-        self._upstream = upstream
-
-    def __call__(self, environ, start_response):
-        if environ.get(HANDSHAKE_ENVIRON_KEY) is not self._handshake:
-            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
-            return [b"websocket approval served to the wrong request"]
-        start_response("101 Switching Protocols", [])
-        approval = _Approval()
-        self._handshake.upstream = self._upstream
-        self._handshake.approval = approval
-        return approval
-
-
-def serve_websocket(request, port):
-    """Approve the websocket handshake in ``request`` for relaying to the notebook on ``port``.
-
-    Use as ``pyramid_notebook.websocket_proxy`` when the site runs under
-    :func:`make_asgi_app` (e.g. ``egg:pyramid_notebook#uvicorn``). The view has
-    authenticated the user and found their running notebook; its context is in
-    ``request.environ["pyramid_notebook.context"]``. Refuses a cross-origin handshake
-    with 403, and answers 400 when the site does not run under the ASGI wrapper.
-    """
-    handshake = request.environ.get(HANDSHAKE_ENVIRON_KEY)
-    if not isinstance(handshake, _Handshake):
-        return error_page(HTTPBadRequest, "Websockets are not proxied here",
-                          "pyramid_notebook.relays.asgi_app.serve_websocket needs the site to run under "
-                          "pyramid_notebook.relays.asgi_app (uvicorn); this server cannot relay websockets.")
-    if is_cross_site_request(request):
-        return error_page(HTTPForbidden, "Cross-origin websocket refused",
-                          "This websocket to your notebook was opened by another web site and was refused.")
-    context = request.environ.get(CONTEXT_ENVIRON_KEY) or {}
-    headers = [(name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers]
-    headers += [
-        ("X-Forwarded-For", request.remote_addr or ""),
-        ("X-Forwarded-Host", request.host),
-        ("X-Forwarded-Proto", request.scheme),
-    ]
-    upstream = Upstream(host=context.get("http_host") or "127.0.0.1", port=int(port),
-                        token=context.get("token", ""), path_qs=request.path_qs, headers=tuple(headers))
-    return WebsocketApproved(handshake, upstream)
-
-
-def websocket_environ(scope: dict, handshake: _Handshake) -> dict:
-    """The WSGI environ of a websocket handshake: a ``GET`` with the browser's headers.
-
-    Built by a2wsgi's own ``build_environ``, so paths, script name, client and headers
-    are read exactly as for the site's HTTP requests.
-    """
-    http_scope = dict(scope, method="GET", http_version=scope.get("http_version", "1.1"),
-                      scheme="https" if scope.get("scheme") == "wss" else "http")
-    environ = build_environ(http_scope, io.BytesIO(b""))
-    environ["wsgi.errors"] = sys.stderr
-    environ["wsgi.input_terminated"] = True
-    environ[HANDSHAKE_ENVIRON_KEY] = handshake
-    return environ
-
-
-def authorize(wsgi_app, environ: dict, handshake: _Handshake):
-    """Run the handshake through the site (in a worker thread).
-
-    Returns ``(upstream, None)`` when the site approved, else ``(None, (status, headers, body))``.
-    """
-    started = {}
-
-    def start_response(status, headers, exc_info=None):
-        started["status"], started["headers"] = status, headers
-        return lambda data: None
-
-    try:
-        result = wsgi_app(environ, start_response)
-    except Exception:
-        logger.exception("Websocket handshake for %s failed in the site", environ.get("PATH_INFO"))
-        return None, (500, [(b"content-type", b"text/plain")], b"Internal Server Error")
-    try:
-        if handshake.approval is not None and result is handshake.approval:
-            return handshake.upstream, None
-        body = bytearray()
-        for chunk in result:
-            body += chunk
-            if len(body) > MAX_REFUSAL_BODY:
-                del body[MAX_REFUSAL_BODY:]
-                break
-    finally:
-        getattr(result, "close", lambda: None)()
-    status = int(str(started.get("status", "500")).split(" ", 1)[0])
-    if status == 101:
-        status = 403  # 101 without our marker object is not an approval
-    headers = [(k.strip().lower().encode("latin-1"), v.strip().encode("latin-1"))
-               for k, v in started.get("headers", [])]
-    headers = [(k, v) for k, v in headers if k not in _HOP_BY_HOP]
-    return None, (status, headers, bytes(body))
 
 
 class _InputTerminated:
@@ -253,10 +99,10 @@ class NotebookASGI:
 def make_asgi_app(wsgi_app, threads: int = DEFAULT_THREADS) -> NotebookASGI:
     """Wrap a Pyramid site's WSGI app for an ASGI server such as uvicorn.
 
-    Set ``pyramid_notebook.websocket_proxy = pyramid_notebook.relays.asgi_app.serve_websocket`` so
+    Set ``pyramid_notebook.websocket_proxy = pyramid_notebook.asgi.serve_websocket`` so
     notebook websockets go through the site::
 
-        from pyramid_notebook.relays.asgi_app import make_asgi_app
+        from pyramid_notebook.asgi import make_asgi_app
         app = make_asgi_app(config.make_wsgi_app())
     """
     return NotebookASGI(wsgi_app, threads=threads)
@@ -265,7 +111,7 @@ def make_asgi_app(wsgi_app, threads: int = DEFAULT_THREADS) -> NotebookASGI:
 def from_ini(path: str = "", name: str = "main") -> NotebookASGI:
     """The site of a PasteDeploy INI file as an ASGI app, for ``uvicorn --factory``.
 
-    ``PYRAMID_NOTEBOOK_INI=production.ini uvicorn --factory pyramid_notebook.relays.asgi_app:from_ini``;
+    ``PYRAMID_NOTEBOOK_INI=production.ini uvicorn --factory pyramid_notebook.asgi:from_ini``;
     ``production.ini#name`` picks another app section. Logging is configured from the file.
     ``PYRAMID_NOTEBOOK_THREADS`` sets the WSGI thread pool size (default 32).
     """
@@ -280,58 +126,3 @@ def from_ini(path: str = "", name: str = "main") -> NotebookASGI:
     quiet_spurious_handshake_errors()
     threads = int(os.environ.get("PYRAMID_NOTEBOOK_THREADS", "") or DEFAULT_THREADS)
     return make_asgi_app(get_app(path, name), threads=threads)
-
-
-#: Environment variables the paste server runner honours, like the demo's waitress runner.
-PORT_VARIABLE = "PYRAMID_NOTEBOOK_DEMO_PORT"
-HOST_VARIABLE = "PYRAMID_NOTEBOOK_DEMO_HOST"
-#: ``[server:main]`` options passed on to ``uvicorn.Config``, with their types.
-_UVICORN_OPTIONS = {
-    "ws_max_size": int, "ws_max_queue": int, "ws_ping_interval": float, "ws_ping_timeout": float,
-    "ws_per_message_deflate": "bool", "proxy_headers": "bool", "forwarded_allow_ips": str, "root_path": str,
-    "timeout_keep_alive": int, "limit_concurrency": int, "backlog": int, "access_log": "bool",
-}
-
-
-def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_THREADS, **options):
-    """``paste.server_runner`` ``egg:pyramid_notebook#uvicorn``: serve the site with uvicorn.
-
-    ``listen = host:port``; ``$PYRAMID_NOTEBOOK_DEMO_PORT`` and ``$PYRAMID_NOTEBOOK_DEMO_HOST``
-    override them. ``threads`` sizes the WSGI thread pool; ``ws_max_size``, ``ws_ping_interval``,
-    ``proxy_headers``, ``forwarded_allow_ips``, ``root_path``, ``access_log`` ... go to uvicorn.
-    Logging is left to the INI file's logging sections.
-    """
-    import uvicorn
-    from pyramid.settings import asbool
-
-    host, _, port = str(listen).strip().split()[0].rpartition(":")
-    host = os.environ.get(HOST_VARIABLE, "").strip() or host.strip("[]") or "127.0.0.1"
-    port = int(os.environ.get(PORT_VARIABLE, "").strip() or port or 8080)
-    kwargs = {}
-    for key, value in options.items():
-        kind = _UVICORN_OPTIONS.get(key)
-        if kind is None:
-            raise ValueError(f"egg:pyramid_notebook#uvicorn does not know the option {key!r}; "
-                             f"known: listen, threads, {', '.join(sorted(_UVICORN_OPTIONS))}")
-        kwargs[key] = asbool(value) if kind == "bool" else kind(value)
-    config = uvicorn.Config(make_asgi_app(wsgi_app, threads=int(threads)), host=host, port=port, log_config=None,
-                            **kwargs)
-    quiet_spurious_handshake_errors()
-    uvicorn.Server(config).run()
-
-
-class _SpuriousHandshakeError(logging.Filter):
-    def filter(self, record):
-        return record.getMessage() != "ASGI callable returned without completing handshake."
-
-
-def quiet_spurious_handshake_errors():
-    """Drop uvicorn's false "returned without completing handshake" error after a refusal.
-
-    uvicorn's websockets-sansio protocol logs it after every ``websocket.http.response``
-    although the refusal was sent (uvicorn pull request #3138). :class:`NotebookASGI`
-    always accepts or answers a handshake, so in its process the message is never true.
-    """
-    error_logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _SpuriousHandshakeError) for f in error_logger.filters):
-        error_logger.addFilter(_SpuriousHandshakeError())

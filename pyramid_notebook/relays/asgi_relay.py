@@ -23,7 +23,8 @@ import logging
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from pyramid_notebook.web.views import PAGE
+from pyramid_notebook.core.pages import page_html
+from pyramid_notebook.relays.websocket import sendable_close_code
 
 logger = logging.getLogger(__name__)
 
@@ -31,16 +32,8 @@ logger = logging.getLogger(__name__)
 OPEN_TIMEOUT = 30.0
 #: Frames the notebook side buffers before the relay stops reading its socket.
 MAX_QUEUE = 16
-#: Close codes that describe a missing close frame; they must not be sent on the wire.
-_UNSENDABLE = {1005: 1000, 1006: 1001, 1015: 1001}
-
-
-def _sendable(code):
-    return _UNSENDABLE.get(code, code) if code is not None else 1000
-
-
 def _page(status, title, message):
-    body = PAGE.format(title=title, message=message, details="").encode()
+    body = page_html(title, message).encode()
     return status, [(b"content-type", b"text/html; charset=utf-8")], body
 
 
@@ -103,7 +96,7 @@ async def relay(upstream, scope, receive, send):
                     browser_gone = True
                     code = message.get("code", 1005)
                     reason = message.get("reason") or ("browser went away" if code == 1006 else "")
-                    await ws.close(_sendable(code), reason)
+                    await ws.close(sendable_close_code(code), reason)
                     return
         except ConnectionClosed:
             return  # the other direction sees the close and tells the browser
@@ -126,8 +119,8 @@ async def relay(upstream, scope, receive, send):
             else:
                 await send({"type": "websocket.send", "bytes": data})
         if not browser_gone:
-            code, reason = (received.code, received.reason) if received else (1001, "notebook went away")
-            await send({"type": "websocket.close", "code": _sendable(code), "reason": reason})
+            code, reason = (received.code, received.reason) if received else (1006, "notebook went away")
+            await send({"type": "websocket.close", "code": sendable_close_code(code), "reason": reason})
     except OSError as e:  # the browser's connection broke while we sent to it
         logger.info("Websocket relay to %s:%s ended: %s", upstream.host, upstream.port, e)
     finally:

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 from pyramid.response import FileResponse
 
-from pyramid_notebook.server.static_files import CONTEXT_KEY, FILES_HEADERS
+from pyramid_notebook.core.context import FILES_HEADERS, STATIC_FILES_KEY as CONTEXT_KEY
 #: What tornado's StaticFileHandler gives versioned (``?v=``) files.
 VERSIONED_MAX_AGE = 86400 * 365 * 10
 IMMUTABLE = "public, max-age=31536000, immutable"

@@ -1,6 +1,6 @@
 """Proxy a notebook's websockets through the site when it runs under uWSGI.
 
-Select it with ``pyramid_notebook.websocket_proxy = pyramid_notebook.relays.uwsgi.serve_websocket``.
+Select it with ``pyramid_notebook.websocket_proxy = pyramid_notebook.uwsgi.serve_websocket``.
 
 The browser's handshake has passed the site's authentication (the view) and an
 Origin check. We then:
@@ -32,15 +32,15 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from pyramid_notebook.core.context import upstream_host
 from pyramid_notebook.core.origin import is_cross_site_request
-from pyramid_notebook.web.views import CONTEXT_ENVIRON_KEY, error_page
+from pyramid_notebook.core.pages import error_page
+from pyramid_notebook.relays.websocket import CONTEXT_ENVIRON_KEY, forwarded_headers, sendable_close_code
 
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024
 HANDSHAKE_TIMEOUT = 30.0
-#: Request headers passed to the notebook's handshake; everything else is the proxy's business.
-FORWARDED_HEADERS = ("Origin", "Cookie", "User-Agent")
 
 
 class _Closed(Exception):
@@ -60,14 +60,8 @@ def _open_upstream(request, port, token, host="127.0.0.1"):
     sock = socket.create_connection((host, port), timeout=HANDSHAKE_TIMEOUT)
     _no_delay(sock)
     ws = WSConnection(ConnectionType.CLIENT)
-    headers = [(name.lower().encode(), request.headers[name].encode("latin-1"))
-               for name in FORWARDED_HEADERS if name in request.headers]
-    headers += [
-        (b"authorization", f"token {token}".encode()),
-        (b"x-forwarded-for", (request.remote_addr or "").encode()),
-        (b"x-forwarded-host", request.host.encode("latin-1")),
-        (b"x-forwarded-proto", request.scheme.encode()),
-    ]
+    headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in forwarded_headers(request)]
+    headers.append((b"authorization", f"token {token}".encode()))
     sock.sendall(ws.send(Request(host=f"{host}:{port}", target=request.path_qs,
                                  subprotocols=_subprotocols(request), extra_headers=headers)))
     rejection, body = None, b""
@@ -155,7 +149,7 @@ def relay(client: _Side, upstream: _Side):
                 data = _read(fd)
             except _Closed:
                 # The connection dropped without a close frame: say goodbye to the other side.
-                _close_quietly(target, 1001, f"{source.name} went away")
+                _close_quietly(target, 1006, f"{source.name} went away")
                 return
             if data is None:
                 continue
@@ -183,14 +177,9 @@ def _forward_events(source: _Side, target: _Side) -> bool:
 def _close_quietly(side, code, reason, response_to=None):
     try:
         side.send(response_to.response() if response_to is not None else
-                  CloseConnection(code=_sendable_code(code), reason=reason or ""))
+                  CloseConnection(code=sendable_close_code(code), reason=reason or ""))
     except (_Closed, LocalProtocolError):
         pass
-
-
-def _sendable_code(code):
-    # 1005/1006/1015 describe a missing close frame; they must not be sent on the wire.
-    return 1000 if code in (1005, 1006, 1015) or code is None else code
 
 
 class AlreadySent(Response):
@@ -215,7 +204,7 @@ def serve_websocket(request, port):
     context = request.environ.get(CONTEXT_ENVIRON_KEY) or {}
     try:
         upstream_sock, upstream_ws, subprotocol = _open_upstream(request, port, context.get("token", ""),
-                                                                 context.get("http_host") or "127.0.0.1")
+                                                                 upstream_host(context))
     except OSError as e:
         logger.warning("Websocket to notebook on port %s failed: %s", port, e)
         return error_page(HTTPBadGateway, "Your notebook does not answer",

@@ -1,7 +1,7 @@
 """Jupyter server extension: make a JupyterHub single-user server a pyramid_notebook notebook.
 
 The site starts the user's hub server with its notebook context as ``user_options``; the hub's
-spawn hook (:func:`pyramid_notebook.hubside.spawn.pre_spawn_hook`) puts it in the server's environment
+spawn hook (:func:`pyramid_notebook.hubspawn.pre_spawn_hook`) puts it in the server's environment
 as ``PYRAMID_NOTEBOOK_CONTEXT`` (JSON), and ``python -m pyramid_notebook.server.hub_singleuser``
 enables this extension. Linked before the server builds its kernel manager and web application,
 it does what the local daemon does through its config file:
@@ -27,8 +27,8 @@ import os
 import signal
 import threading
 
-from pyramid_notebook.core.framing import content_security_policy
-from pyramid_notebook.server.notebook_daemon import LABEXTENSION_FOLDER, _write_private, write_default_notebook
+from pyramid_notebook.server.config import LABEXTENSION_FOLDER, site_server_config, write_default_notebook, \
+    write_startup_script
 
 #: Environment variable carrying the notebook context (JSON) into the single-user server.
 CONTEXT_ENV = "PYRAMID_NOTEBOOK_CONTEXT"
@@ -85,9 +85,7 @@ def _add_labextension(serverapp):
 
 
 def _prepare_files(root_dir, context):
-    startup_dir = os.path.join(root_dir, ".ipython", "profile_default", "startup")
-    os.makedirs(startup_dir, mode=0o700, exist_ok=True)
-    _write_private(os.path.join(startup_dir, "00-pyramid-notebook.py"), context.get("startup") or "")
+    write_startup_script(os.path.join(root_dir, ".ipython"), context.get("startup") or "")
     os.environ["IPYTHONDIR"] = os.path.join(root_dir, ".ipython")  # kernels inherit it
     if context.get("notebook_name"):
         write_default_notebook(os.path.join(root_dir, context["notebook_name"]), context.get("greeting") or "")
@@ -103,30 +101,19 @@ def _link_jupyter_server_extension(serverapp):
         provider = _identity_provider_class()
         serverapp.config.ServerApp.identity_provider_class = provider
         serverapp.identity_provider_class = provider
-    serverapp.allow_origin = context.get("allow_origin") or ""
-    # TCP_NODELAY, and every execute_request recorded before the kernel gets it (server/audit.py).
-    serverapp.kernel_websocket_connection_class = \
-        "pyramid_notebook.server.audit.AuditingKernelWebsocketConnection"
-    settings = dict(serverapp.tornado_settings)
-    page_config = dict(settings.get("page_config_data") or {})
-    page_config["pyramidNotebookShutdownUrl"] = context.get("shutdown_url") or ""
-    page_config["pyramidNotebookParentOrigins"] = " ".join(context.get("parent_origins") or [])
-    settings["page_config_data"] = page_config
     # Set before the web app exists: JupyterHub only puts its "frame-ancestors 'none'" where none is.
     base_url = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or serverapp.base_url
-    settings["headers"] = dict(settings.get("headers") or {}, **{
-        "Content-Security-Policy": content_security_policy(context.get("frame_ancestors"), base_url)})
+    server, kernel_manager = site_server_config(context, base_url)
+    settings = dict(serverapp.tornado_settings)
+    shared_settings = server.pop("tornado_settings")
+    settings["page_config_data"] = dict(settings.get("page_config_data") or {}, **shared_settings["page_config_data"])
+    settings["headers"] = dict(settings.get("headers") or {}, **shared_settings["headers"])
     serverapp.tornado_settings = settings
-    templates = list(context.get("extra_template_paths") or [])
-    if templates:
-        serverapp.extra_template_paths = templates + list(serverapp.extra_template_paths)
-    idle = int(context.get("idle_timeout") or 0)
-    if idle > 0:
-        # As in local mode: Jupyter culls idle kernels, then the server stops when nothing happens.
-        serverapp.config.MappingKernelManager.update({
-            "cull_idle_timeout": idle, "cull_interval": max(1, min(60, idle // 4)), "cull_connected": True,
-            "cull_busy": False})
-        serverapp.shutdown_no_activity_timeout = idle
+    server["extra_template_paths"] = server["extra_template_paths"] + list(serverapp.extra_template_paths)
+    for name, value in server.items():
+        setattr(serverapp, name, value)
+    if kernel_manager:
+        serverapp.config.MappingKernelManager.update(kernel_manager)
     _add_labextension(serverapp)
     _prepare_files(os.path.abspath(os.path.expanduser(serverapp.root_dir)), context)
 

@@ -29,69 +29,22 @@ _here = os.path.dirname(os.path.abspath(__file__))
 if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
     sys.path.pop(0)
 try:
-    import pyramid_notebook  # noqa: F401
+    import pyramid_notebook.core  # noqa: F401
 except ImportError:  # pragma: no cover - running from a checkout that is not installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(_here)))
 
+from pyramid_notebook.core.context import default_notebook_name  # noqa: E402,F401 (the daemon's own name for it)
 from pyramid_notebook.core.contextfile import read_context, write_context  # noqa: E402
-from pyramid_notebook.core.framing import content_security_policy  # noqa: E402
 from pyramid_notebook.core.statefolder import STDERR_LOG, STDOUT_LOG, make_private_folders  # noqa: E402
 from pyramid_notebook.core.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
 from pyramid_notebook.server import static_files  # noqa: E402
+from pyramid_notebook.server.config import (  # noqa: E402,F401 (LABEXTENSION_FOLDER: this module's name before)
+    LABEXTENSION_FOLDER, site_server_config, write_default_notebook, write_private, write_startup_script,
+)
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")
-LABEXTENSION_FOLDER = os.path.join(os.path.dirname(_here), "labextensions")
 USAGE = __doc__.split("Usage::")[1].split("``context.json``")[0].strip()
 STOP_TIMEOUT = 10.0
-
-WELCOME = """# Welcome to your shell
-
-This notebook runs inside the web site, as the web site. Be careful: what you do here happens for real.
-"""
-
-
-def default_notebook_name(context: dict) -> str:
-    """``default-<hash>.ipynb``: one welcome notebook per distinct context."""
-    digest = str(context.get("context_hash") or "")[:8]
-    return f"default-{digest}.ipynb" if digest else "default.ipynb"
-
-
-def write_default_notebook(path: str, greeting: str) -> None:
-    """Create the welcome notebook once; never overwrite what the user has.
-
-    Written to a temporary file and then linked into place, so that a full disk
-    never leaves a truncated notebook behind that later launches would keep.
-    """
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-    if os.path.lexists(path):
-        return
-    nb = new_notebook(
-        cells=[new_markdown_cell(WELCOME), new_markdown_cell(greeting or ""), new_code_cell("")],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    )
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)  # fails if the user has one by now: theirs wins
-    except FileExistsError:
-        pass
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-
-
-def _write_private(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-
 
 def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder: str = None) -> dict:
     """Write this user's Jupyter config and IPython startup script (in ``state_folder``,
@@ -103,31 +56,26 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
     jupyter_dir = os.path.join(state_folder, ".jupyter")
     runtime_dir = os.path.join(jupyter_dir, "runtime")
     data_dir = os.path.join(jupyter_dir, "data")
-    startup_dir = os.path.join(state_folder, ".ipython", "profile_default", "startup")
-    for d in (jupyter_dir, runtime_dir, data_dir, startup_dir):
+    for d in (jupyter_dir, runtime_dir, data_dir):
         os.makedirs(d, mode=0o700, exist_ok=True)
 
-    _write_private(os.path.join(startup_dir, "00-pyramid-notebook.py"), context.get("startup") or "")
+    write_startup_script(os.path.join(state_folder, ".ipython"), context.get("startup") or "")
 
     # A fresh cookie secret per start: login cookies from an earlier run stop working.
     cookie_secret_file = os.path.join(runtime_dir, "cookie_secret")
-    _write_private(cookie_secret_file, secrets.token_hex(32))
+    write_private(cookie_secret_file, secrets.token_hex(32))
 
-    server = {
+    base_url = context.get("notebook_path") or "/notebook/"
+    shared, kernel_manager = site_server_config(context, base_url)
+    server = dict(shared, **{
         "ip": "127.0.0.1",
         "port": port,
         "port_retries": 0,
         "open_browser": False,
         "root_dir": work_folder,
-        "base_url": context.get("notebook_path") or "/notebook/",
-        "allow_origin": context.get("allow_origin") or "",
+        "base_url": base_url,
         "websocket_url": context.get("websocket_url") or "",
-        "extra_template_paths": list(context.get("extra_template_paths") or []),
         "identity_provider_class": "pyramid_notebook.server.identity.ProxyIdentityProvider",
-        # Kernel messages go out at once instead of waiting out delayed ACKs (see server/websocket.py),
-        # and every execute_request is recorded before the kernel gets it (see server/audit.py).
-        "kernel_websocket_connection_class":
-            "pyramid_notebook.server.audit.AuditingKernelWebsocketConnection",
         # Publishes where the static files are, so the site can send them from disk; starts the
         # default notebook's kernel before the browser asks for it (see server/warm_kernel.py).
         "jpserver_extensions": {"pyramid_notebook.server.static_files": True,
@@ -135,19 +83,7 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
                                 "pyramid_notebook.server.audit": True},
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
-        "tornado_settings": {
-            # Read by our prebuilt extension: the "Shut down and return to site" control, and the
-            # save bridge, which answers postMessage requests from these parent origins only.
-            "page_config_data": {
-                "pyramidNotebookShutdownUrl": context.get("shutdown_url") or "",
-                "pyramidNotebookParentOrigins": " ".join(context.get("parent_origins") or []),
-            },
-            # Who may frame notebook pages (pyramid_notebook.frame_ancestors); replaces Jupyter's
-            # default "frame-ancestors 'self'" on every page and API answer.
-            "headers": {"Content-Security-Policy": content_security_policy(
-                context.get("frame_ancestors"), context.get("notebook_path") or "/notebook/")},
-        },
-    }
+    })
     config = {
         "ServerApp": server,
         # Empty: the page config would echo IdentityProvider.token into the HTML.
@@ -162,21 +98,14 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
             "cookie_name": f"pyramid-notebook-{port}",
         },
     }
-    idle = int(context.get("idle_timeout") or 0)
-    if idle > 0:
-        # Jupyter's own activity tracking: idle kernels (even with a tab open, but never busy ones)
-        # are culled, then a server with no kernels and no requests for as long shuts down.
-        config["MappingKernelManager"] = {
-            "cull_idle_timeout": idle, "cull_interval": max(1, min(60, idle // 4)), "cull_connected": True,
-            "cull_busy": False,
-        }
-        server["shutdown_no_activity_timeout"] = idle
+    if kernel_manager:
+        config["MappingKernelManager"] = kernel_manager
     ws_host = urlsplit(context.get("websocket_url") or "").hostname
     if ws_host and ws_host not in ("localhost", "127.0.0.1", "::1"):
         # pserve mode with a site reached by name (www.example.com:port): the browser's direct
         # websockets carry that Host, which Jupyter's DNS-rebinding guard refuses unless listed.
         server["local_hostnames"] = ["localhost", ws_host]
-    _write_private(os.path.join(jupyter_dir, "jupyter_server_config.json"), json.dumps(config, indent=2))
+    write_private(os.path.join(jupyter_dir, "jupyter_server_config.json"), json.dumps(config, indent=2))
 
     name = context["notebook_name"]
     write_default_notebook(os.path.join(work_folder, name), context.get("greeting") or "")

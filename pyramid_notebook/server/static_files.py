@@ -21,12 +21,13 @@ environment variable.
 import os
 import time
 
+from pyramid_notebook.core.context import FILES_HEADERS, STATIC_FILES_KEY
 from pyramid_notebook.core.contextfile import read_context, write_context
 
 #: Environment variable naming the daemon's pid file; the context file lies beside it.
 PID_FILE_ENV = "PYRAMID_NOTEBOOK_PID_FILE"
 #: Context key holding the published routes.
-CONTEXT_KEY = "static_files"
+CONTEXT_KEY = STATIC_FILES_KEY
 #: File name asked of tornado's router to learn which handler serves a prefix.
 PROBE_NAME = "pyramid-notebook-probe.js"
 
@@ -87,7 +88,6 @@ def _route_for(web_app, prefix: str):
 
 
 #: The only headers the stock files/ handler adds to tornado's (see :func:`_files_route`).
-FILES_HEADERS = ("X-Content-Type-Options", "Content-Security-Policy")
 
 
 def _files_route(serverapp):

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import urllib3
 
+from pyramid_notebook.core.context import upstream_host
 from pyramid_notebook.relays.http import get_pool_manager
 
 #: Files the notebook daemon keeps beside the user's notebooks: never read or written here.
@@ -84,7 +85,7 @@ class NotebookContents:
     def __init__(self, context: dict):
         if not context or not context.get("http_port") or not context.get("token"):
             raise NotebookNotRunning("The notebook is not running: launch it first.")
-        self.host = context.get("http_host") or "127.0.0.1"
+        self.host = upstream_host(context)
         self.port = int(context["http_port"])
         self.token = context["token"]
         self.base_path = "/" + (context.get("notebook_path") or "/notebook/").strip("/") + "/"
@@ -172,7 +173,7 @@ def empty_notebook() -> dict:
 
 def for_user(request, username) -> NotebookContents:
     """:class:`NotebookContents` of ``username``'s running notebook; raises :class:`NotebookNotRunning`."""
-    from pyramid_notebook.web.views import get_notebook_manager
+    from pyramid_notebook.web.registry import get_notebook_manager
 
     if not username:
         raise NotebookNotRunning("No user: a notebook belongs to a logged-in user.")

@@ -60,8 +60,8 @@ CONFIRM_PAGE = """<!DOCTYPE html>
 class ConfirmationRequired(HTTPOk):
     """A 200 page asking the user to confirm a destructive action with a button.
 
-    Raised by :func:`~pyramid_notebook.web.views.shutdown_notebook` and
-    :func:`~pyramid_notebook.web.views.launch_notebook` when the request shows no
+    Raised by :func:`~pyramid_notebook.views.shutdown_notebook` and
+    :func:`~pyramid_notebook.views.launch_notebook` when the request shows no
     intent; Pyramid's exception view returns it as the response, so a site's view
     that calls them needs no change.
     """

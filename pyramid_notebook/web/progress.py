@@ -22,12 +22,12 @@ import json
 import logging
 import os
 import secrets
-import tempfile
 import threading
 import time
 
 from pyramid.response import Response
 
+from pyramid_notebook.core.files import read_json, write_json_atomic
 from pyramid_notebook.core.process import pid_alive
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 PARAM = "pyramid_notebook_start"
 #: Header with which the page's script asks for the JSON state.
 HEADER = "X-Pyramid-Notebook-Progress"
-RECORD_NAME = "launch.json"
+
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Starting your notebook</title>
@@ -74,33 +74,15 @@ def wants_progress_page(request) -> bool:
     return HEADER in request.headers or "text/html" in (request.headers.get("Accept") or "")
 
 
-def _record_path(manager, username) -> str:
-    return os.path.join(os.path.dirname(manager.get_pid_file(username)), RECORD_NAME)
-
-
 def read_record(manager, username):
     """The state of the user's latest background start, or ``None``."""
-    try:
-        with open(_record_path(manager, username), encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+    return read_json(manager.progress_record_path(username))
 
 
 def _write_record(manager, username, record) -> None:
-    path = _record_path(manager, username)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".launch-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    path = manager.progress_record_path(username)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    write_json_atomic(path, record)
 
 
 def _in_progress(manager, record) -> bool:
@@ -123,7 +105,7 @@ def _start_in_background(manager, username, context, start_id, describe_error) -
             return  # a newer start took over the record
         if outcome is None:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(_record_path(manager, username))
+                os.unlink(manager.progress_record_path(username))
         else:
             _write_record(manager, username, dict(record, at=time.time(), **outcome))
 
@@ -163,11 +145,9 @@ def launch_with_progress(request, username, context, manager, running_url, descr
     """
     from pyramid.httpexceptions import HTTPFound
 
-    from pyramid_notebook.backends.local.ports import port_is_listening
-
     running = manager.get_notebook_status(username)
     if running and running.get("context_hash") == context["context_hash"] and \
-            port_is_listening(running["http_port"]) and not _in_progress(manager, read_record(manager, username)):
+            manager.answers(running) and not _in_progress(manager, read_record(manager, username)):
         if HEADER in request.headers:
             return _json(request, {"state": "ready", "url": running_url(running)})
         return HTTPFound(running_url(running))

@@ -9,62 +9,38 @@ is and whether they may have a shell at all::
         startup.make_startup(nb, config_file)
         return launch_notebook(request, request.user.username, notebook_context=nb)
 """
-import errno
-import html
 import logging
 from urllib.parse import quote, urljoin, urlsplit
 
 from pyramid.httpexceptions import (
-    HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInsufficientStorage, HTTPInternalServerError,
-    HTTPNotFound,
-    HTTPServiceUnavailable,
+    HTTPBadGateway, HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPInternalServerError, HTTPNotFound,
 )
 
-from pyramid_notebook.backends.base import BackendUnavailable
-from pyramid_notebook.relays import accel
-from pyramid_notebook.web.contents import BadPath, validate_path
-from pyramid_notebook.core.framing import framing_context
-from pyramid_notebook.backends.local.manager import NotebookStartError, TooManyNotebooks
-from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin
-from pyramid_notebook.backends.local.ports import NoFreePort
-from pyramid_notebook.web.progress import launch_with_progress, wants_progress_page
-from pyramid_notebook.relays.http import UpstreamError, proxy_request
-from pyramid_notebook.core.settings import get_notebook_settings
-from pyramid_notebook.relays.static import static_file_plan, static_file_response
-from pyramid_notebook.core.names import BadUsername, make_dict_hash, route_to_alt_domain
-from pyramid_notebook.web.badinput import check_request_size, check_websocket_handshake
-from pyramid_notebook.web.intent import require_intent
-from pyramid_notebook.web.audit import attach_audit
+from pyramid_notebook.backends.base import (
+    BackendUnavailable, NoFreePort, NotebookStartError, TooManyNotebooks,
+)
 from pyramid_notebook.core.context import InvalidNotebookContext, validate_notebook_context
+from pyramid_notebook.core.framing import framing_context
+from pyramid_notebook.core.names import BadUsername, make_dict_hash
+from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin, \
+    route_to_alt_domain
+from pyramid_notebook.core.pages import PAGE, error_page  # noqa: F401 (PAGE: part of this module's API)
+from pyramid_notebook.core.settings import get_notebook_settings
+from pyramid_notebook.relays.websocket import CONTEXT_ENVIRON_KEY  # noqa: F401 (part of this module's API)
+from pyramid_notebook.web.badurl import PROXY_ROUTE_NAME, SHUTDOWN_ROUTE_NAME
+from pyramid_notebook.web.contents import BadPath, validate_path
+from pyramid_notebook.web.errors import describe_launch_error, launch_error_page
+from pyramid_notebook.web.audit import attach_audit
+from pyramid_notebook.web.intent import require_intent
+from pyramid_notebook.web.limits import check_request_size
+from pyramid_notebook.web.progress import launch_with_progress, wants_progress_page
+from pyramid_notebook.web.registry import get_notebook_manager, get_relay
 
 logger = logging.getLogger(__name__)
 
-#: Route the site maps to ``notebook_proxy``; its path is the notebooks' base URL.
-PROXY_ROUTE_NAME = "notebook_proxy"
-#: Route whose URL the notebook's "Shut down and return to site" control opens by default.
-SHUTDOWN_ROUTE_NAME = "shutdown_notebook"
-#: Key in ``request.environ`` under which the websocket proxy finds the notebook's context.
-CONTEXT_ENVIRON_KEY = "pyramid_notebook.context"
-
-PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{title}</title></head>
-<body><h1>{title}</h1><p>{message}</p>{details}</body></html>
-"""
-
-
-def error_page(exc_class, title, message, details=""):
-    """An HTTP exception of ``exc_class`` with a small, escaped HTML page."""
-    extra = f"<pre>{html.escape(details)}</pre>" if details else ""
-    body = PAGE.format(title=html.escape(title), message=html.escape(message), details=extra)
-    return exc_class(body=body, content_type="text/html", charset="utf-8")
-
-
-def get_notebook_manager(request):
-    """The notebook backend of this site (:class:`~pyramid_notebook.backends.base.NotebookBackend`):
-    a :class:`~pyramid_notebook.backends.local.manager.NotebookManager` or a
-    :class:`~pyramid_notebook.backends.hub.backend.HubBackend`, as ``pyramid_notebook.backend`` says."""
-    get_notebook_settings(request.registry)  # a clear error if includeme was not called
-    return request.registry.pyramid_notebook_manager
+__all__ = ["launch_notebook", "shutdown_notebook", "notebook_proxy", "notebook_url", "get_notebook_manager",
+           "get_relay", "fill_context_defaults", "launch_on_demand", "error_page", "describe_launch_error",
+           "launch_error_page", "PROXY_ROUTE_NAME", "SHUTDOWN_ROUTE_NAME", "CONTEXT_ENVIRON_KEY"]
 
 
 def _require_user(username):
@@ -148,38 +124,6 @@ def _require_restart_intent(request, manager, username, context):
 
 
 # --- end hardening ----------------------------------------------------------------------
-
-
-def describe_launch_error(e):
-    """``(status, title, message, details)`` of the error page for a failed launch; re-raises others."""
-    if isinstance(e, BadUsername):
-        return 400, "Unusable username", str(e), ""
-    if isinstance(e, OSError):  # the notebook folder is read-only or full
-        logger.error("Notebook folder unusable: %s", e)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return 507, "The notebook folder is full", \
-                "There is no space left for your notebook's files. Ask the site's administrator.", ""
-        return 503, "The notebook folder cannot be written", \
-            f"Your notebook cannot be started or stopped right now ({e.strerror or e}). " \
-            "Ask the site's administrator.", ""
-    if isinstance(e, (NoFreePort, TooManyNotebooks)):
-        return 503, "No notebook slot free", str(e), ""
-    if isinstance(e, BackendUnavailable):
-        logger.error("Notebook service unavailable: %s", e)
-        return 503, "The notebook service is unavailable", f"{e} Try again in a few minutes.", ""
-    if isinstance(e, NotebookStartError):
-        logger.error("Notebook failed to start: %s\n%s", e, e.log_tail)
-        return 500, "The notebook failed to start", str(e) + (" The end of its log follows." if e.log_tail else ""), \
-            e.log_tail
-    logger.exception("Notebook failed to start", exc_info=e)
-    return 500, "The notebook failed to start", "An unexpected error occurred; the site's log has the details.", ""
-
-
-def launch_error_page(status, title, message, details=""):
-    """The error page (an HTTP exception) for a launch that failed with ``status``."""
-    exc_class = {400: HTTPBadRequest, 503: HTTPServiceUnavailable, 507: HTTPInsufficientStorage}.get(
-        status, HTTPInternalServerError)
-    return error_page(exc_class, title, message, details)
 
 
 def launch_on_demand(request, username, notebook_context):
@@ -299,11 +243,12 @@ def notebook_proxy(request, username):
     """Proxy ``request`` to the user's own notebook.
 
     Cross-origin state-changing requests and websocket handshakes are refused
-    with 403. A websocket handshake goes to the ``pyramid_notebook.websocket_proxy``
-    callable as ``websocket_proxy(request, port)``, with the notebook's context in
-    ``request.environ["pyramid_notebook.context"]``. With ``pyramid_notebook.accel_redirect``
-    set, every request that passes these checks gets an empty answer with ``X-Accel-Redirect``
-    instead and nginx relays it (:mod:`pyramid_notebook.relays.accel`).
+    with 403. What passes goes to the site's relay (:mod:`pyramid_notebook.relays.base`): a
+    websocket handshake to the ``pyramid_notebook.websocket_proxy`` callable as
+    ``websocket_proxy(request, port)``, with the notebook's context in
+    ``request.environ["pyramid_notebook.context"]``; with ``pyramid_notebook.accel_redirect``
+    set, every request gets an empty answer with ``X-Accel-Redirect`` instead and nginx relays
+    it (:mod:`pyramid_notebook.relays.accel`).
     """
     _require_user(username)
     check_request_size(request)
@@ -320,39 +265,11 @@ def notebook_proxy(request, username):
     if not context or not context.get("http_port") or not context.get("token"):
         raise error_page(HTTPBadGateway, "Your notebook is not running",
                          "It may have been shut down or timed out. Launch it again from the site.")
-    port = context["http_port"]
     # Only the user's own server's paths go upstream: on a hub, others' servers and the hub's
     # own pages share the upstream address (the user's token is refused there as well).
     if not request.path.startswith(context.get("notebook_path") or "/"):
         raise error_page(HTTPNotFound, "Not your notebook", "This address is not part of your notebook.")
-
-    # nginx accel mode: nginx relays HTTP and websockets itself once the site says yes.
-    accel_prefix = get_notebook_settings(request.registry).accel_redirect
-    if accel_prefix:
-        if accel.is_fallback(request):  # nginx could not reach the notebook
-            logger.warning("Notebook of %r on port %s did not answer nginx", username, port)
-            raise error_page(HTTPBadGateway, "Your notebook does not answer",
-                             "The notebook server could not be reached. Launch it again from the site.")
-        static = None if is_websocket_upgrade(request) else static_file_plan(request, context)
-        return accel.grant_response(request, context, accel_prefix, static)
-
+    relay = get_relay(request)
     if is_websocket_upgrade(request):
-        check_websocket_handshake(request)
-        websocket_proxy = get_notebook_settings(request.registry).websocket_proxy
-        if websocket_proxy is None:
-            raise error_page(HTTPBadRequest, "Websockets are not proxied here",
-                             "pyramid_notebook.websocket_proxy is not set, so the notebook page connects its "
-                             "websockets straight to the notebook's own port.")
-        request.environ[CONTEXT_ENVIRON_KEY] = context
-        return websocket_proxy(request, port)
-
-    # Static files straight from disk when the notebook has said where they are.
-    response = static_file_response(request, context)
-    if response is not None:
-        return response
-    try:
-        return proxy_request(request, port, context["token"], host=context.get("http_host") or "127.0.0.1")
-    except UpstreamError as e:
-        logger.warning("Notebook of %r on port %s did not answer: %s", username, port, e)
-        raise error_page(HTTPBadGateway, "Your notebook does not answer",
-                         "The notebook server could not be reached. Launch it again from the site.") from None
+        return relay.websocket(request, context)
+    return relay.http(request, context)

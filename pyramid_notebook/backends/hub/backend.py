@@ -20,9 +20,7 @@ The site's service token (``pyramid_notebook.hub_api_token``) needs the scopes `
 (create users), ``servers`` (start, stop, read servers) and ``tokens`` (per-user tokens); the
 shipped ``hub/jupyterhub_config.py`` grants exactly those.
 """
-import hashlib
 import json
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,63 +28,15 @@ from urllib.parse import quote, urlsplit
 
 import urllib3
 
-from pyramid_notebook.backends.base import BackendUnavailable, NotebookBackend
-from pyramid_notebook.backends.local.manager import RUNTIME_KEYS, NotebookStartError, TooManyNotebooks
-from pyramid_notebook.server.notebook_daemon import default_notebook_name
-from pyramid_notebook.core.names import BadUsername, username_to_folder_name
-
-#: Key in the server's ``user_options`` holding the notebook context (read by the spawn hook).
-OPTIONS_KEY = "pyramid_notebook"
-#: Hub usernames used as they are; anything else gets a slug and a hash (JupyterHub lowercases).
-_PLAIN_HUB_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-TIMEOUT = urllib3.Timeout(connect=3.0, read=30.0)
+from pyramid_notebook.backends.base import NotebookBackend, NotebookStartError, TooManyNotebooks
+from pyramid_notebook.backends.hub.api import (  # noqa: F401 (names of this module before the split)
+    OPTIONS_KEY, TIMEOUT, HubError, HubRestClient, HubUnavailable, hub_username, options_context, server_state,
+)
+from pyramid_notebook.backends.status import get_status
+from pyramid_notebook.core.context import default_notebook_name, site_context
 
 
-class HubUnavailable(BackendUnavailable):
-    """The hub (or its proxy) cannot be reached or does not answer properly."""
-
-
-class HubError(BackendUnavailable):
-    """The hub refused a request it should have taken; ``status`` and the hub's own ``message``."""
-
-    def __init__(self, status, message):
-        super().__init__(f"JupyterHub answered {status}: {message}")
-        self.status = status
-        self.message = message
-
-
-def hub_username(name) -> str:
-    """The hub user of site user ``name``: the name itself if it is plain lower case, else a slug
-    and a hash (JupyterHub lowercases names, so ``Alice`` and ``alice`` must not meet).
-
-    Raises :class:`~pyramid_notebook.core.names.BadUsername` for names no notebook can belong to.
-    """
-    username_to_folder_name(name)  # the same checks as the local backend: empty, control characters, length
-    # A plain name never contains "--", which marks the hashed form: no user can pick another's.
-    if _PLAIN_HUB_NAME.match(name) and ".." not in name and "--" not in name:
-        return name
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
-    return f"{slug or 'user'}--{hashlib.sha256(name.encode('utf-8')).hexdigest()[:16]}"
-
-
-def server_state(model) -> str:
-    """``"stopped"``, ``"spawning"``, ``"ready"`` or ``"stopping"`` from a hub server model."""
-    if not model or model.get("stopped") and not model.get("pending"):
-        return "stopped"
-    if model.get("pending") == "stop":
-        return "stopping"
-    if model.get("pending"):
-        return "spawning"
-    return "ready" if model.get("ready") else "stopped"
-
-
-def _options_context(model) -> dict:
-    options = (model or {}).get("user_options") or {}
-    context = options.get(OPTIONS_KEY) if isinstance(options, dict) else None
-    return context if isinstance(context, dict) else {}
-
-
-class HubBackend(NotebookBackend):
+class HubBackend(HubRestClient, NotebookBackend):
     """Run users' notebooks as JupyterHub servers (see the module docstring).
 
     :param hub_url: the hub's public URL through its proxy, with its ``base_url``, e.g.
@@ -104,15 +54,12 @@ class HubBackend(NotebookBackend):
         self.base_path = parts.path
         self.proxy_host = parts.hostname or "127.0.0.1"
         self.proxy_port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.api_url = (api_url or self.hub_url + "hub/api/").rstrip("/") + "/"
-        self.api_token = api_token
+        HubRestClient.__init__(self, (api_url or self.hub_url + "hub/api/").rstrip("/") + "/", api_token,
+                               token_lifetime)
         self.startup_timeout = float(startup_timeout)
         self.kill_timeout = int(kill_timeout)
         self.idle_timeout = int(idle_timeout)
         self.status_ttl = float(status_ttl)
-        self.token_lifetime = int(token_lifetime)
-        self._http = urllib3.PoolManager(maxsize=16, retries=False, timeout=TIMEOUT)
-        self._tokens = {}   # hub user -> (token, expires at): never leaves this process
         self._status = {}   # hub user -> (checked at, context or None)
         self._locks = {}
         self._locks_lock = threading.Lock()
@@ -126,64 +73,6 @@ class HubBackend(NotebookBackend):
                    startup_timeout=settings.startup_timeout, kill_timeout=settings.kill_timeout,
                    idle_timeout=settings.idle_timeout)
 
-    # --- the REST API ------------------------------------------------------
-
-    def api(self, method, path, body=None, headers=None, **kw):
-        """``(status, parsed JSON or None)`` of one REST call; :class:`HubUnavailable` if unreachable."""
-        all_headers = {"Authorization": f"token {self.api_token}", "Accept": "application/json"}
-        all_headers.update(headers or {})
-        if body is not None:
-            all_headers["Content-Type"] = "application/json"
-            body = json.dumps(body)
-        try:
-            r = self._http.request(method, self.api_url + path, body=body, headers=all_headers, **kw)
-        except urllib3.exceptions.HTTPError as e:
-            raise HubUnavailable(f"JupyterHub at {self.api_url} cannot be reached ({e.__class__.__name__}).") from e
-        if r.status in (502, 503, 504):
-            raise HubUnavailable(f"JupyterHub at {self.api_url} does not answer (its proxy says {r.status}).")
-        try:
-            data = json.loads(r.data) if r.data else None
-        except ValueError:
-            data = None
-        if r.status in (401, 403) and path != "user":
-            raise HubUnavailable(f"JupyterHub refused the site's API token ({r.status}): check "
-                                 "pyramid_notebook.hub_api_token and the service's scopes.")
-        return r.status, data
-
-    @staticmethod
-    def _message(status, data) -> str:
-        return (data or {}).get("message") if isinstance(data, dict) and data.get("message") else f"HTTP {status}"
-
-    def _user_path(self, hub_user) -> str:
-        return "users/" + quote(hub_user, safe="")
-
-    def server_model(self, hub_user):
-        """The hub's model of the user's default server, or None if the user has none."""
-        status, data = self.api("GET", self._user_path(hub_user) + "/server")
-        if status == 404:
-            return None
-        if status != 200:
-            raise HubError(status, self._message(status, data))
-        return data
-
-    def _ensure_user(self, hub_user):
-        status, data = self.api("POST", self._user_path(hub_user))
-        if status not in (201, 409):  # 409: another web node created it first
-            raise HubError(status, self._message(status, data))
-
-    def user_token(self, hub_user) -> str:
-        """A token that reaches only this user's server, made once per process and kept in memory."""
-        cached = self._tokens.get(hub_user)
-        if cached and cached[1] > time.time() + 300:
-            return cached[0]
-        status, data = self.api("POST", self._user_path(hub_user) + "/tokens", body={
-            "scopes": [f"access:servers!server={hub_user}/"], "expires_in": self.token_lifetime,
-            "note": "pyramid_notebook: the site's proxy to this user's notebook"})
-        if status != 201:
-            raise HubError(status, self._message(status, data))
-        self._tokens[hub_user] = (data["token"], time.time() + self.token_lifetime)
-        return data["token"]
-
     # --- contexts ----------------------------------------------------------
 
     def notebook_path(self, hub_user) -> str:
@@ -192,16 +81,14 @@ class HubBackend(NotebookBackend):
 
     def _options(self, name, context) -> dict:
         """What goes to the hub as ``user_options``: the context without runtime keys or secrets."""
-        options = {k: v for k, v in context.items() if k not in RUNTIME_KEYS}
-        options["kill_timeout"] = int(options.get("kill_timeout") or self.kill_timeout)
-        options.setdefault("idle_timeout", self.idle_timeout)
+        options = site_context(context, self.kill_timeout, self.idle_timeout)
         options["notebook_name"] = default_notebook_name(context)
         options["username"] = name
         return options
 
     def _running_context(self, hub_user, model):
         """The proxy's context for a ready server the site started, else None."""
-        options = _options_context(model)
+        options = options_context(model)
         if server_state(model) != "ready" or not options.get("context_hash"):
             return None
         context = dict(options)
@@ -215,13 +102,8 @@ class HubBackend(NotebookBackend):
         return self._probe(context["notebook_path"], context["token"])
 
     def _probe(self, notebook_path, token) -> bool:
-        url = f"http://{self.proxy_host}:{self.proxy_port}{notebook_path}api/status"
-        try:
-            r = self._http.request("GET", url, headers={"Authorization": f"token {token}"},
-                                   timeout=urllib3.Timeout(connect=2, read=10), redirect=False)
-        except urllib3.exceptions.HTTPError:
-            return False
-        return r.status == 200
+        return get_status(self.proxy_host, self.proxy_port, notebook_path, token,
+                          timeout=urllib3.Timeout(connect=2, read=10), http=self._http) is not None
 
     def _warm_probe(self, hub_user):
         """``(token, future answer of api/status)`` started now, or None without a token yet.
@@ -253,7 +135,7 @@ class HubBackend(NotebookBackend):
                 if model is None:
                     self._ensure_user(hub_user)
                 state = server_state(model)
-                same = _options_context(model).get("context_hash") == options["context_hash"]
+                same = options_context(model).get("context_hash") == options["context_hash"]
                 if state == "ready" and same:
                     running = self._running_context(hub_user, model)
                     answers = probe[1].result() if probe and probe[0] == running["token"] else self._answers(running)
@@ -384,7 +266,7 @@ class HubBackend(NotebookBackend):
     def get_context(self, name):
         """The context the user's server was last started with, or None."""
         model = self.server_model(hub_username(name))
-        options = _options_context(model)
+        options = options_context(model)
         return dict(options, state=server_state(model)) if options else None
 
     def is_running(self, name) -> bool:
@@ -401,7 +283,7 @@ class HubBackend(NotebookBackend):
                 raise HubError(status, self._message(status, data))
             for user in data["items"]:
                 model = (user.get("servers") or {}).get("")
-                options = _options_context(model)
+                options = options_context(model)
                 rows.append({"user": options.get("username") or user["name"], "hub_user": user["name"],
                              "alive": server_state(model) == "ready", "state": server_state(model),
                              "started": (model or {}).get("started"), "last_activity": (model or {}).get("last_activity"),

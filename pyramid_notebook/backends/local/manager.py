@@ -12,12 +12,15 @@ import urllib3
 from pyramid_notebook.core import contextfile, paths
 from pyramid_notebook.core import statefolder
 from pyramid_notebook.backends.local.forkclient import ForkServerClient, ForkServerError
-from pyramid_notebook.backends.base import NotebookBackend
+from pyramid_notebook.backends.base import NotebookBackend, NotebookStartError, TooManyNotebooks
 from pyramid_notebook.backends.local.ports import NoFreePort, pick_port, port_is_listening
 from pyramid_notebook.core.settings import default_python
 from pyramid_notebook.core.process import (
     get_daemon_process, pid_alive, process_is_stopped, remove_stale_pid_file, terminate_daemon,
 )
+from pyramid_notebook.backends.status import get_status
+from pyramid_notebook.core.context import RUNTIME_KEYS, site_context, upstream_host  # noqa: F401 (RUNTIME_KEYS: kept importable)
+from pyramid_notebook.core.files import read_tail
 from pyramid_notebook.core.names import username_to_folder_name
 
 DAEMON_SCRIPT = paths.DAEMON_SCRIPT
@@ -25,25 +28,12 @@ LOCK_FOLDER = ".locks"
 #: Folder in ``notebook_folder`` with one private state folder per user (see :mod:`pyramid_notebook.core.statefolder`).
 STATE_FOLDER = statefolder.STATE_FOLDER
 #: Context keys the manager and daemon add; they never count as a context change.
-RUNTIME_KEYS = ("http_port", "pid", "token", "started_at", "stopped_at", "state", "notebook_name", "username",
-                "starting_at", "static_files", "warm_kernel", "warm_session", "warm_session_error")
+#: The progress page's record of a background start, in the user's state folder.
+LAUNCH_RECORD = "launch.json"
 #: Seconds a launch waits, after the server answers, for the warm kernel's session to exist.
 WARM_SESSION_WAIT = 10.0
 
 logger = logging.getLogger(__name__)
-
-
-class NotebookStartError(RuntimeError):
-    """The notebook daemon died or did not answer in time while starting.
-
-    ``log_tail`` holds the end of the daemon's ``notebook.stderr.log``.
-    An :class:`OSError` (read-only or full notebook folder) is the ``__cause__``
-    when the files a start needs could not be written.
-    """
-
-    def __init__(self, message, log_tail=""):
-        super().__init__(message)
-        self.log_tail = log_tail
 
 
 def _disk_hint(folder) -> str:
@@ -54,10 +44,6 @@ def _disk_hint(folder) -> str:
         return ""
     free = st.f_bavail * st.f_frsize
     return f" The disk holding the notebook folder is full ({free // 1024} KiB free)." if free < 1 << 20 else ""
-
-
-class TooManyNotebooks(RuntimeError):
-    """``max_notebooks`` users already have a notebook running."""
 
 
 __all__ = ["NotebookManager", "NotebookStartError", "NoFreePort", "TooManyNotebooks"]
@@ -76,6 +62,14 @@ class NotebookManager(NotebookBackend):
 
     #: Starts are tracked beside the user's pid file (see :attr:`NotebookBackend.progress_pages`).
     progress_pages = True
+
+    def progress_record_path(self, name) -> str:
+        """``launch.json`` in the user's state folder, beside the pid file."""
+        return os.path.join(self.get_state_folder(name), LAUNCH_RECORD)
+
+    def answers(self, context) -> bool:
+        """True if something listens on the notebook's port."""
+        return port_is_listening(context["http_port"])
 
     def __init__(self, notebook_folder, min_port=29000, port_range=100, kill_timeout=3600, python=None,
                  startup_timeout=60.0, max_notebooks=None, idle_timeout=0, fork_server=False, warm_kernel=True):
@@ -186,11 +180,11 @@ class NotebookManager(NotebookBackend):
 
     def list_notebooks(self) -> list:
         """Every user folder's notebook state, as ``pyramid-notebook list`` shows it."""
-        from pyramid_notebook.cli.main import main as cli
+        from pyramid_notebook.backends.local.describe import describe, user_folders
 
         if not os.path.isdir(self.notebook_folder):
             return []
-        return [cli.describe(name, path, clean=False) for name, path in cli.user_folders(self.notebook_folder)]
+        return [describe(name, path, clean=False) for name, path in user_folders(self.notebook_folder)]
 
     def update_audit(self, name, audit: dict) -> None:
         """Put a new launch's ``audit`` information in the running notebook's context; its
@@ -291,9 +285,7 @@ class NotebookManager(NotebookBackend):
         statefolder.migrate_user_folder(work_folder, state_folder)
         remove_stale_pid_file(pid_file)
 
-        context = {k: v for k, v in context.items() if k not in RUNTIME_KEYS}
-        context["kill_timeout"] = int(context.get("kill_timeout") or self.kill_timeout)
-        context.setdefault("idle_timeout", self.idle_timeout)
+        context = site_context(context, self.kill_timeout, self.idle_timeout)
         context["warm_kernel"] = self.warm_kernel
         with self._lock("ports"):
             reserved = self._reserved_ports(state_folder)
@@ -339,13 +331,8 @@ class NotebookManager(NotebookBackend):
                     self.start_fork_server(respawn_only=True)
 
     def _answers(self, context, timeout) -> bool:
-        url = f"http://127.0.0.1:{context['http_port']}{context.get('notebook_path') or '/notebook/'}api/status"
-        try:
-            r = self._http.request("GET", url, headers={"Authorization": "token " + context.get("token", "")},
-                                   timeout=urllib3.Timeout(connect=timeout, read=timeout))
-        except urllib3.exceptions.HTTPError:
-            return False
-        return r.status == 200
+        return get_status(upstream_host(context), context["http_port"], context.get("notebook_path"),
+                          context.get("token", ""), timeout=timeout, http=self._http) is not None
 
     def _wait_until_ready(self, name, launcher, context, forked=None):
         pid_file = self.get_pid_file(name)
@@ -382,13 +369,8 @@ class NotebookManager(NotebookBackend):
 
     @staticmethod
     def _log_tail(state_folder, launcher=None, lines=30) -> str:
-        text = ""
-        with contextlib.suppress(OSError):
-            with open(os.path.join(state_folder, statefolder.STDERR_LOG), "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 16384))
-                text = f.read().decode("utf-8", "replace")
+        tail = read_tail(os.path.join(state_folder, statefolder.STDERR_LOG), lines, max_bytes=16384)
         if launcher is not None and launcher.stderr:
             with contextlib.suppress(Exception):
-                text += launcher.stderr.read(16384).decode("utf-8", "replace")
-        return "\n".join(text.splitlines()[-lines:])
+                tail += launcher.stderr.read(16384).decode("utf-8", "replace").splitlines()
+        return "\n".join(tail[-lines:])

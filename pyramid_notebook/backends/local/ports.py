@@ -3,8 +3,7 @@ import random
 import socket
 
 
-class NoFreePort(RuntimeError):
-    """Every port in the configured range is taken."""
+from pyramid_notebook.backends.base import NoFreePort  # noqa: F401 (raised here; importable from here as before)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -1,0 +1,43 @@
+"""``egg:pyramid_notebook#uvicorn``: the ``paste.server_runner`` that serves a site's INI file with uvicorn
+(``pserve development.ini``), websockets included."""
+import os
+
+from pyramid_notebook.relays.asgi_app import DEFAULT_THREADS, make_asgi_app
+from pyramid_notebook.relays.asgi_logs import quiet_spurious_handshake_errors
+
+#: Environment variables the paste server runner honours, like the demo's waitress runner.
+PORT_VARIABLE = "PYRAMID_NOTEBOOK_DEMO_PORT"
+HOST_VARIABLE = "PYRAMID_NOTEBOOK_DEMO_HOST"
+#: ``[server:main]`` options passed on to ``uvicorn.Config``, with their types.
+_UVICORN_OPTIONS = {
+    "ws_max_size": int, "ws_max_queue": int, "ws_ping_interval": float, "ws_ping_timeout": float,
+    "ws_per_message_deflate": "bool", "proxy_headers": "bool", "forwarded_allow_ips": str, "root_path": str,
+    "timeout_keep_alive": int, "limit_concurrency": int, "backlog": int, "access_log": "bool",
+}
+
+
+def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_THREADS, **options):
+    """``paste.server_runner`` ``egg:pyramid_notebook#uvicorn``: serve the site with uvicorn.
+
+    ``listen = host:port``; ``$PYRAMID_NOTEBOOK_DEMO_PORT`` and ``$PYRAMID_NOTEBOOK_DEMO_HOST``
+    override them. ``threads`` sizes the WSGI thread pool; ``ws_max_size``, ``ws_ping_interval``,
+    ``proxy_headers``, ``forwarded_allow_ips``, ``root_path``, ``access_log`` ... go to uvicorn.
+    Logging is left to the INI file's logging sections.
+    """
+    import uvicorn
+    from pyramid.settings import asbool
+
+    host, _, port = str(listen).strip().split()[0].rpartition(":")
+    host = os.environ.get(HOST_VARIABLE, "").strip() or host.strip("[]") or "127.0.0.1"
+    port = int(os.environ.get(PORT_VARIABLE, "").strip() or port or 8080)
+    kwargs = {}
+    for key, value in options.items():
+        kind = _UVICORN_OPTIONS.get(key)
+        if kind is None:
+            raise ValueError(f"egg:pyramid_notebook#uvicorn does not know the option {key!r}; "
+                             f"known: listen, threads, {', '.join(sorted(_UVICORN_OPTIONS))}")
+        kwargs[key] = asbool(value) if kind == "bool" else kind(value)
+    config = uvicorn.Config(make_asgi_app(wsgi_app, threads=int(threads)), host=host, port=port, log_config=None,
+                            **kwargs)
+    quiet_spurious_handshake_errors()
+    uvicorn.Server(config).run()

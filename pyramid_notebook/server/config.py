@@ -1,0 +1,98 @@
+"""The Jupyter server configuration every pyramid_notebook server gets, local daemon or JupyterHub's.
+
+Runs in the notebook server's process. The local daemon (:mod:`.notebook_daemon`) writes it into the
+server's config file; the hub's single-user extension (:mod:`.hub_extension`) sets the same traits on
+a running ``ServerApp``. One place, so the two kinds of server cannot drift apart.
+"""
+import os
+
+from pyramid_notebook.core.framing import content_security_policy
+from pyramid_notebook.core.paths import LABEXTENSION_FOLDER  # noqa: F401 (the servers' extension folder, from here)
+
+#: Kernel messages go out at once instead of waiting out delayed ACKs (see :mod:`.websocket`), and every
+#: execute_request is recorded before the kernel gets it (see :mod:`.audit`).
+KERNEL_WEBSOCKET_CLASS = "pyramid_notebook.server.audit.AuditingKernelWebsocketConnection"
+
+WELCOME = """# Welcome to your shell
+
+This notebook runs inside the web site, as the web site. Be careful: what you do here happens for real.
+"""
+
+
+def write_default_notebook(path: str, greeting: str) -> None:
+    """Create the welcome notebook once; never overwrite what the user has.
+
+    Written to a temporary file and then linked into place, so that a full disk
+    never leaves a truncated notebook behind that later launches would keep.
+    """
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    if os.path.lexists(path):
+        return
+    nb = new_notebook(
+        cells=[new_markdown_cell(WELCOME), new_markdown_cell(greeting or ""), new_code_cell("")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            nbformat.write(nb, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # fails if the user has one by now: theirs wins
+    except FileExistsError:
+        pass
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def write_private(path: str, text: str) -> None:
+    """Write ``text`` to ``path``, readable by the owner only (it may hold the site's secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_startup_script(ipython_dir: str, startup: str) -> None:
+    """The context's startup script as the kernels' IPython startup file under ``ipython_dir``."""
+    startup_dir = os.path.join(ipython_dir, "profile_default", "startup")
+    os.makedirs(startup_dir, mode=0o700, exist_ok=True)
+    write_private(os.path.join(startup_dir, "00-pyramid-notebook.py"), startup)
+
+
+def site_server_config(context: dict, base_url: str):
+    """``(ServerApp traits, MappingKernelManager traits)`` that the context decides.
+
+    The origin the notebook is used from, template paths, the kernel websocket class, the page
+    config read by the shipped extension (shutdown control, save bridge), the framing policy, and
+    Jupyter's own idle culling and no-activity shutdown.
+    """
+    server = {
+        "allow_origin": context.get("allow_origin") or "",
+        "extra_template_paths": list(context.get("extra_template_paths") or []),
+        "kernel_websocket_connection_class": KERNEL_WEBSOCKET_CLASS,
+        "tornado_settings": {
+            # Read by our prebuilt extension: the "Shut down and return to site" control, and the
+            # save bridge, which answers postMessage requests from these parent origins only.
+            "page_config_data": {
+                "pyramidNotebookShutdownUrl": context.get("shutdown_url") or "",
+                "pyramidNotebookParentOrigins": " ".join(context.get("parent_origins") or []),
+            },
+            # Who may frame notebook pages (pyramid_notebook.frame_ancestors); replaces Jupyter's
+            # default "frame-ancestors 'self'" (JupyterHub's 'none') on every page and API answer.
+            "headers": {"Content-Security-Policy": content_security_policy(context.get("frame_ancestors"), base_url)},
+        },
+    }
+    kernel_manager = {}
+    idle = int(context.get("idle_timeout") or 0)
+    if idle > 0:
+        # Jupyter's own activity tracking: idle kernels (even with a tab open, but never busy ones)
+        # are culled, then a server with no kernels and no requests for as long shuts down.
+        kernel_manager = {"cull_idle_timeout": idle, "cull_interval": max(1, min(60, idle // 4)),
+                          "cull_connected": True, "cull_busy": False}
+        server["shutdown_no_activity_timeout"] = idle
+    return server, kernel_manager
