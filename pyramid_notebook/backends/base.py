@@ -99,3 +99,10 @@ class NotebookBackend(abc.ABC):
 
         What the admin command (``pyramid-notebook list``) shows.
         """
+
+    def update_audit(self, name, audit: dict) -> None:
+        """Give the user's running notebook the audit information of a new launch (who, from
+        where, why; see :mod:`pyramid_notebook.web.audit`) without restarting it.
+
+        The default does nothing: the notebook keeps the information it was started with.
+        """

@@ -111,11 +111,19 @@ def make_parser():
         p.add_argument("--timeout", type=float, default=10.0, help="seconds before SIGTERM becomes SIGKILL")
     add("logs", cmd_logs, "the end of a user's notebook.stderr.log", user=True).add_argument(
         "-n", "--lines", type=int, default=50)
+    # Listed for --help; `audit ...` is handed to pyramid_notebook.cli.audit before parsing.
+    sub.add_parser("audit", help="the audit trail: show, verify, prune (see `pyramid-notebook audit -h`)",
+                   add_help=False)
     return parser
 
 
 def main(argv=None) -> int:
     """Entry point of the ``pyramid-notebook`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["audit"]:
+        from pyramid_notebook.cli.audit import main as audit_main
+
+        return audit_main(argv[1:])
     parser = make_parser()
     args = parser.parse_args(argv)
     from pyramid_notebook.cli import hub as hubcli

@@ -118,6 +118,16 @@ class NotebookSettings:
     shell_principals: tuple = ()
     #: The site's INI file: the shell routes' kernels get what ``pshell <config_file>`` gives.
     config_file: str = ""
+    # --- the audit trail (issue 22) ---
+    #: Record every cell and terminal line, before it runs, in the user's audit stream.
+    audit: bool = True
+    #: Ask the user why at launch: ``required``, ``optional`` or ``off``.
+    audit_reason: str = "off"
+    #: Days of records ``pyramid-notebook audit prune`` keeps; 0 = keep everything.
+    audit_keep_days: int = 0
+    #: INI file whose logging configuration the notebook servers apply, so that the
+    #: ``pyramid_notebook.audit`` logger's records leave the box; empty: their stderr log.
+    audit_log_config: str = ""
 
 
 def _int(settings, name, default, minimum=0, maximum=None):
@@ -268,6 +278,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         frame_ancestors=_frame_ancestors(settings),
         shell_principals=parse_shell_principals(settings),
         config_file=_config_file(settings),
+        **_audit_settings(settings),
     )
     if missing is not None:
         raise missing
@@ -294,6 +305,24 @@ def _config_file(settings) -> str:
         raise ConfigurationError(f"{PREFIX}config_file {value!r} is not a file: set it to the site's INI file, "
                                  "e.g. %(__file__)s")
     return os.path.abspath(path) + (value[len(path):] if "#" in value else "")
+
+
+#: Values of ``pyramid_notebook.audit_reason``.
+AUDIT_REASONS = ("off", "optional", "required")
+
+
+def _audit_settings(settings) -> dict:
+    """The ``audit*`` settings (see :mod:`pyramid_notebook.core.audit`)."""
+    reason = (settings.get(PREFIX + "audit_reason") or "off").strip().lower()
+    if reason not in AUDIT_REASONS:
+        raise ConfigurationError(f"{PREFIX}audit_reason must be one of {', '.join(AUDIT_REASONS)}, got {reason!r}")
+    log_config = (settings.get(PREFIX + "audit_log_config") or "").strip()
+    if log_config:
+        log_config = os.path.abspath(os.path.expanduser(log_config))
+        if not os.path.isfile(log_config):
+            raise ConfigurationError(f"{PREFIX}audit_log_config {log_config!r} is not a file")
+    return {"audit": _bool(settings, "audit", True), "audit_reason": reason,
+            "audit_keep_days": _int(settings, "audit_keep_days", 0, 0), "audit_log_config": log_config}
 
 
 #: Values of ``pyramid_notebook.backend``.

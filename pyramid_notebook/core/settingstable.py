@@ -231,6 +231,31 @@ SETTINGS = (
         """
         Where the site calls the hub's REST API, if not through its proxy.
         """),
+    _entry(
+        '``pyramid_notebook.audit`` (default ``true``)',
+        """
+        Record every cell and terminal line before it runs, and refuse what cannot be recorded (see
+        ``docs/audit.rst``).
+        """),
+    _entry(
+        '``pyramid_notebook.audit_reason`` (default ``off``)',
+        """
+        ``required``: a launch first asks the user why (a form POSTed with the site's CSRF token) and
+        the reason goes with every record and shows on the notebook's pages; ``optional``: the field
+        may stay empty; ``off``: no form.
+        """),
+    _entry(
+        '``pyramid_notebook.audit_keep_days`` (default ``0``, keep everything)',
+        """
+        Days of records ``pyramid-notebook audit prune --ini INI`` keeps (run it from cron).
+        """),
+    _entry(
+        '``pyramid_notebook.audit_log_config`` (default empty)',
+        """
+        An INI file (usually the site's own) whose logging configuration each notebook server applies,
+        so that the ``pyramid_notebook.audit`` logger's copy of every record leaves the box; without
+        it the copy goes to the server's ``notebook.stderr.log``.
+        """),
 )
 
 def setting_names() -> frozenset:

@@ -9,8 +9,9 @@ import os
 from pyramid_notebook.core.framing import content_security_policy
 from pyramid_notebook.core.paths import LABEXTENSION_FOLDER  # noqa: F401 (the servers' extension folder, from here)
 
-#: Kernel messages go out at once instead of waiting out delayed ACKs (see :mod:`.websocket`).
-KERNEL_WEBSOCKET_CLASS = "pyramid_notebook.server.websocket.NoDelayKernelWebsocketConnection"
+#: Kernel messages go out at once instead of waiting out delayed ACKs (see :mod:`.websocket`), and every
+#: execute_request is recorded before the kernel gets it (see :mod:`.audit`).
+KERNEL_WEBSOCKET_CLASS = "pyramid_notebook.server.audit.AuditingKernelWebsocketConnection"
 
 WELCOME = """# Welcome to your shell
 

@@ -82,7 +82,8 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         # opens other contexts' shells beside it (see server/shells.py).
         "jpserver_extensions": {"pyramid_notebook.server.static_files": True,
                                 "pyramid_notebook.server.warm_kernel": True,
-                                "pyramid_notebook.server.shells": True},
+                                "pyramid_notebook.server.shells": True,
+                                "pyramid_notebook.server.audit": True},
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
     })

@@ -31,6 +31,7 @@ from pyramid_notebook.relays.websocket import CONTEXT_ENVIRON_KEY  # noqa: F401 
 from pyramid_notebook.web.badurl import PROXY_ROUTE_NAME, SHUTDOWN_ROUTE_NAME
 from pyramid_notebook.web.contents import BadPath, validate_path
 from pyramid_notebook.web.errors import describe_launch_error, launch_error_page
+from pyramid_notebook.web.audit import attach_audit
 from pyramid_notebook.web.intent import require_intent
 from pyramid_notebook.web.limits import check_request_size
 from pyramid_notebook.web.progress import launch_with_progress, wants_progress_page
@@ -151,6 +152,7 @@ def launch_on_demand(request, username, notebook_context):
     manager = get_notebook_manager(request)
     _require_restart_intent(request, manager, username, context)
     try:
+        attach_audit(request, username, context, manager)
         context, created = manager.start_notebook_on_demand(username, context)
     except (BadUsername, OSError, NoFreePort, TooManyNotebooks, BackendUnavailable, NotebookStartError) as e:
         raise launch_error_page(*describe_launch_error(e)) from None
@@ -210,17 +212,21 @@ def launch_notebook(request, username, notebook_context, path=None, progress=Non
     """
     if progress is None:
         progress = get_notebook_settings(request.registry).progress_page
-    if progress and wants_progress_page(request) and get_notebook_manager(request).progress_pages:
+    # A reason form POSTs, and must answer before the start: no progress page then (its polls
+    # would meet the form again).
+    if progress and wants_progress_page(request) and get_notebook_manager(request).progress_pages and \
+            get_notebook_settings(request.registry).audit_reason == "off":
         username = _require_user(username)
         path = _checked_path(path)
         context = _checked_context(request, notebook_context)
         manager = get_notebook_manager(request)
         _require_restart_intent(request, manager, username, context)
         try:
+            attach_audit(request, username, context, manager)
             return launch_with_progress(request, username, context, manager,
                                         lambda running: _notebook_page_url(request, running, path),
                                         describe_launch_error, launch_error_page)
-        except BadUsername as e:
+        except (BadUsername, OSError, BackendUnavailable) as e:
             raise launch_error_page(*describe_launch_error(e)) from None
     return HTTPFound(notebook_url(request, username, notebook_context, path=path))
 

@@ -188,6 +188,29 @@ class NotebookManager(NotebookBackend):
             return []
         return [describe(name, path, clean=False) for name, path in user_folders(self.notebook_folder)]
 
+    def update_audit(self, name, audit: dict) -> None:
+        """Put a new launch's ``audit`` information in the running notebook's context; its
+        server reads it for the records that follow (see :mod:`pyramid_notebook.server.audit`).
+
+        Never waits: while a start or stop holds the user's lock, the notebook keeps the
+        information it is being started with (a progress page's polls must not block).
+        """
+        folder = os.path.join(self.notebook_folder, LOCK_FOLDER)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        with open(os.path.join(folder, "user-" + username_to_folder_name(name) + ".lock"), "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            try:
+                pid_file = self.get_pid_file(name)
+                context = contextfile.read_context(pid_file)
+                if context and context.get("state") == "running" and context.get("audit") != audit:
+                    context["audit"] = audit
+                    contextfile.write_context(pid_file, context)
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     # --- start and stop ---------------------------------------------------
 
     def start_notebook_on_demand(self, name, context):
