@@ -21,7 +21,8 @@ PRELOAD = ("notebook.app", "jupyter_server.serverapp", "jupyter_server.services.
            "jupyterlab_server", "jupyter_client.ioloop", "nbformat", "pyramid_notebook.server.notebook_daemon",
            "pyramid_notebook.server.identity", "pyramid_notebook.server.websocket",
            "pyramid_notebook.server.static_files", "pyramid_notebook.server.warm_kernel",
-           "pyramid_notebook.server.shells", "setproctitle")
+           "pyramid_notebook.server.shells", "pyramid_notebook.server.spare_kernel", "pyramid_notebook.server.audit",
+           "pyramid_notebook.server.config", "setproctitle")
 #: Jupyter's usual server extensions: imported too if installed (``jupyterlab.labapp`` alone asks
 #: node for its yarn configuration at import, a second on a small machine).
 PRELOAD_OPTIONAL = ("jupyterlab.labapp", "jupyterlab.handlers.announcements", "jupyter_lsp.serverextension",
