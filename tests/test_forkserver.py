@@ -129,7 +129,7 @@ def test_warm_kernels_ran_their_own_startup_and_stay_apart(shared):
 def test_daemon_cli_handles_a_forked_daemon(manager):
     context = manager.start_notebook("carol", CONTEXT)
     assert forked(context["pid"])
-    script = os.path.join(os.path.dirname(forkserver.__file__), "server", "notebook_daemon.py")
+    from pyramid_notebook.core.paths import DAEMON_SCRIPT as script
     args = [manager.get_pid_file("carol"), manager.get_work_folder("carol"), str(context["http_port"]), "600"]
     r = subprocess.run([sys.executable, script, "status", *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and f"running pid={context['pid']}" in r.stdout
@@ -226,7 +226,8 @@ def test_a_fork_server_that_cannot_start_is_not_spawned_at_every_launch(notebook
     """An interpreter whose fork server dies while importing: launches start the plain way, and the
     fork server is tried once, not again at each launch (each try costs seconds of imports)."""
     python = tmp_path / "python"
-    python.write_text(f"#!/bin/sh\ncase \"$1\" in *forkserver.py) echo 'cannot import Jupyter' >&2; exit 1;; esac\n"
+    python.write_text(f"#!/bin/sh\ncase \"$1\" in *forkserver/serve.py|*forkserver.py) echo 'cannot import Jupyter' >&2; "
+                      f"exit 1;; esac\n"
                       f"exec {sys.executable} \"$@\"\n")
     python.chmod(0o755)
     manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, python=str(python),
