@@ -320,3 +320,33 @@ def test_the_secret_scan_knows_a_live_token(hub):
     assert r.status_code == 200
     r = requests.get(hub.url + "hub/api/user", headers={"Authorization": f"token {'0' * 32}"}, timeout=10)
     assert r.status_code == 403
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="needs chromium and chromium-driver")
+def test_browser_cold_launch_with_progress_pages_lands_on_the_notebook(hub, browser, tmp_path, monkeypatch):
+    """The hub backend with ``pyramid_notebook.progress_page = true``: the hub keeps no page state of
+    ours, so a browser's cold launch is answered with the redirect once the hub's server is ready
+    (it once ended in a 500). The shipped hub.ini, that one setting added, in waitress."""
+    from pyramid.paster import get_app
+
+    from tests.helpers import WSGIServerThread
+    from tests.test_browser import _text_on_page, log_in
+
+    backend = hub.backend()
+    for user in ("user", "user2"):  # a cold launch, and a free slot (the hub allows two servers)
+        backend.stop_notebook(user)
+    ini = tmp_path / "hub.ini"
+    shipped = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "hub.ini")).read()
+    ini.write_text(shipped.replace("[app:main]\n", "[app:main]\npyramid_notebook.progress_page = true\n", 1))
+    monkeypatch.setenv("PYRAMID_NOTEBOOK_HUB_PORT", str(hub.port))
+    monkeypatch.setenv("PYRAMID_NOTEBOOK_HUB_API_TOKEN", HUB_TOKEN)
+    with WSGIServerThread(get_app(str(ini), "main")) as site:
+        log_in(browser, site.url)
+        browser.find_by_id("shell2").click()
+        wait_for(lambda: "/notebook/user/user/notebooks/default-" in browser.url, timeout=300, interval=0.5,
+                 message="the notebook page")
+        wait_for(lambda: _text_on_page(browser, "a test variable"), timeout=120, interval=0.5,
+                 message="the default notebook's greeting")
+        assert "The notebook failed to start" not in browser.html
+        SEEN.append((browser.url, "", browser.html.encode()))
+        assert backend.is_running("user")
