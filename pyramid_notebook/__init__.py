@@ -39,3 +39,5 @@ def includeme(config):
     config.add_static_view(ASSETS_PATH, "pyramid_notebook:assets", cache_max_age=3600)
     # 400, not a 500 traceback, for addresses under the notebook routes that are not UTF-8.
     config.include("pyramid_notebook.web.badinput")
+    # The operator console at /notebook-admin/, when pyramid_notebook.admin_principals names who may see it.
+    config.include("pyramid_notebook.web.admin")

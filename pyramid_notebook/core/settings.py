@@ -78,6 +78,16 @@ class NotebookSettings:
     #: origins); empty: the site itself (``'self'``, plus the site's origin when notebook
     #: pages are served from ``alternative_domain``).
     frame_ancestors: tuple = ()
+    # --- operator console (issue 23) ---
+    #: Principals (``role:admin``) who may see ``/notebook-admin/``; empty: no console route.
+    admin_principals: tuple = ()
+    #: Bearer token a scraper may show for ``/notebook-admin/metrics``; empty: admins only.
+    metrics_token: str = ""
+    #: Memory each user's kernels may use, in bytes (``2G`` in the INI file); 0: no limit.
+    memory_limit: int = 0
+    #: A cgroup v2 folder the site may create groups in (one per user, ``memory.max``); empty:
+    #: per-kernel resource limits instead.
+    memory_cgroup: str = ""
 
 
 def _int(settings, name, default, minimum=0, maximum=None):
@@ -208,7 +218,35 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         warm_kernel=_bool(settings, "warm_kernel", NotebookSettings.warm_kernel),
         progress_page=_bool(settings, "progress_page", NotebookSettings.progress_page),
         frame_ancestors=_frame_ancestors(settings),
+        **_console_settings(settings),
     )
+
+
+def parse_principals(raw) -> tuple:
+    """``admin_principals``: principals separated by spaces or commas, in order, once each."""
+    return tuple(dict.fromkeys(str(raw or "").replace(",", " ").split()))
+
+
+def _console_settings(settings) -> dict:
+    """``admin_principals``, ``metrics_token``, ``memory_limit``, ``memory_cgroup`` (issue 23)."""
+    from pyramid_notebook.core.sizes import parse_size
+
+    principals = parse_principals(settings.get(PREFIX + "admin_principals"))
+    raw_limit = (str(settings.get(PREFIX + "memory_limit") or "")).strip()
+    try:
+        memory_limit = parse_size(raw_limit) if raw_limit else 0
+    except ValueError:
+        raise ConfigurationError(f"{PREFIX}memory_limit must be a size such as 2G or 400M, got {raw_limit!r}") \
+            from None
+    if memory_limit and memory_limit < 64 << 20:
+        raise ConfigurationError(f"{PREFIX}memory_limit must be at least 64M (a kernel needs that to start), "
+                                 f"got {raw_limit!r}")
+    cgroup = (settings.get(PREFIX + "memory_cgroup") or "").strip()
+    if cgroup and not os.path.isabs(cgroup):
+        raise ConfigurationError(f"{PREFIX}memory_cgroup must be an absolute path under /sys/fs/cgroup, "
+                                 f"got {cgroup!r}")
+    return {"admin_principals": principals, "metrics_token": (settings.get(PREFIX + "metrics_token") or "").strip(),
+            "memory_limit": memory_limit, "memory_cgroup": cgroup}
 
 
 #: Values of ``pyramid_notebook.backend``.

@@ -43,6 +43,8 @@ def main(global_config, **settings):
     for variable, key in ENVIRONMENT_SETTINGS.items():
         if os.environ.get(variable):
             settings[key] = os.environ[variable]
+    # The operator console at /notebook-admin/ for the demo's administrators (demo/security.py: "user").
+    settings.setdefault("pyramid_notebook.admin_principals", "role:admin")
     settings.setdefault("sqlalchemy.url", f"sqlite:///{os.path.join(here, 'demo.sqlite')}")
 
     with Configurator(settings=settings, root_factory=Root) as config:

@@ -35,6 +35,7 @@ from pyramid.response import Response
 
 from pyramid_notebook.relays.asgi_relay import refuse, relay
 from pyramid_notebook.core.origin import is_cross_site_request
+from pyramid_notebook.relays import counters
 from pyramid_notebook.web.views import CONTEXT_ENVIRON_KEY, error_page
 
 logger = logging.getLogger(__name__)
@@ -245,7 +246,8 @@ class NotebookASGI:
         task = asyncio.current_task()
         self.relays.add(task)
         try:
-            await relay(upstream, scope, receive, send)
+            with counters.websocket_open():  # the metrics' open websockets
+                await relay(upstream, scope, receive, send)
         finally:
             self.relays.discard(task)
 

@@ -28,6 +28,7 @@ import signal
 import threading
 
 from pyramid_notebook.core.framing import content_security_policy
+from pyramid_notebook.server import kernel_limits, resource_usage
 from pyramid_notebook.server.notebook_daemon import LABEXTENSION_FOLDER, _write_private, write_default_notebook
 
 #: Environment variable carrying the notebook context (JSON) into the single-user server.
@@ -88,6 +89,7 @@ def _prepare_files(root_dir, context):
     startup_dir = os.path.join(root_dir, ".ipython", "profile_default", "startup")
     os.makedirs(startup_dir, mode=0o700, exist_ok=True)
     _write_private(os.path.join(startup_dir, "00-pyramid-notebook.py"), context.get("startup") or "")
+    kernel_limits.write_startup_file(startup_dir, context)
     os.environ["IPYTHONDIR"] = os.path.join(root_dir, ".ipython")  # kernels inherit it
     if context.get("notebook_name"):
         write_default_notebook(os.path.join(root_dir, context["notebook_name"]), context.get("greeting") or "")
@@ -127,6 +129,11 @@ def _link_jupyter_server_extension(serverapp):
             "cull_busy": False})
         serverapp.shutdown_no_activity_timeout = idle
     _add_labextension(serverapp)
+    # Memory in the top bar, and the user's memory limit on every kernel (issue 23).
+    for section, values in kernel_limits.server_config(context).items():
+        serverapp.config[section].update(values)
+    root_dir = os.path.abspath(os.path.expanduser(serverapp.root_dir))
+    resource_usage.apply_to_serverapp(serverapp, context, os.path.join(root_dir, ".jupyter", "app-settings"))
     _prepare_files(os.path.abspath(os.path.expanduser(serverapp.root_dir)), context)
 
 

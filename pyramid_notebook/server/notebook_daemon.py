@@ -37,7 +37,7 @@ from pyramid_notebook.core.contextfile import read_context, write_context  # noq
 from pyramid_notebook.core.framing import content_security_policy  # noqa: E402
 from pyramid_notebook.core.statefolder import STDERR_LOG, STDOUT_LOG, make_private_folders  # noqa: E402
 from pyramid_notebook.core.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
-from pyramid_notebook.server import static_files  # noqa: E402
+from pyramid_notebook.server import kernel_limits, resource_usage, static_files  # noqa: E402
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")
 LABEXTENSION_FOLDER = os.path.join(os.path.dirname(_here), "labextensions")
@@ -108,6 +108,7 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         os.makedirs(d, mode=0o700, exist_ok=True)
 
     _write_private(os.path.join(startup_dir, "00-pyramid-notebook.py"), context.get("startup") or "")
+    kernel_limits.write_startup_file(startup_dir, context)
 
     # A fresh cookie secret per start: login cookies from an earlier run stop working.
     cookie_secret_file = os.path.join(runtime_dir, "cookie_secret")
@@ -130,7 +131,8 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         # Publishes where the static files are, so the site can send them from disk; starts the
         # default notebook's kernel before the browser asks for it (see server/warm_kernel.py).
         "jpserver_extensions": {"pyramid_notebook.server.static_files": True,
-                                "pyramid_notebook.server.warm_kernel": True},
+                                "pyramid_notebook.server.warm_kernel": True,
+                                resource_usage.EXTENSION: True},
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
         "tornado_settings": {
@@ -155,6 +157,11 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         # The PyPI extension manager builds an HTTPS client at start-up (~1 s of imports and
         # certificates); a site's shell lists its installed extensions but does not install new ones.
         "LabApp": {"extension_manager": "readonly"},
+        # Memory in the top bar (jupyter-resource-usage) and the user's memory limit on kernels.
+        "ResourceUseDisplay": resource_usage.display_config(context),
+        "JupyterNotebookApp": {"app_settings_dir": resource_usage.write_settings_overrides(
+            os.path.join(jupyter_dir, "app-settings"), resource_usage.installed_settings_dir())},
+        **kernel_limits.server_config(context),
         "ProxyIdentityProvider": {
             "proxy_token": context["token"],
             "cookie_name": f"pyramid-notebook-{port}",

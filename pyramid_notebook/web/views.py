@@ -12,6 +12,7 @@ is and whether they may have a shell at all::
 import errno
 import html
 import logging
+import time
 from urllib.parse import quote, urljoin, urlsplit
 
 from pyramid.httpexceptions import (
@@ -34,6 +35,7 @@ from pyramid_notebook.relays.static import static_file_plan, static_file_respons
 from pyramid_notebook.core.names import BadUsername, make_dict_hash, route_to_alt_domain
 from pyramid_notebook.web.badinput import check_request_size, check_websocket_handshake
 from pyramid_notebook.web.intent import require_intent
+from pyramid_notebook.web import metrics
 from pyramid_notebook.core.context import InvalidNotebookContext, validate_notebook_context
 
 logger = logging.getLogger(__name__)
@@ -98,6 +100,9 @@ def fill_context_defaults(request, notebook_context) -> dict:
     context.setdefault("kill_timeout", settings.kill_timeout)
     context.setdefault("idle_timeout", settings.idle_timeout)
     context.setdefault("shutdown_url", _shutdown_url(request, settings))
+    if settings.memory_limit:  # enforced on the user's kernels (server/kernel_limits.py)
+        context.setdefault("memory_limit", settings.memory_limit)
+        context.setdefault("memory_cgroup", settings.memory_cgroup)
     site_origin = normalize_origin(route_to_alt_domain(request, request.host_url))
     context.setdefault("allow_origin", site_origin)
     # Embedding: who may frame notebook pages, and whom the save bridge answers.
@@ -191,10 +196,13 @@ def launch_on_demand(request, username, notebook_context):
     context = _checked_context(request, notebook_context)
     manager = get_notebook_manager(request)
     _require_restart_intent(request, manager, username, context)
+    started_at = time.monotonic()
     try:
         context, created = manager.start_notebook_on_demand(username, context)
     except (BadUsername, OSError, NoFreePort, TooManyNotebooks, BackendUnavailable, NotebookStartError) as e:
+        metrics.count_launch_failure(request.registry, e)
         raise launch_error_page(*describe_launch_error(e)) from None
+    metrics.count_launch(request.registry, started_at, created)
     if created:
         logger.info("Started notebook for %r on port %s", username, context.get("http_port"))
     return context
@@ -328,6 +336,7 @@ def notebook_proxy(request, username):
             raise error_page(HTTPBadGateway, "Your notebook does not answer",
                              "The notebook server could not be reached. Launch it again from the site.")
         static = None if is_websocket_upgrade(request) else static_file_plan(request, context)
+        metrics.count_proxied(request.registry, "accel")
         return accel.grant_response(request, context, accel_prefix, static)
 
     if is_websocket_upgrade(request):
@@ -338,12 +347,15 @@ def notebook_proxy(request, username):
                              "pyramid_notebook.websocket_proxy is not set, so the notebook page connects its "
                              "websockets straight to the notebook's own port.")
         request.environ[CONTEXT_ENVIRON_KEY] = context
+        metrics.count_proxied(request.registry, "websocket")
         return websocket_proxy(request, port)
 
     # Static files straight from disk when the notebook has said where they are.
     response = static_file_response(request, context)
     if response is not None:
+        metrics.count_proxied(request.registry, "static")
         return response
+    metrics.count_proxied(request.registry, "http")
     try:
         return proxy_request(request, port, context["token"], host=context.get("http_host") or "127.0.0.1")
     except UpstreamError as e:

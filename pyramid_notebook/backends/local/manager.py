@@ -192,6 +192,12 @@ class NotebookManager(NotebookBackend):
             return []
         return [cli.describe(name, path, clean=False) for name, path in cli.user_folders(self.notebook_folder)]
 
+    def notebook_inventory(self, cpu=True) -> list:
+        """Every user's notebook with kernels, memory, CPU and log (see :mod:`.inventory`)."""
+        from pyramid_notebook.backends.local.inventory import inventory
+
+        return inventory(self.notebook_folder, cpu=cpu)
+
     # --- start and stop ---------------------------------------------------
 
     def start_notebook_on_demand(self, name, context):
