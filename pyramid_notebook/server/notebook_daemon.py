@@ -153,14 +153,15 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         # Empty: the page config would echo IdentityProvider.token into the HTML.
         "IdentityProvider": {"token": ""},
         # Our prebuilt frontend extension, shipped as package data: no node build needed.
-        "LabServerApp": {"extra_labextensions_path": [LABEXTENSION_FOLDER]},
+        "LabServerApp": {"extra_labextensions_path": [LABEXTENSION_FOLDER],
+                         # Settings overrides: memory in the top bar (jupyter-resource-usage).
+                         "app_settings_dir": resource_usage.write_settings_overrides(
+                             os.path.join(jupyter_dir, "app-settings"), resource_usage.installed_settings_dir())},
         # The PyPI extension manager builds an HTTPS client at start-up (~1 s of imports and
         # certificates); a site's shell lists its installed extensions but does not install new ones.
         "LabApp": {"extension_manager": "readonly"},
         # Memory in the top bar (jupyter-resource-usage) and the user's memory limit on kernels.
         "ResourceUseDisplay": resource_usage.display_config(context),
-        "JupyterNotebookApp": {"app_settings_dir": resource_usage.write_settings_overrides(
-            os.path.join(jupyter_dir, "app-settings"), resource_usage.installed_settings_dir())},
         **kernel_limits.server_config(context),
         "ProxyIdentityProvider": {
             "proxy_token": context["token"],

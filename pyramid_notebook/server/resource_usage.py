@@ -68,8 +68,8 @@ def apply_to_serverapp(serverapp, context, settings_dir) -> None:
     """
     serverapp.config.ResourceUseDisplay.update(display_config(context))
     folder = write_settings_overrides(settings_dir, installed_settings_dir())
-    serverapp.config.JupyterNotebookApp.app_settings_dir = folder
+    serverapp.config.LabServerApp.app_settings_dir = folder  # the notebook's and JupyterLab's
     for apps in serverapp.extension_manager.extension_apps.values():
         for app in apps:
-            if type(app).__name__ == "JupyterNotebookApp" and app.has_trait("app_settings_dir"):
+            if app.has_trait("app_settings_dir"):
                 app.app_settings_dir = folder

@@ -91,7 +91,7 @@ button.danger {{ border-color: #fda29b; color: #b42318; }}
     if (!bytes) return "\\u2013";
     var units = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
     while (bytes >= 1024 && i < units.length - 1) {{ bytes /= 1024; i++; }}
-    return (bytes >= 10 || i === 0 ? Math.round(bytes) : bytes.toFixed(1)) + " " + units[i];
+    return (bytes >= 10 || i === 0 ? Math.round(bytes) : parseFloat(bytes.toFixed(1))) + " " + units[i];
   }}
   function ago(iso) {{
     if (!iso) return "\\u2013";
