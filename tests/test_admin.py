@@ -4,7 +4,7 @@ import re
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import CLICK, login, wait_for
+from tests.helpers import CLICK, KernelChannel, login, wait_for
 
 ADMIN = "/notebook-admin/"
 JSON = {"Accept": "application/json"}
@@ -145,17 +145,30 @@ def test_stop_takes_a_post_with_the_csrf_token(make_demo_server):
     assert not server.manager.is_running("user2")
 
 
-def test_stop_all_idle(make_demo_server):
+def test_stop_all_idle_spares_a_busy_notebook(make_demo_server):
     server = make_demo_server()
     admin, other = login(server.url, "user"), login(server.url, "user2")
-    launch(admin, server.url)
+    admin.get(launch(admin, server.url))  # the notebook page gives the session the notebook's cookie
     launch(other, server.url)
-    with_warm_kernels(admin, server.url, "user", "user2")
-    wait_for(lambda: not any(k["execution_state"] == "busy" for row in rows_by_user(admin, server.url).values()
-                             for k in row["kernels"]), timeout=60, interval=0.5, message="kernels not busy")
-    token = csrf_token(admin, server.url)
-    r = admin.get(server.url + ADMIN + "stop-idle", headers=CLICK)
-    assert r.status_code == 200 and server.manager.is_running("user2"), "a GET stops nothing"
-    r = admin.post(server.url + ADMIN + "stop-idle", data={"csrf_token": token}, headers=JSON)
-    assert sorted(r.json()["stopped"]) == ["user", "user2"], r.text
-    assert not server.manager.is_running("user") and not server.manager.is_running("user2")
+    rows = with_warm_kernels(admin, server.url, "user", "user2")
+    # user's kernel runs a long cell: busy.
+    port = server.manager.get_notebook_status("user")["http_port"]
+    cookie = "; ".join(f"{c.name}={c.value}" for c in admin.cookies if c.path.startswith("/notebook"))
+    channel = KernelChannel(f"ws://127.0.0.1:{port}/notebook/api/kernels/{rows['user']['kernels'][0]['id']}/channels",
+                            origin=server.url, cookie=cookie)
+    try:
+        channel.send("shell", "execute_request", {"code": "import time; time.sleep(120)", "silent": False,
+                                                  "store_history": False, "user_expressions": {},
+                                                  "allow_stdin": False, "stop_on_error": True})
+        wait_for(lambda: rows_by_user(admin, server.url)["user"]["kernels"][0]["execution_state"] == "busy",
+                 timeout=60, interval=0.5, message="user's kernel to be busy")
+        wait_for(lambda: rows_by_user(admin, server.url)["user2"]["kernels"][0]["execution_state"] != "busy",
+                 timeout=60, interval=0.5, message="user2's kernel not to be busy")
+        token = csrf_token(admin, server.url)
+        r = admin.get(server.url + ADMIN + "stop-idle", headers=CLICK)
+        assert r.status_code == 200 and server.manager.is_running("user2"), "a GET stops nothing"
+        r = admin.post(server.url + ADMIN + "stop-idle", data={"csrf_token": token}, headers=JSON)
+        assert r.json()["stopped"] == ["user2"], r.text
+        assert server.manager.is_running("user") and not server.manager.is_running("user2")
+    finally:
+        channel.close()
