@@ -19,6 +19,10 @@ install_requires = [
     "requests>=2.28",
     # Fork server: forked notebook daemons show an honest command line (pid checks read it).
     "setproctitle>=1.3",
+    # The operator console's metrics (/notebook-admin/metrics), in a registry of the site's own.
+    "prometheus_client>=0.17",
+    # Memory (and the user's limit) in every notebook's top bar.
+    "jupyter-resource-usage>=1.0,<2",
 ]
 
 # ASGI (pyramid_notebook.asgi): the site under uvicorn, notebook websockets relayed on the event loop.

@@ -54,3 +54,5 @@ def includeme(config):
     config.include("pyramid_notebook.web.badurl")
     # The 503 page for missing settings; the INI-only shell routes.
     config.include("pyramid_notebook.web.routes")
+    # The operator console at /notebook-admin/, when pyramid_notebook.admin_principals names who may see it.
+    config.include("pyramid_notebook.web.admin")

@@ -106,3 +106,20 @@ class NotebookBackend(abc.ABC):
 
         The default does nothing: the notebook keeps the information it was started with.
         """
+
+    def notebook_inventory(self, cpu=True) -> list:
+        """Every user's notebook, running or not, as the admin console shows it (issue 23).
+
+        One dict per user: ``user``, ``running``, ``state``, ``started``, ``last_activity``,
+        ``shell`` (what the context runs), ``context_hash``, ``kernels`` (each with ``id``, ``name``,
+        ``execution_state`` busy/idle, ``last_activity``, ``connections``, ``notebooks`` and, where
+        the backend can see the process, ``memory``), ``memory`` (bytes: server plus kernels, PSS
+        where the system has it), ``memory_kind``, ``memory_limit``, ``cpu_percent`` and
+        ``log_tail`` (lines, secrets masked). Keys a backend cannot know are None or empty.
+        ``cpu=False`` skips the CPU measurement (metrics scrapes). This default builds the rows from
+        :meth:`list_notebooks` alone.
+        """
+        return [{"user": row.get("user"), "running": bool(row.get("alive")), "state": row.get("state"),
+                 "started": row.get("started"), "last_activity": row.get("last_activity"), "shell": "",
+                 "context_hash": row.get("context_hash"), "kernels": [], "memory": 0, "memory_kind": None,
+                 "memory_limit": 0, "cpu_percent": None, "log_tail": []} for row in self.list_notebooks()]

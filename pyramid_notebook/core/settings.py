@@ -2,15 +2,14 @@
 import dataclasses
 import logging
 import os
-import re
 import sys
 from typing import Callable, Optional
 
 from pyramid.exceptions import ConfigurationError
 
-from pyramid_notebook.core.urls import normalize_origin
-
-PREFIX = "pyramid_notebook."
+from pyramid_notebook.core.settingvalues import (  # noqa: F401 (parse_*: importable from here as before)
+    PREFIX, _bool, _float, _frame_ancestors, _int, parse_principals, parse_shell_principals,
+)
 logger = logging.getLogger(__name__)
 
 
@@ -25,18 +24,6 @@ class MissingSetting(ConfigurationError):
 
 class NotebookNotConfigured(RuntimeError):
     """Raised on a request that needs the notebook while a required setting is missing."""
-
-
-def parse_shell_principals(settings: dict) -> tuple:
-    """``pyramid_notebook.shell_principals``: the principals granted the ``shell`` permission
-    on the routes ``config.include("pyramid_notebook")`` adds (empty: add no routes).
-
-    Separated by spaces or commas, e.g. ``role:editor alice``.
-    """
-    raw = settings.get(PREFIX + "shell_principals") or ""
-    if not isinstance(raw, str):
-        raw = " ".join(str(item) for item in raw)
-    return tuple(dict.fromkeys(raw.replace(",", " ").split()))
 
 
 def default_python() -> str:
@@ -128,20 +115,16 @@ class NotebookSettings:
     #: INI file whose logging configuration the notebook servers apply, so that the
     #: ``pyramid_notebook.audit`` logger's records leave the box; empty: their stderr log.
     audit_log_config: str = ""
-
-
-def _int(settings, name, default, minimum=0, maximum=None):
-    raw = settings.get(PREFIX + name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise ConfigurationError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ConfigurationError(f"{PREFIX}{name} must be {bounds}, got {value}")
-    return value
+    # --- operator console (issue 23) ---
+    #: Principals (``role:admin``) who may see ``/notebook-admin/``; empty: no console route.
+    admin_principals: tuple = ()
+    #: Bearer token a scraper may show for ``/notebook-admin/metrics``; empty: admins only.
+    metrics_token: str = ""
+    #: Memory each user's kernels may use, in bytes (``2G`` in the INI file); 0: no limit.
+    memory_limit: int = 0
+    #: A cgroup v2 folder the site may create groups in (one per user, ``memory.max``); empty:
+    #: per-kernel resource limits instead.
+    memory_cgroup: str = ""
 
 
 def _spare_kernel(settings):
@@ -152,55 +135,6 @@ def _spare_kernel(settings):
     except ConfigurationError:
         raise ConfigurationError(f"{PREFIX}spare_kernel must be true, false or always, "
                                  f"got {settings.get(PREFIX + 'spare_kernel')!r}") from None
-
-
-def _bool(settings, name, default):
-    raw = settings.get(PREFIX + name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    if isinstance(raw, bool):
-        return raw
-    value = str(raw).strip().lower()
-    if value in ("true", "yes", "on", "1"):
-        return True
-    if value in ("false", "no", "off", "0"):
-        return False
-    raise ConfigurationError(f"{PREFIX}{name} must be true or false, got {raw!r}")
-
-
-def _float(settings, name, default, minimum):
-    raw = settings.get(PREFIX + name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        raise ConfigurationError(f"{PREFIX}{name} must be a number of seconds, got {raw!r}") from None
-    if not value > minimum:
-        raise ConfigurationError(f"{PREFIX}{name} must be more than {minimum}, got {value}")
-    return value
-
-
-_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+/?$")
-
-
-def _frame_ancestors(settings) -> tuple:
-    """Parse ``frame_ancestors``: ``'self'``, ``'none'`` or exact ``scheme://host[:port]`` origins."""
-    raw = (settings.get(PREFIX + "frame_ancestors") or "").replace(",", " ").split()
-    sources = []
-    for item in raw:
-        if item.lower() in ("'self'", "'none'"):
-            sources.append(item.lower())
-            continue
-        origin = normalize_origin(item) if _ORIGIN.match(item) else ""
-        if not origin:
-            raise ConfigurationError(
-                f"{PREFIX}frame_ancestors takes 'self', 'none' or exact origins such as https://app.example.com "
-                f"(no paths, no wildcards: the save bridge answers exact origins only), got {item!r}")
-        sources.append(origin)
-    if "'none'" in sources and len(sources) > 1:
-        raise ConfigurationError(f"{PREFIX}frame_ancestors: 'none' cannot be combined with other sources")
-    return tuple(dict.fromkeys(sources))
 
 
 def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
@@ -279,6 +213,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         shell_principals=parse_shell_principals(settings),
         config_file=_config_file(settings),
         **_audit_settings(settings),
+        **_console_settings(settings),
     )
     if missing is not None:
         raise missing
@@ -323,6 +258,28 @@ def _audit_settings(settings) -> dict:
             raise ConfigurationError(f"{PREFIX}audit_log_config {log_config!r} is not a file")
     return {"audit": _bool(settings, "audit", True), "audit_reason": reason,
             "audit_keep_days": _int(settings, "audit_keep_days", 0, 0), "audit_log_config": log_config}
+
+
+def _console_settings(settings) -> dict:
+    """``admin_principals``, ``metrics_token``, ``memory_limit``, ``memory_cgroup`` (issue 23)."""
+    from pyramid_notebook.core.sizes import parse_size
+
+    principals = parse_principals(settings.get(PREFIX + "admin_principals"))
+    raw_limit = (str(settings.get(PREFIX + "memory_limit") or "")).strip()
+    try:
+        memory_limit = parse_size(raw_limit) if raw_limit else 0
+    except ValueError:
+        raise ConfigurationError(f"{PREFIX}memory_limit must be a size such as 2G or 400M, got {raw_limit!r}") \
+            from None
+    if memory_limit and memory_limit < 64 << 20:
+        raise ConfigurationError(f"{PREFIX}memory_limit must be at least 64M (a kernel needs that to start), "
+                                 f"got {raw_limit!r}")
+    cgroup = (settings.get(PREFIX + "memory_cgroup") or "").strip()
+    if cgroup and not os.path.isabs(cgroup):
+        raise ConfigurationError(f"{PREFIX}memory_cgroup must be an absolute path under /sys/fs/cgroup, "
+                                 f"got {cgroup!r}")
+    return {"admin_principals": principals, "metrics_token": (settings.get(PREFIX + "metrics_token") or "").strip(),
+            "memory_limit": memory_limit, "memory_cgroup": cgroup}
 
 
 #: Values of ``pyramid_notebook.backend``.

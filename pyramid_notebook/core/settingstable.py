@@ -256,6 +256,32 @@ SETTINGS = (
         so that the ``pyramid_notebook.audit`` logger's copy of every record leaves the box; without
         it the copy goes to the server's ``notebook.stderr.log``.
         """),
+    _entry(
+        '``pyramid_notebook.admin_principals`` (default empty)',
+        """
+        Principals of your security policy (``role:admin``, space separated) who may see the operator
+        console at ``/notebook-admin/`` and its metrics; empty: no console. See `Operating notebooks`_.
+        """),
+    _entry(
+        '``pyramid_notebook.metrics_token`` (default empty)',
+        """
+        A token a Prometheus scraper may send as ``Authorization: Bearer <token>`` to read
+        ``/notebook-admin/metrics`` without logging in.
+        """),
+    _entry(
+        '``pyramid_notebook.memory_limit`` (default empty, no limit)',
+        """
+        Memory each user's kernels may use, such as ``2G`` or ``400M`` (binary units). Past it an
+        allocation fails with ``MemoryError`` (per-kernel resource limit) or, in a cgroup, a kernel is
+        stopped; the site and other users carry on. Shown in the notebook's top bar.
+        """),
+    _entry(
+        '``pyramid_notebook.memory_cgroup`` (default empty)',
+        """
+        A cgroup v2 folder delegated to the site (memory controller enabled): each user gets a group in
+        it with ``memory.max`` = ``memory_limit``, shared by all their kernels. Empty, or not writable:
+        per-kernel resource limits. What is enforced where: ``docs/operations.rst``.
+        """),
 )
 
 def setting_names() -> frozenset:

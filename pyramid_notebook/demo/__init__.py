@@ -16,6 +16,9 @@ ENVIRONMENT_SETTINGS = {
     "PYRAMID_NOTEBOOK_WEBSOCKET_PROXY": "pyramid_notebook.websocket_proxy",
     # Who may frame notebook pages (e.g. "'self' https://portal.example.com"), for embedding runs.
     "PYRAMID_NOTEBOOK_FRAME_ANCESTORS": "pyramid_notebook.frame_ancestors",
+    # Each user's memory limit on their kernels (e.g. "2G"), and the scrapers' token for the metrics.
+    "PYRAMID_NOTEBOOK_MEMORY_LIMIT": "pyramid_notebook.memory_limit",
+    "PYRAMID_NOTEBOOK_METRICS_TOKEN": "pyramid_notebook.metrics_token",
 }
 
 
@@ -43,6 +46,8 @@ def main(global_config, **settings):
     for variable, key in ENVIRONMENT_SETTINGS.items():
         if os.environ.get(variable):
             settings[key] = os.environ[variable]
+    # The operator console at /notebook-admin/ for the demo's administrators (demo/security.py: "user").
+    settings.setdefault("pyramid_notebook.admin_principals", "role:admin")
     settings.setdefault("sqlalchemy.url", f"sqlite:///{os.path.join(here, 'demo.sqlite')}")
 
     with Configurator(settings=settings, root_factory=Root) as config:

@@ -6,6 +6,8 @@ from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
 
 #: The demo's users and their passwords. Never do this in a real site.
 USERS = {"user": "password", "user2": "password"}
+#: Demo users with the ``role:admin`` principal: they see the operator console (/notebook-admin/).
+ADMINS = {"user"}
 
 
 def check_password(username, password) -> bool:
@@ -52,6 +54,8 @@ class DemoSecurityPolicy:
         userid = self.identity(request)
         if userid:
             principals += [Authenticated, "user:" + userid]
+            if userid in ADMINS:
+                principals.append("role:admin")
         return ACLHelper().permits(context, principals, permission)
 
     def remember(self, request, userid, **kw):

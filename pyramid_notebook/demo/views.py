@@ -33,6 +33,7 @@ HOME = """<h1>pyramid_notebook demo</h1>
 <li><a id="embed" href="/embed">Shell 2 inside this site's page</a>: save analyses to the site's
     database and reopen them</li>
 <li><a id="shutdown" href="/notebook/shutdown">Shut down my notebook</a></li>
+<li><a id="notebook-admin" href="/notebook-admin/">Operator console</a> (administrators: <code>user</code>)</li>
 </ul>
 """
 
@@ -108,14 +109,14 @@ def _config_file(request):
 @view_config(route_name="shell1", permission="shell")
 def shell1(request):
     """A notebook with the Pyramid bootstrap variables."""
-    nb = {}
+    nb = {"shell_name": "Shell 1"}
     startup.make_startup(nb, _config_file(request))
     return launch_notebook(request, request.authenticated_userid, notebook_context=nb)
 
 
 def shell2_context(request) -> dict:
     """Shell 2's notebook context: the bootstrap, a few test variables and the SQLAlchemy models."""
-    nb = {}
+    nb = {"shell_name": "Shell 2"}
     startup.make_startup(nb, _config_file(request))
     startup.add_script(nb, 'a = "foo"')
     startup.add_greeting(nb, "* **a** - a test variable")

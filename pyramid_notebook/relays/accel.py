@@ -39,7 +39,7 @@ import os
 from pyramid.response import Response
 
 from pyramid_notebook.core.context import upstream_host
-from pyramid_notebook.relays.base import Relay, notebook_unreachable
+from pyramid_notebook.relays.base import RELAY_KIND_KEY, Relay, notebook_unreachable
 from pyramid_notebook.relays.static import static_file_plan
 
 logger = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ class AccelRelay(Relay):
         if is_fallback(request):  # nginx could not reach the notebook and asks for the site's page
             logger.warning("Notebook on port %s did not answer nginx", context.get("http_port"))
             raise notebook_unreachable()
+        request.environ[RELAY_KIND_KEY] = "accel"
 
     def http(self, request, context):
         """The grant; for a file the notebook published, nginx sends it from disk."""

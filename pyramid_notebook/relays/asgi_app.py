@@ -31,6 +31,7 @@ from pyramid_notebook.relays.asgi_approval import (  # noqa: F401 (the ASGI rela
     HANDSHAKE_ENVIRON_KEY, Upstream, WebsocketApproved, authorize, serve_websocket, websocket_environ,
     _Handshake,
 )
+from pyramid_notebook.relays import counters
 from pyramid_notebook.relays.asgi_logs import quiet_spurious_handshake_errors
 from pyramid_notebook.relays.asgi_relay import refuse, relay
 
@@ -97,7 +98,8 @@ class NotebookASGI:
         task = asyncio.current_task()
         self.relays.add(task)
         try:
-            await relay(upstream, scope, receive, send)
+            with counters.websocket_open():  # the metrics' open websockets
+                await relay(upstream, scope, receive, send)
         finally:
             self.relays.discard(task)
 

@@ -18,6 +18,10 @@ from pyramid.httpexceptions import HTTPBadGateway
 
 from pyramid_notebook.core.pages import error_page
 
+#: Key in ``request.environ`` where a relay says how it answered (``http``, ``static``, ``websocket``,
+#: ``accel``), for the metrics (:mod:`pyramid_notebook.web.metrics`) — the view never asks which relay.
+RELAY_KIND_KEY = "pyramid_notebook.relay_kind"
+
 
 class Relay(abc.ABC):
     """Carries one allowed request to the notebook whose context the view found."""

@@ -6,7 +6,7 @@ from pyramid.httpexceptions import HTTPBadRequest
 
 from pyramid_notebook.core.context import upstream_host
 from pyramid_notebook.core.pages import error_page
-from pyramid_notebook.relays.base import Relay, notebook_unreachable
+from pyramid_notebook.relays.base import RELAY_KIND_KEY, Relay, notebook_unreachable
 from pyramid_notebook.relays.http import UpstreamError, proxy_request
 from pyramid_notebook.relays.static import static_file_response
 from pyramid_notebook.relays.websocket import CONTEXT_ENVIRON_KEY, check_websocket_handshake
@@ -29,7 +29,9 @@ class SiteRelay(Relay):
         """A file from disk when the notebook published where it is, else the notebook's own answer."""
         response = static_file_response(request, context)
         if response is not None:
+            request.environ[RELAY_KIND_KEY] = "static"
             return response
+        request.environ[RELAY_KIND_KEY] = "http"
         try:
             return proxy_request(request, context["http_port"], context["token"], host=upstream_host(context))
         except UpstreamError as e:
@@ -44,4 +46,5 @@ class SiteRelay(Relay):
                              "pyramid_notebook.websocket_proxy is not set, so the notebook page connects its "
                              "websockets straight to the notebook's own port.")
         request.environ[CONTEXT_ENVIRON_KEY] = context
+        request.environ[RELAY_KIND_KEY] = "websocket"
         return self.websocket_proxy(request, context["http_port"])

@@ -35,6 +35,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from pyramid_notebook.core.context import upstream_host
 from pyramid_notebook.core.origin import is_cross_site_request
 from pyramid_notebook.core.pages import error_page
+from pyramid_notebook.relays import counters
 from pyramid_notebook.relays.websocket import CONTEXT_ENVIRON_KEY, forwarded_headers, sendable_close_code
 
 logger = logging.getLogger(__name__)
@@ -220,7 +221,8 @@ def serve_websocket(request, port):
             _no_delay(client_sock)
         client = _Side("browser", client_fd, Connection(ConnectionType.SERVER))
         upstream = _Side("notebook", upstream_sock.fileno(), upstream_ws)
-        relay(client, upstream)
+        with counters.websocket_open():  # the metrics' open websockets
+            relay(client, upstream)
     except (RemoteProtocolError, LocalProtocolError) as e:
         logger.info("Websocket to notebook on port %s ended on a protocol error: %s", port, e)
     except OSError as e:

@@ -32,6 +32,7 @@ from pyramid_notebook.core.contextparts import notebook_part
 from pyramid_notebook.server import shells
 from pyramid_notebook.server.config import LABEXTENSION_FOLDER, site_server_config
 from pyramid_notebook.server.shells import spare_policy
+from pyramid_notebook.server import kernel_limits, resource_usage
 
 #: Environment variable carrying the notebook context (JSON) into the single-user server.
 CONTEXT_ENV = "PYRAMID_NOTEBOOK_CONTEXT"
@@ -91,6 +92,7 @@ def _prepare_files(root_dir, context):
     os.environ["IPYTHONDIR"] = os.path.join(root_dir, ".ipython")  # kernels inherit it
     # Every kernel runs the startup script of its notebook's own context (server/shells.py).
     shells.register(os.environ["IPYTHONDIR"], root_dir, notebook_part(context))
+    kernel_limits.write_startup_file(os.path.join(os.environ["IPYTHONDIR"], "profile_default", "startup"), context)
 
 
 def _link_jupyter_server_extension(serverapp):
@@ -118,6 +120,11 @@ def _link_jupyter_server_extension(serverapp):
         serverapp.config.MappingKernelManager.update(kernel_manager)
     serverapp.config.PyramidNotebook.spare_kernel = spare_policy(context.get("spare_kernel", True))
     _add_labextension(serverapp)
+    # Memory in the top bar, and the user's memory limit on every kernel (issue 23).
+    for section, values in kernel_limits.server_config(context).items():
+        serverapp.config[section].update(values)
+    root_dir = os.path.abspath(os.path.expanduser(serverapp.root_dir))
+    resource_usage.apply_to_serverapp(serverapp, context, os.path.join(root_dir, ".jupyter", "app-settings"))
     _prepare_files(os.path.abspath(os.path.expanduser(serverapp.root_dir)), context)
 
 

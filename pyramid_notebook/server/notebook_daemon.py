@@ -43,6 +43,7 @@ from pyramid_notebook.server.config import (  # noqa: E402,F401 (WELCOME...: thi
     LABEXTENSION_FOLDER, WELCOME, site_server_config, write_default_notebook, write_private,
 )
 from pyramid_notebook.server.shells import spare_policy  # noqa: E402
+from pyramid_notebook.server import kernel_limits, resource_usage  # noqa: E402
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")
 USAGE = __doc__.split("Usage::")[1].split("``context.json``")[0].strip()
@@ -83,7 +84,8 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         "jpserver_extensions": {"pyramid_notebook.server.static_files": True,
                                 "pyramid_notebook.server.warm_kernel": True,
                                 "pyramid_notebook.server.shells": True,
-                                "pyramid_notebook.server.audit": True},
+                                "pyramid_notebook.server.audit": True,
+                                resource_usage.EXTENSION: True},
         "cookie_secret_file": cookie_secret_file,
         "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
     })
@@ -92,17 +94,23 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         # Empty: the page config would echo IdentityProvider.token into the HTML.
         "IdentityProvider": {"token": ""},
         # Our prebuilt frontend extension, shipped as package data: no node build needed.
-        "LabServerApp": {"extra_labextensions_path": [LABEXTENSION_FOLDER]},
+        "LabServerApp": {"extra_labextensions_path": [LABEXTENSION_FOLDER],
+                         # Settings overrides: memory in the top bar (jupyter-resource-usage).
+                         "app_settings_dir": resource_usage.write_settings_overrides(
+                             os.path.join(jupyter_dir, "app-settings"), resource_usage.installed_settings_dir())},
         # The PyPI extension manager builds an HTTPS client at start-up (~1 s of imports and
         # certificates); a site's shell lists its installed extensions but does not install new ones.
         "LabApp": {"extension_manager": "readonly"},
+        # Memory in the top bar (jupyter-resource-usage) and the user's memory limit on kernels.
+        "ResourceUseDisplay": resource_usage.display_config(context),
+        **kernel_limits.server_config(context),
         "ProxyIdentityProvider": {
             "proxy_token": context["token"],
             "cookie_name": f"pyramid-notebook-{port}",
         },
     }
     if kernel_manager:
-        config["MappingKernelManager"] = kernel_manager
+        config.setdefault("MappingKernelManager", {}).update(kernel_manager)
     # Read by server/spare_kernel.py: a kernel started ahead for the next shell.
     config["PyramidNotebook"] = {"spare_kernel": spare_policy(context.get("spare_kernel", True))}
     ws_host = urlsplit(context.get("websocket_url") or "").hostname
@@ -114,6 +122,8 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
 
     # The kernels' startup file runs the startup script of each notebook's own context (server/shells.py).
     shells.register(os.path.join(state_folder, ".ipython"), work_folder, notebook_part(context))
+    # ...and, beside it, the one that names the site's memory limit under a MemoryError.
+    kernel_limits.write_startup_file(os.path.join(state_folder, ".ipython", "profile_default", "startup"), context)
 
     env = dict(os.environ)
     env.update(

@@ -30,6 +30,7 @@ from pyramid.response import Response
 from pyramid_notebook.core.files import read_json, write_json_atomic
 from pyramid_notebook.core.contextparts import same_server
 from pyramid_notebook.core.process import pid_alive
+from pyramid_notebook.web import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +94,17 @@ def _in_progress(manager, record) -> bool:
     return fresh and pid_alive(record.get("owner"))
 
 
-def _start_in_background(manager, username, context, start_id, describe_error) -> None:
+def _start_in_background(manager, username, context, start_id, describe_error, registry=None) -> None:
     def run():
         outcome = None
+        started_at = time.monotonic()
         try:
-            manager.start_notebook_on_demand(username, context)
+            _, created = manager.start_notebook_on_demand(username, context)
+            if registry is not None:
+                metrics.count_launch(registry, started_at, created)
         except Exception as e:  # noqa: BLE001 - every failure is shown to the user, none is lost
+            if registry is not None:
+                metrics.count_launch_failure(registry, e)
             status, title, message, details = describe_error(e)
             outcome = {"state": "failed", "status": status, "title": title, "message": message, "details": details}
         record = read_record(manager, username) or {}
@@ -167,5 +173,5 @@ def launch_with_progress(request, username, context, manager, running_url, descr
             return _json(request, {"state": "failed"})
         return error_response(record["status"], record["title"], record["message"], record.get("details") or "")
     start_id = secrets.token_hex(8)
-    _start_in_background(manager, username, context, start_id, describe_error)
+    _start_in_background(manager, username, context, start_id, describe_error, request.registry)
     return _progress_response(request, start_id)

@@ -10,6 +10,7 @@ is and whether they may have a shell at all::
         return launch_notebook(request, request.user.username, notebook_context=nb)
 """
 import logging
+import time
 from urllib.parse import quote, urljoin, urlsplit
 
 from pyramid.httpexceptions import (
@@ -27,11 +28,13 @@ from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upg
     route_to_alt_domain
 from pyramid_notebook.core.pages import PAGE, error_page  # noqa: F401 (PAGE: part of this module's API)
 from pyramid_notebook.core.settings import get_notebook_settings
+from pyramid_notebook.relays.base import RELAY_KIND_KEY
 from pyramid_notebook.relays.websocket import CONTEXT_ENVIRON_KEY  # noqa: F401 (part of this module's API)
 from pyramid_notebook.web.badurl import PROXY_ROUTE_NAME, SHUTDOWN_ROUTE_NAME
 from pyramid_notebook.web.contents import BadPath, validate_path
 from pyramid_notebook.web.errors import describe_launch_error, launch_error_page
 from pyramid_notebook.web.audit import attach_audit
+from pyramid_notebook.web import metrics
 from pyramid_notebook.web.intent import require_intent
 from pyramid_notebook.web.limits import check_request_size
 from pyramid_notebook.web.progress import launch_with_progress, wants_progress_page
@@ -87,6 +90,9 @@ def fill_context_defaults(request, notebook_context) -> dict:
     context.setdefault("kernel_idle_timeout", settings.kernel_idle_timeout)
     context.setdefault("spare_kernel", settings.spare_kernel)
     context.setdefault("shutdown_url", _shutdown_url(request, settings))
+    if settings.memory_limit:  # enforced on the user's kernels (server/kernel_limits.py)
+        context.setdefault("memory_limit", settings.memory_limit)
+        context.setdefault("memory_cgroup", settings.memory_cgroup)
     site_origin = normalize_origin(route_to_alt_domain(request, request.host_url))
     context.setdefault("allow_origin", site_origin)
     # Embedding: who may frame notebook pages, and whom the save bridge answers.
@@ -151,11 +157,14 @@ def launch_on_demand(request, username, notebook_context):
     context = _checked_context(request, notebook_context)
     manager = get_notebook_manager(request)
     _require_restart_intent(request, manager, username, context)
+    started_at = time.monotonic()
     try:
         attach_audit(request, username, context, manager)
         context, created = manager.start_notebook_on_demand(username, context)
     except (BadUsername, OSError, NoFreePort, TooManyNotebooks, BackendUnavailable, NotebookStartError) as e:
+        metrics.count_launch_failure(request.registry, e)
         raise launch_error_page(*describe_launch_error(e)) from None
+    metrics.count_launch(request.registry, started_at, created)
     if created:
         logger.info("Started notebook for %r on port %s", username, context.get("http_port"))
     return context
@@ -285,6 +294,6 @@ def notebook_proxy(request, username):
     if not request.path.startswith(context.get("notebook_path") or "/"):
         raise error_page(HTTPNotFound, "Not your notebook", "This address is not part of your notebook.")
     relay = get_relay(request)
-    if is_websocket_upgrade(request):
-        return relay.websocket(request, context)
-    return relay.http(request, context)
+    response = relay.websocket(request, context) if is_websocket_upgrade(request) else relay.http(request, context)
+    metrics.count_proxied(request.registry, request.environ.get(RELAY_KIND_KEY, "http"))
+    return response

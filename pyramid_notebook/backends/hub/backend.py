@@ -320,6 +320,12 @@ class HubBackend(HubRestClient, NotebookBackend):
                 return rows
             offset = following["offset"]
 
+    def notebook_inventory(self, cpu=True) -> list:
+        """Every hub user's server with kernels and memory (see :mod:`.inventory`); CPU is the servers' own."""
+        from pyramid_notebook.backends.hub.inventory import hub_inventory
+
+        return hub_inventory(self, server_state, _options_context)
+
     def stop_all(self) -> list:
         """Stop every active server on the hub; ``[(hub user, stopped?)]``."""
         return [(row["hub_user"], self._stop(row["hub_user"])) for row in self.list_notebooks()]

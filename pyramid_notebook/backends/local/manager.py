@@ -211,6 +211,12 @@ class NotebookManager(NotebookBackend):
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    def notebook_inventory(self, cpu=True) -> list:
+        """Every user's notebook with kernels, memory, CPU and log (see :mod:`.inventory`)."""
+        from pyramid_notebook.backends.local.inventory import inventory
+
+        return inventory(self.notebook_folder, cpu=cpu)
+
     # --- start and stop ---------------------------------------------------
 
     def start_notebook_on_demand(self, name, context):
