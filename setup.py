@@ -19,6 +19,8 @@ install_requires = [
     "requests>=2.28",
     # Fork server: forked notebook daemons show an honest command line (pid checks read it).
     "setproctitle>=1.3",
+    # Static files go out brotli-compressed (relays/compress.py; gzip is the standard library's).
+    "brotli>=1.1",
 ]
 
 # ASGI (pyramid_notebook.asgi): the site under uvicorn, notebook websockets relayed on the event loop.

@@ -12,7 +12,7 @@ import psutil
 import requests
 import waitress.server
 
-from pyramid_notebook.core import statefolder
+from pyramid_notebook.core import paths, statefolder
 from pyramid_notebook.core.process import terminate_daemon
 
 
@@ -83,7 +83,7 @@ def fork_servers_under(folder):
         cmdline = proc.info["cmdline"] or []
         if proc.info["status"] == psutil.STATUS_ZOMBIE or len(cmdline) < 3:
             continue
-        if cmdline[-3].endswith("forkserver.py") and cmdline[-1].startswith(str(folder)):
+        if paths.is_forkserver_script(cmdline[-3]) and cmdline[-1].startswith(str(folder)):
             found.append(proc)
     return found
 
@@ -133,6 +133,10 @@ class WSGIServerThread:
         self.closing = True
         self.server.close()
         self.thread.join(timeout=5)
+        # The site's fork server watcher, so that it spawns nothing once the test stops everything.
+        manager = getattr(getattr(self.app, "registry", None), "pyramid_notebook_manager", None)
+        if manager is not None:
+            manager.close()
 
 
 def _answers(url):

@@ -69,3 +69,10 @@ class NotebookBackend(abc.ABC):
 
         What the admin command (``pyramid-notebook list``) shows.
         """
+
+    def on_site_start(self) -> None:
+        """Called once the site's WSGI app exists (Pyramid's ``ApplicationCreated``): start, in the
+        background, whatever makes the first launch fast. Must return at once. Nothing by default."""
+
+    def close(self) -> None:
+        """Stop what :meth:`on_site_start` started in this process (users' notebooks keep running)."""

@@ -78,6 +78,10 @@ class NotebookSettings:
     #: origins); empty: the site itself (``'self'``, plus the site's origin when notebook
     #: pages are served from ``alternative_domain``).
     frame_ancestors: tuple = ()
+    # --- perceived speed (issue 24) ---
+    #: Folder of the compressed copies of static files; empty: ``<notebook_folder>/.compress-cache``;
+    #: ``off``: static files are sent uncompressed.
+    compress_cache: str = ""
 
 
 def _int(settings, name, default, minimum=0, maximum=None):
@@ -208,6 +212,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         warm_kernel=_bool(settings, "warm_kernel", NotebookSettings.warm_kernel),
         progress_page=_bool(settings, "progress_page", NotebookSettings.progress_page),
         frame_ancestors=_frame_ancestors(settings),
+        compress_cache=_compress_cache(settings),
     )
 
 
@@ -245,6 +250,24 @@ def _accel_redirect(settings) -> str:
             f"{PREFIX}accel_redirect must be a path like /_pyramid_notebook/ (nginx's internal location), "
             f"got {value!r}")
     return value.rstrip("/") + "/"
+
+
+def _compress_cache(settings) -> str:
+    """``pyramid_notebook.compress_cache``: empty (the default folder), ``off`` or a folder of the site's."""
+    import sysconfig
+
+    value = (settings.get(PREFIX + "compress_cache") or "").strip()
+    if value.lower() in ("off", "false", "no"):
+        return "off"
+    if not value:
+        return ""
+    folder = os.path.realpath(value)
+    for name in ("purelib", "platlib"):
+        root = os.path.realpath(sysconfig.get_paths()[name])
+        if folder == root or folder.startswith(root.rstrip(os.sep) + os.sep):
+            raise ConfigurationError(f"{PREFIX}compress_cache {value!r} is inside site-packages: use a folder the "
+                                     "site owns and may write to (it holds compressed copies of static files)")
+    return os.path.abspath(value)
 
 
 def _resolve(dotted):
