@@ -221,3 +221,79 @@ def test_nginx_accel_mode_sends_the_compressed_file(tmp_path):
         assert any(open(p, "rb").read() == br.body for p in cached)
     finally:
         stack.stop()
+
+
+def test_large_relayed_answers_are_compressed_on_the_fly_but_never_pages(demo_server):
+    """A big notebook through the contents API and a big text file through files/ come compressed;
+    HTML (BREACH: pages hold the _xsrf token beside the URL's path), small answers and ranges do not."""
+    import json
+
+    s, context = launched(demo_server)
+    work = demo_server.manager.get_work_folder("user")
+    cells = [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [],
+              "source": f"print('row {i}' * 20)"} for i in range(2000)]
+    with open(os.path.join(work, "big.ipynb"), "w") as f:
+        json.dump({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, f)
+    with open(os.path.join(work, "big.txt"), "w") as f:
+        f.write("a line of text\n" * 20000)
+    with open(os.path.join(work, "big.html"), "w") as f:
+        f.write("<p>a paragraph</p>\n" * 20000)
+    direct = f"http://127.0.0.1:{context['http_port']}"
+    auth = {"Authorization": "token " + context["token"]}
+    url = "/notebook/api/contents/big.ipynb?content=1"
+    theirs = requests.get(direct + url, headers=dict(auth, **{"Accept-Encoding": "identity"}))
+    assert theirs.status_code == 200 and "Content-Encoding" not in theirs.headers
+    for coding in ("br", "gzip"):
+        r = raw_get(s, demo_server.url + url, coding)
+        assert r.status_code == 200 and r.headers["Content-Encoding"] == coding, r.headers
+        assert "Accept-Encoding" in r.headers["Vary"]
+        assert json.loads(decode(r)) == theirs.json() and len(r.body) < len(theirs.content) / 3
+    # A text file relayed to Jupyter (no Referer of the site: not sent from disk).
+    r = raw_get(s, demo_server.url + "/notebook/files/big.txt", "gzip, br")
+    assert "Tornado" in r.headers.get("Server", ""), "relayed, not sent from disk"
+    assert r.headers["Content-Encoding"] == "br" and decode(r) == b"a line of text\n" * 20000
+    # Never: HTML, a range, a small answer, a client that does not accept it.
+    r = raw_get(s, demo_server.url + "/notebook/files/big.html", "gzip, br")
+    assert r.status_code == 200 and "Content-Encoding" not in r.headers and len(r.body) == 20000 * 19
+    r = raw_get(s, demo_server.url + "/notebook/tree", "gzip, br")
+    assert r.status_code == 200 and "Content-Encoding" not in r.headers and b"jupyter-config-data" in r.body
+    r = raw_get(s, demo_server.url + "/notebook/files/big.txt", "gzip, br", Range="bytes=0-14")
+    assert r.status_code == 206 and r.body == b"a line of text\n" and "Content-Encoding" not in r.headers
+    r = raw_get(s, demo_server.url + "/notebook/api/status", "gzip, br")
+    assert r.status_code == 200 and "Content-Encoding" not in r.headers
+    r = raw_get(s, demo_server.url + url, "identity")
+    assert "Content-Encoding" not in r.headers and json.loads(r.body) == theirs.json()
+
+
+def test_a_browser_loads_the_notebook_compressed_and_runs_a_cell(demo_server):
+    """Chromium's own requests: the notebook page's bundles arrive compressed, decode, and run a cell."""
+    import json
+    import shutil
+
+    from tests.browser import CHROMEDRIVER, CHROMIUM, make_browser
+    from tests.test_browser import log_in, run_in_last_cell, wait_for_output
+
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("needs Debian's chromium and chromium-driver (scripts/test installs them)")
+    browser, profile = make_browser(performance_log=True)
+    try:
+        browser.driver.execute_cdp_cmd("Network.enable", {})
+        log_in(browser, demo_server.url)
+        browser.find_by_id("shell2").click()
+        run_in_last_cell(browser, 'print("compressed", a + b)')
+        wait_for_output(browser, "compressed foobar")
+        responses = {}
+        for entry in browser.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message.get("method") == "Network.responseReceived":
+                response = message["params"]["response"]
+                responses[response["url"]] = {k.lower(): v for k, v in response["headers"].items()}
+        scripts = {url: h for url, h in responses.items() if "/notebook/static/" in url and url.split("?")[0].endswith(".js")}
+        assert scripts, sorted(responses)
+        big = [url for url, h in scripts.items() if int(h.get("content-length") or 0) > 50_000 or
+               h.get("content-encoding")]
+        assert big and all(scripts[url].get("content-encoding") in ("br", "gzip") for url in big), \
+            {url: scripts[url].get("content-encoding") for url in big}
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -262,7 +262,8 @@ def negotiate(request, file_path: str, content_type: str, headers: dict):
     Adds ``Vary``, ``ETag`` and, for a compressed copy, ``Content-Encoding``. Files of other types,
     or a site without a cache, are sent as they are with their headers unchanged.
     """
-    cache = cache_for(request.registry)
+    registry = getattr(request, "registry", None)  # a plain WebOb request (no Pyramid site) has none
+    cache = cache_for(registry) if registry is not None else None
     if cache is None or not compressible(content_type, file_path):
         return file_path, headers
     coding, path, version = cache.choose(file_path, request.headers.get("Accept-Encoding"))
@@ -273,3 +274,38 @@ def negotiate(request, file_path: str, content_type: str, headers: dict):
         headers["ETag"] = f'"{version}-{ETAG_TAGS[coding]}"'
         headers["Content-Encoding"] = coding
     return path, headers
+
+
+#: Relayed answers (:mod:`pyramid_notebook.relays.http`) are compressed on the fly from this size
+#: on: a large notebook through the contents API, a big text file. Below it the bytes saved do not
+#: pay for the CPU (most API answers are a few hundred bytes).
+ON_THE_FLY_MIN_SIZE = 16 * 1024
+#: Faster settings than for cached files: this runs on every such answer.
+ON_THE_FLY_BROTLI_QUALITY = 5
+
+
+class StreamCompressor:
+    """Compress a relayed answer chunk by chunk; each chunk is flushed so nothing waits in the codec."""
+
+    def __init__(self, coding: str):
+        self.coding = coding
+        if coding == "br":
+            import brotli
+
+            self._br = brotli.Compressor(quality=ON_THE_FLY_BROTLI_QUALITY)
+        else:
+            import zlib
+
+            self._gz = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+
+    def compress(self, data: bytes) -> bytes:
+        """The compressed bytes for ``data``, flushed (a browser can decode all it got so far)."""
+        if self.coding == "br":
+            return self._br.process(data) + self._br.flush()
+        import zlib
+
+        return self._gz.compress(data) + self._gz.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> bytes:
+        """The end of the compressed stream."""
+        return self._br.finish() if self.coding == "br" else self._gz.flush()
