@@ -280,7 +280,10 @@ def bare_jupyter_first_result(workdir, chrome):
                JUPYTER_RUNTIME_DIR=os.path.join(root, ".runtime"))
     with open(os.path.join(root, "bench.ipynb"), "w") as f:
         json.dump({"cells": [{"cell_type": "code", "execution_count": None, "id": "a", "metadata": {}, "outputs": [],
-                              "source": ""}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, f)
+                              "source": ""}], "nbformat": 4, "nbformat_minor": 5,
+                   # A kernel named: else the page asks which one before anything runs.
+                   "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}},
+                  f)
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "jupyter", "notebook", "--no-browser", "--ip=127.0.0.1",
                              f"--port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=bench",
