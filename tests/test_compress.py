@@ -221,6 +221,10 @@ def test_nginx_accel_mode_sends_the_compressed_file(tmp_path):
         assert any(open(p, "rb").read() == br.body for p in cached)
     finally:
         stack.stop()
+        # The fork server the site started is stopped by then; its process may take a moment to go.
+        from tests.helpers import fork_servers_under
+
+        wait_for(lambda: not fork_servers_under(stack.folder), timeout=30, message="the fork server to exit")
 
 
 def test_large_relayed_answers_are_compressed_on_the_fly_but_never_pages(demo_server):
@@ -325,3 +329,22 @@ def test_html_is_never_compressed_on_the_fly():
     assert on_the_fly_coding(request, upstream("application/json", **{"Cache-Control": "no-transform"})) is None
     assert on_the_fly_coding(Request.blank("/x", headers={"Accept-Encoding": "identity"}),
                              upstream("application/json")) is None
+
+
+def test_the_notebooks_websockets_deflate_for_a_browser_that_offers_it(demo_server):
+    """permessage-deflate on the kernel websocket a browser reaches straight (pserve) or through nginx:
+    a large output arrives deflated, and decodes to the same message."""
+    from websockets.sync.client import connect
+
+    from tests.test_views import start_kernel
+
+    s, context = launched(demo_server)
+    s.get(demo_server.url + "/notebook/tree")  # the _xsrf cookie
+    kernel = start_kernel(s, demo_server.url, context["notebook_name"])
+    url = f"ws://127.0.0.1:{context['http_port']}/notebook/api/kernels/{kernel}/channels"
+    cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.path.startswith("/notebook"))
+    for compression, expected in (("deflate", "permessage-deflate"), (None, None)):
+        with connect(url, origin=demo_server.url, additional_headers={"Cookie": cookie},
+                     compression=compression, max_size=None, open_timeout=60) as ws:
+            assert (ws.response.headers.get("Sec-WebSocket-Extensions") or "").split(";")[0] == (expected or ""), \
+                ws.response.headers

@@ -215,7 +215,9 @@ class ForkServerClient:
             if not force and self._failed_at is not None and \
                     time.monotonic() - self._failed_at < self.FAILED_BACKOFF:
                 return
-            if not force and self.ping(timeout=0.5):
+            # Generous: on a loaded machine a healthy fork server may take a second to answer, and a
+            # short time-out here killed it and imported Jupyter again. A dead or broken one refuses at once.
+            if not force and self.ping(timeout=5.0):
                 return
             pid = read_pid_file(self.pid_file)
             if replacing is not None and pid != replacing:
