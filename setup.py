@@ -23,6 +23,8 @@ install_requires = [
     "prometheus_client>=0.17",
     # Memory (and the user's limit) in every notebook's top bar.
     "jupyter-resource-usage>=1.0,<2",
+    # Static files go out brotli-compressed (relays/compress.py; gzip is the standard library's).
+    "brotli>=1.1",
 ]
 
 # ASGI (pyramid_notebook.asgi): the site under uvicorn, notebook websockets relayed on the event loop.

@@ -48,6 +48,11 @@ def includeme(config):
             config.registry.pyramid_notebook_manager = NotebookManager.from_settings(settings)
 
     config.action(SETTINGS_ACTION, register)
+    # The backend's background start-up (the local backend's fork server) once the app exists, so
+    # that the first click after the site starts, or after a deploy, is as fast as the rest.
+    from pyramid.events import ApplicationCreated
+
+    config.add_subscriber(_on_site_start, ApplicationCreated)
     # The parent-page half of the save bridge: <site>/pyramid_notebook/notebook-bridge.js.
     config.add_static_view(ASSETS_PATH, "pyramid_notebook:assets", cache_max_age=3600)
     # 400, not a 500 traceback, for addresses under the notebook routes that are not UTF-8.
@@ -56,3 +61,10 @@ def includeme(config):
     config.include("pyramid_notebook.web.routes")
     # The operator console at /notebook-admin/, when pyramid_notebook.admin_principals names who may see it.
     config.include("pyramid_notebook.web.admin")
+
+
+def _on_site_start(event):
+    """``ApplicationCreated``: let the notebook backend start what it starts in the background."""
+    manager = getattr(event.app.registry, "pyramid_notebook_manager", None)
+    if manager is not None:
+        manager.on_site_start()

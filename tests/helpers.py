@@ -238,6 +238,10 @@ class WSGIServerThread:
         self.closing = True
         self.server.close()
         self.thread.join(timeout=5)
+        # The site's fork server watcher, so that it spawns nothing once the test stops everything.
+        manager = getattr(getattr(self.app, "registry", None), "pyramid_notebook_manager", None)
+        if manager is not None:
+            manager.close()
 
 
 def _answers(url):

@@ -78,7 +78,7 @@ def running(tmp_path_factory):
     """One real notebook server for the round trips below."""
     folder = str(tmp_path_factory.mktemp("contents") / "notebooks")
     manager = NotebookManager(folder, min_port=random_port_base(), port_range=20, kill_timeout=600,
-                              startup_timeout=60)
+                              startup_timeout=60, fork_server=False)
     context, _ = manager.start_notebook_on_demand("user", {"notebook_path": "/notebook/", "startup": "",
                                                            "greeting": "", "extra_template_paths": []})
     yield contents.NotebookContents(context)

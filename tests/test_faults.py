@@ -215,7 +215,7 @@ def test_web_server_killed_mid_launch(tmp_path, notebook_folder):
 
     from pyramid_notebook.notebookmanager import NotebookManager
 
-    manager = NotebookManager(notebook_folder)
+    manager = NotebookManager(notebook_folder, fork_server=False)
     server = start_server()
     try:
         s = login(url)

@@ -265,3 +265,49 @@ def test_concurrent_launches_of_many_users(manager):
     assert len({ctx["http_port"] for _, ctx, _ in results}) == 4
     assert len(daemons_under(manager.notebook_folder)) == 4
     assert all(forked(ctx["pid"]) and answers(ctx) for _, ctx, _ in results)
+
+
+def test_a_launch_right_after_the_site_starts_is_forked(make_demo_server):
+    """The site spawns its fork server when it starts; a launch that comes while the fork server still
+    imports Jupyter waits for it instead of starting the plain way (and the site did not wait either)."""
+    server = make_demo_server(**{"pyramid_notebook.fork_server": "true"})
+    manager = server.manager
+    context, created = manager.start_notebook_on_demand("alice", CONTEXT)
+    assert created and answers(context)
+    assert forked(context["pid"]), "the first launch after the site started was forked"
+    assert len(fork_servers_under(manager.notebook_folder)) == 1
+
+
+def test_a_manager_built_directly_has_the_settings_default():
+    from pyramid_notebook.core.settings import NotebookSettings, parse_settings
+
+    built = NotebookManager("/nonexistent/notebooks")
+    from_settings = NotebookManager.from_settings(parse_settings({"pyramid_notebook.notebook_folder": "/nonexistent"}))
+    assert NotebookSettings.fork_server is True
+    assert built.fork_server is not None and from_settings.fork_server is not None
+
+
+def test_the_watcher_replaces_an_exited_or_stale_fork_server(notebook_folder):
+    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, kill_timeout=600)
+    client = manager.fork_server
+    client.watch(interval=0.2)
+    try:
+        first = client.wait_until_ready(timeout=120)
+        # It exits (idle exit, a crash): the watcher spawns another before any launch asks.
+        assert client.stop()
+        second = wait_for(lambda: client.ping(timeout=1), timeout=120, message="a new fork server")
+        assert second["pid"] != first["pid"]
+        # A deploy changes our files: the watcher replaces the stale one.
+        touched = os.path.join(paths.PACKAGE_FOLDER, "server", "__init__.py")
+        stat = os.stat(touched)
+        os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        try:
+            third = wait_for(lambda: (a := client.ping(timeout=1)) and a["pid"] != second["pid"] and a,
+                             timeout=120, message="the stale fork server to be replaced")
+            context = manager.start_notebook("alice", CONTEXT)
+            assert forked(context["pid"]) and client.ping()["pid"] == third["pid"]
+        finally:
+            os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    finally:
+        manager.close()
+        stop_all_notebooks(notebook_folder)

@@ -103,7 +103,7 @@ def test_concurrent_launches_from_threads_start_one(manager):
 LAUNCH_SCRIPT = """
 import json, sys
 from pyramid_notebook.notebookmanager import NotebookManager
-m = NotebookManager(sys.argv[1], min_port=int(sys.argv[2]), port_range=20)
+m = NotebookManager(sys.argv[1], min_port=int(sys.argv[2]), port_range=20, fork_server=False)
 ctx, created = m.start_notebook_on_demand("alice", json.loads(sys.argv[3]))
 print(json.dumps({"pid": ctx["pid"], "created": created}))
 """
@@ -175,7 +175,7 @@ def test_port_exhaustion(notebook_folder):
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        manager = NotebookManager(notebook_folder, min_port=port, port_range=1)
+        manager = NotebookManager(notebook_folder, min_port=port, port_range=1, fork_server=False)
         with pytest.raises(NoFreePort, match="in use"):
             manager.start_notebook_on_demand("alice", CONTEXT)
     assert daemons_under(notebook_folder) == []
@@ -183,7 +183,7 @@ def test_port_exhaustion(notebook_folder):
 
 def test_reserved_ports_are_not_reused(notebook_folder):
     base = wait_for(lambda: _two_free_ports(), message="two adjacent free ports")
-    manager = NotebookManager(notebook_folder, min_port=base, port_range=2)
+    manager = NotebookManager(notebook_folder, min_port=base, port_range=2, fork_server=False)
     a = manager.start_notebook("alice", CONTEXT)
     b = manager.start_notebook("bob", CONTEXT)
     assert {a["http_port"], b["http_port"]} == {base, base + 1}

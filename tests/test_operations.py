@@ -93,7 +93,7 @@ def test_cli_errors_are_clear(tmp_path):
 
 
 def test_user_limit(notebook_folder):
-    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, max_notebooks=2)
+    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, max_notebooks=2, fork_server=False)
     manager.start_notebook_on_demand("alice", CONTEXT)
     manager.start_notebook_on_demand("bob", CONTEXT)
     with pytest.raises(TooManyNotebooks, match="max_notebooks = 2"):
@@ -127,7 +127,7 @@ def start_kernel_on_raw_port(context):
 
 def test_idle_notebook_stops_itself_but_not_while_busy(notebook_folder):
     """Jupyter checks for idleness once a minute, so this test takes a little over two minutes."""
-    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, idle_timeout=5)
+    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, idle_timeout=5, fork_server=False)
     idle = manager.start_notebook("idle", CONTEXT)
     busy = manager.start_notebook("busy", CONTEXT)
     started = time.monotonic()

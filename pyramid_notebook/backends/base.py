@@ -123,3 +123,10 @@ class NotebookBackend(abc.ABC):
                  "started": row.get("started"), "last_activity": row.get("last_activity"), "shell": "",
                  "context_hash": row.get("context_hash"), "kernels": [], "memory": 0, "memory_kind": None,
                  "memory_limit": 0, "cpu_percent": None, "log_tail": []} for row in self.list_notebooks()]
+
+    def on_site_start(self) -> None:
+        """Called once the site's WSGI app exists (Pyramid's ``ApplicationCreated``): start, in the
+        background, whatever makes the first launch fast. Must return at once. Nothing by default."""
+
+    def close(self) -> None:
+        """Stop what :meth:`on_site_start` started in this process (users' notebooks keep running)."""

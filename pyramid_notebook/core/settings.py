@@ -125,6 +125,10 @@ class NotebookSettings:
     #: A cgroup v2 folder the site may create groups in (one per user, ``memory.max``); empty:
     #: per-kernel resource limits instead.
     memory_cgroup: str = ""
+    # --- perceived speed (issue 24) ---
+    #: Folder of the compressed copies of static files; empty: ``<notebook_folder>/.compress-cache``;
+    #: ``off``: static files are sent uncompressed.
+    compress_cache: str = ""
 
 
 def _spare_kernel(settings):
@@ -214,6 +218,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         config_file=_config_file(settings),
         **_audit_settings(settings),
         **_console_settings(settings),
+        compress_cache=_compress_cache(settings),
     )
     if missing is not None:
         raise missing
@@ -318,6 +323,24 @@ def _accel_redirect(settings) -> str:
             f"{PREFIX}accel_redirect must be a path like /_pyramid_notebook/ (nginx's internal location), "
             f"got {value!r}")
     return value.rstrip("/") + "/"
+
+
+def _compress_cache(settings) -> str:
+    """``pyramid_notebook.compress_cache``: empty (the default folder), ``off`` or a folder of the site's."""
+    import sysconfig
+
+    value = (settings.get(PREFIX + "compress_cache") or "").strip()
+    if value.lower() in ("off", "false", "no"):
+        return "off"
+    if not value:
+        return ""
+    folder = os.path.realpath(value)
+    for name in ("purelib", "platlib"):
+        root = os.path.realpath(sysconfig.get_paths()[name])
+        if folder == root or folder.startswith(root.rstrip(os.sep) + os.sep):
+            raise ConfigurationError(f"{PREFIX}compress_cache {value!r} is inside site-packages: use a folder the "
+                                     "site owns and may write to (it holds compressed copies of static files)")
+    return os.path.abspath(value)
 
 
 def _resolve(dotted):

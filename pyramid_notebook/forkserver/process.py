@@ -141,7 +141,12 @@ def serve(folder: str) -> int:
 def _handle(message, built, listener, conn):
     op = message.get("op")
     if op == "ping":
-        return {"ok": True, "pid": os.getpid(), "fingerprint": built}, False
+        answer = {"ok": True, "pid": os.getpid(), "fingerprint": built}
+        if message.get("check"):
+            # The site's watcher asks whether a deploy changed our files or packages since we imported
+            # them: it then replaces us before the next launch finds out the slow way.
+            answer["stale"] = fingerprint() != built
+        return answer, False
     if op == "stop":
         return {"ok": True, "pid": os.getpid()}, True
     if op != "start":

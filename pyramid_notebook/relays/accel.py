@@ -25,7 +25,9 @@ by nginx from disk, as the site sends them in the other modes (:mod:`pyramid_not
 for a GET or HEAD of a file found where the running notebook publishes its static folders, the
 grant also names the file and the headers Jupyter would send (:data:`STATIC_HEADERS`), and
 ``nginx-accel.conf`` serves it with ``try_files`` after the access phase, so only after the site
-said yes. Anything else, or a site that names no file, is relayed to the notebook.
+said yes. Anything else, or a site that names no file, is relayed to the notebook. When the browser accepts
+brotli or gzip, the file named is the compressed copy from the site's cache, and the grant adds its
+``Content-Encoding`` and ``Vary: Accept-Encoding``.
 
 When the site refuses (login redirect, 403, 502 "not running"), ``auth_request`` can only say
 401/403/500; nginx then asks the site again in a named location with
@@ -55,7 +57,11 @@ STATIC_HEADERS = {"file": "X-Pyramid-Notebook-Static-File", "Content-Type": "X-P
                   "Cache-Control": "X-Pyramid-Notebook-Static-Cache-Control",
                   "Expires": "X-Pyramid-Notebook-Static-Expires",
                   "Content-Disposition": "X-Pyramid-Notebook-Static-Disposition",
-                  "Content-Security-Policy": "X-Pyramid-Notebook-Static-CSP"}
+                  "Content-Security-Policy": "X-Pyramid-Notebook-Static-CSP",
+                  # The file named is then the brotli or gzip copy from the site's compression cache
+                  # (relays/compress.py); nginx's own ETag (mtime and size) differs per copy.
+                  "Content-Encoding": "X-Pyramid-Notebook-Static-Encoding",
+                  "Vary": "X-Pyramid-Notebook-Static-Vary"}
 
 
 def upstream_address(context: dict) -> str:

@@ -4,11 +4,20 @@ Bodies stream both ways in chunks (no whole-body buffering), connections to
 each notebook are kept alive and reused, hop-by-hop headers are dropped and the
 usual ``X-Forwarded-*`` headers are added. The proxy authenticates to the
 notebook with the notebook's per-start secret; the browser never sees it.
+
+Large answers worth it (a big notebook through the contents API, a big text file) are brotli- or
+gzip-compressed on the fly when the browser accepts it (:func:`on_the_fly_coding`). Answers that
+may hold a secret next to input an attacker chooses are never compressed: compressed sizes would
+let a page on another site guess the secret byte by byte by making the browser send requests
+(BREACH). Those are Jupyter's HTML pages: their page config holds the ``_xsrf`` token and they
+echo the URL's path. JSON API answers and the user's files hold no secret.
 """
 import threading
 
 import urllib3
 from pyramid.response import Response
+
+from pyramid_notebook.relays.compress import ON_THE_FLY_MIN_SIZE, StreamCompressor, accepted_codings
 
 # Large enough that big static bundles cost few Python-level iterations.
 CHUNK_SIZE = 256 * 1024
@@ -109,6 +118,75 @@ class StreamingBody:
         self.upstream.release_conn()
 
 
+#: Never compressed on the fly (BREACH: a page carries the ``_xsrf`` token and echoes the URL; an
+#: event stream must reach the browser event by event).
+NEVER_COMPRESSED = frozenset({"text/html", "application/xhtml+xml", "text/event-stream"})
+#: Compressed on the fly when large: JSON (contents API, notebooks), text and script files.
+COMPRESSED_TYPES = frozenset({"application/json", "application/x-ipynb+json", "application/javascript",
+                              "image/svg+xml", "application/xml"})
+
+
+def on_the_fly_coding(request, upstream):
+    """``br`` or ``gzip`` for a relayed answer worth compressing, else None.
+
+    A 200 to a GET without ``Range``, not already encoded nor marked ``no-transform``, of a text or
+    JSON type other than :data:`NEVER_COMPRESSED`, of at least
+    :data:`~pyramid_notebook.relays.compress.ON_THE_FLY_MIN_SIZE` bytes (or of unknown length: a
+    stream), to a browser that accepts the coding.
+    """
+    if request.method != "GET" or "Range" in request.headers or upstream.status != 200:
+        return None
+    if upstream.headers.get("Content-Encoding") or "no-transform" in upstream.headers.get("Cache-Control", ""):
+        return None
+    content_type = upstream.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type in NEVER_COMPRESSED or not (content_type.startswith("text/") or content_type in COMPRESSED_TYPES
+                                                or content_type.endswith("+json")):
+        return None
+    if upstream.length_remaining is not None and upstream.length_remaining < ON_THE_FLY_MIN_SIZE:
+        return None
+    codings = accepted_codings(request.headers.get("Accept-Encoding"))
+    return codings[0] if codings else None
+
+
+def _compressed_headers(headerlist, coding):
+    """The answer's headers once its body is compressed: no length, the coding, Vary, a weak ETag."""
+    out, vary = [], []
+    for name, value in headerlist:
+        lower = name.lower()
+        if lower == "content-length":
+            continue
+        if lower == "vary":
+            vary.append(value)
+            continue
+        if lower == "etag" and not value.startswith("W/"):
+            value = "W/" + value  # another representation: no longer byte-for-byte Jupyter's
+        out.append((name, value))
+    vary = [v.strip() for value in vary for v in value.split(",") if v.strip()]
+    if "accept-encoding" not in (v.lower() for v in vary):
+        vary.append("Accept-Encoding")
+    out += [("Content-Encoding", coding), ("Vary", ", ".join(vary))]
+    return out
+
+
+class CompressedBody:
+    """WSGI app_iter compressing a relayed answer as it streams (see :func:`on_the_fly_coding`)."""
+
+    def __init__(self, body, coding):
+        self.body = body
+        self.coding = coding
+
+    def __iter__(self):
+        compressor = StreamCompressor(self.coding)
+        for chunk in self.body:
+            data = compressor.compress(chunk)
+            if data:
+                yield data
+        yield compressor.finish()
+
+    def close(self):
+        self.body.close()
+
+
 def proxy_request(request, port: int, token: str, host: str = "127.0.0.1") -> Response:
     """Forward ``request`` to the notebook on ``host:port`` and return its streamed answer.
 
@@ -132,9 +210,14 @@ def proxy_request(request, port: int, token: str, host: str = "127.0.0.1") -> Re
 
     drop = HOP_BY_HOP | _connection_tokens(upstream.headers.get("Connection", ""))
     headerlist = [(k, v) for k, v in upstream.headers.items() if k.lower() not in drop]
+    coding = on_the_fly_coding(request, upstream)
+    if coding is not None:
+        headerlist = _compressed_headers(headerlist, coding)
     if request.method == "HEAD":
         StreamingBody(upstream).close()
         app_iter = []
+    elif coding is not None:
+        app_iter = CompressedBody(StreamingBody(upstream), coding)
     elif upstream.length_remaining is not None and upstream.length_remaining <= SMALL_BODY:
         # Most API answers are small: read them whole, so the web server sends one buffer
         # instead of driving a generator (a measurable share of a small call's time).

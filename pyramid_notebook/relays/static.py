@@ -7,7 +7,8 @@ here with :class:`pyramid.response.FileResponse`, which uses the server's
 ``wsgi.file_wrapper`` (``sendfile`` under uWSGI), with the headers Jupyter would
 send. Whenever the file is not found exactly as Jupyter would find it — unusual
 names, links leading out of the folder, compressed files — the request goes to
-Jupyter as before, so Jupyter stays the judge of what exists.
+Jupyter as before, so Jupyter stays the judge of what exists. Text, JavaScript, JSON and the
+like go out brotli- or gzip-compressed when the browser accepts it (:mod:`pyramid_notebook.relays.compress`).
 """
 import functools
 import mimetypes
@@ -19,6 +20,7 @@ from urllib.parse import quote, urlsplit
 from pyramid.response import FileResponse
 
 from pyramid_notebook.core.context import FILES_HEADERS, STATIC_FILES_KEY as CONTEXT_KEY
+from pyramid_notebook.relays.compress import negotiate
 #: What tornado's StaticFileHandler gives versioned (``?v=``) files.
 VERSIONED_MAX_AGE = 86400 * 365 * 10
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -166,7 +168,10 @@ def static_file_plan(request, context: dict):
     if encoding:
         return None  # Jupyter sends .gz and friends as they are; leave those to it
     headers["X-Content-Type-Options"] = "nosniff"
-    return file_path, content_type or "application/octet-stream", headers
+    content_type = content_type or "application/octet-stream"
+    # Its brotli or gzip copy from the site's cache when the browser accepts one (relays/compress.py).
+    file_path, headers = negotiate(request, file_path, content_type, headers)
+    return file_path, content_type, headers
 
 
 def static_file_response(request, context: dict):

@@ -324,7 +324,7 @@ class HubBackend(HubRestClient, NotebookBackend):
         """Every hub user's server with kernels and memory (see :mod:`.inventory`); CPU is the servers' own."""
         from pyramid_notebook.backends.hub.inventory import hub_inventory
 
-        return hub_inventory(self, server_state, _options_context)
+        return hub_inventory(self, server_state, options_context)
 
     def stop_all(self) -> list:
         """Stop every active server on the hub; ``[(hub user, stopped?)]``."""

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import threading
 import time
 
 from pyramid_notebook.core import paths
@@ -50,6 +51,9 @@ class ForkServerClient:
     #: interpreter that cannot import Jupyter): spawning again at every launch would only burn
     #: seconds of CPU each time, while launches start the plain way anyway.
     FAILED_BACKOFF = 300.0
+    #: Seconds between the site's checks that its fork server still runs and is not stale (see
+    #: :meth:`refresh`); each check is one ping on the unix socket.
+    WATCH_INTERVAL = 30.0
 
     def __init__(self, notebook_folder: str, python: str):
         self.folder = os.path.join(notebook_folder, FOLDER_NAME)
@@ -60,12 +64,16 @@ class ForkServerClient:
         self._spawned = None
         self._respawn = None
         self._failed_at = None
+        self._watch = None  # (stop event, thread) of watch()
 
     def start_daemon(self, pid_file, work_folder, port, kill_timeout, extra_args=()) -> int:
         """Fork a notebook daemon; return its pid. Raises :class:`ForkServerError` to ask for a plain start.
 
         A missing, dead or stale fork server is noted for :meth:`respawn_if_needed`.
         """
+        # A fork server importing Jupyter right now (the site just started it) is ready sooner than
+        # a plain start, which pays the same imports while competing with it for the CPU.
+        self.wait_while_booting()
         message = {"op": "start", "python": self.python, "pid_file": pid_file, "work_folder": work_folder,
                    "port": int(port), "kill_timeout": int(kill_timeout), "extra_args": list(extra_args),
                    "env": dict(os.environ)}
@@ -90,16 +98,105 @@ class ForkServerClient:
         if respawn:
             self.ensure_running(force=respawn == "force")
 
-    def ping(self, timeout=2.0):
-        """The fork server's ``{"pid", "fingerprint"}``, or ``None`` when it does not answer."""
+    def wait_while_booting(self, timeout=None) -> bool:
+        """If a fork server is being spawned (alive, not yet listening), wait until it listens.
+
+        Returns True once it listens, False when none is booting or it did not make it in time
+        (at most ``timeout`` seconds, by default until :attr:`SPAWN_GRACE` after its spawn).
+        """
+        from pyramid_notebook.core.process import read_pid_file
+
+        socket_path = os.path.join(self.folder, self.name)
+        if os.path.lexists(socket_path):
+            return True
+        proc = self._process(read_pid_file(self.pid_file))
+        if proc is None:
+            return False
+        import psutil
+
         try:
-            answer = request(self.folder, self.python, {"op": "ping"}, timeout=timeout)
+            deadline = proc.create_time() + self.SPAWN_GRACE
+        except psutil.NoSuchProcess:
+            return False
+        if timeout is not None:
+            deadline = min(deadline, time.time() + timeout)
+        while time.time() < deadline:
+            if os.path.lexists(socket_path):
+                return True
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                return False
+            time.sleep(0.02)  # polls a file's existence, bounded by the deadline
+        return os.path.lexists(socket_path)
+
+    def refresh(self) -> None:
+        """Spawn the fork server if it is not running, replace it if it is stale (never waits for it).
+
+        What the site's watcher (:meth:`~pyramid_notebook.backends.local.manager.NotebookManager.on_site_start`)
+        runs every :attr:`WATCH_INTERVAL` seconds, so that the first launch after a deploy or after the
+        fork server exited is a forked start too.
+        """
+        answer = self.ping(timeout=2.0, check=True)
+        if answer is None:
+            self.ensure_running()
+        elif answer.get("stale"):
+            logger.info("The notebook fork server %s is stale (files or packages changed): replacing it",
+                        answer.get("pid"))
+            self.ensure_running(force=True, replacing=answer.get("pid"))
+
+    def watch(self, interval=None) -> None:
+        """Start the fork server now and keep it current, in a daemon thread of this process.
+
+        A launch that comes while the fork server still imports Jupyter waits for it
+        (:meth:`wait_while_booting`) rather than paying the same imports beside it. Every
+        ``interval`` seconds (:attr:`WATCH_INTERVAL`) the thread runs :meth:`refresh`: the fork server
+        is replaced after its idle exit, a crash or a deploy before a user's click finds out.
+        Several web processes may each watch: spawns are serialised by a file lock.
+        """
+        if self._watch is not None:
+            return
+        interval = self.WATCH_INTERVAL if interval is None else float(interval)
+        stop = threading.Event()
+
+        def run():
+            while not stop.is_set():
+                try:
+                    self.refresh()
+                except Exception as e:  # never a reason to stop watching: launches fall back to plain starts
+                    logger.warning("Could not start the notebook fork server: %s", e)
+                stop.wait(interval)
+
+        thread = threading.Thread(target=run, name="pyramid_notebook fork server watcher", daemon=True)
+        self._watch = (stop, thread)
+        thread.start()
+
+    def stop_watching(self) -> None:
+        """Stop :meth:`watch`'s thread (the fork server itself keeps running)."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch[0].set()
+            watch[1].join(timeout=30)
+
+    def ping(self, timeout=2.0, check=False):
+        """The fork server's ``{"pid", "fingerprint"}``, or ``None`` when it does not answer.
+
+        ``check``: the answer also says whether it is ``stale`` (built from other files or packages).
+        """
+        try:
+            message = {"op": "ping", "check": True} if check else {"op": "ping"}
+            answer = request(self.folder, self.python, message, timeout=timeout)
         except ForkServerError:
             return None
         return answer if answer.get("ok") else None
 
-    def ensure_running(self, force=False) -> None:
-        """Spawn the fork server unless it answers or is already being spawned (never waits for it)."""
+    def ensure_running(self, force=False, replacing=None) -> None:
+        """Spawn the fork server unless it answers or is already being spawned (never waits for it).
+
+        ``force``: replace it anyway; with ``replacing`` (a pid), only if that one is still the current
+        one (another web process may have replaced it since).
+        """
         import fcntl
 
         from pyramid_notebook.core.process import read_pid_file
@@ -118,9 +215,13 @@ class ForkServerClient:
             if not force and self._failed_at is not None and \
                     time.monotonic() - self._failed_at < self.FAILED_BACKOFF:
                 return
-            if not force and self.ping(timeout=0.5):
+            # Generous: on a loaded machine a healthy fork server may take a second to answer, and a
+            # short time-out here killed it and imported Jupyter again. A dead or broken one refuses at once.
+            if not force and self.ping(timeout=5.0):
                 return
             pid = read_pid_file(self.pid_file)
+            if replacing is not None and pid != replacing:
+                return
             proc = self._process(pid)
             if proc is not None:
                 # It binds its socket once it has imported everything; we remove any old one first.

@@ -16,7 +16,7 @@ from pyramid_notebook.backends.base import NotebookBackend, NotebookStartError, 
 from pyramid_notebook.backends.shells import ShellOpenError, open_shell
 from pyramid_notebook.core.contextparts import context_digest, same_server
 from pyramid_notebook.backends.local.ports import NoFreePort, pick_port, port_is_listening
-from pyramid_notebook.core.settings import default_python
+from pyramid_notebook.core.settings import NotebookSettings, default_python
 from pyramid_notebook.core.process import (
     get_daemon_process, pid_alive, process_is_stopped, remove_stale_pid_file, terminate_daemon,
 )
@@ -74,7 +74,7 @@ class NotebookManager(NotebookBackend):
         return port_is_listening(context["http_port"])
 
     def __init__(self, notebook_folder, min_port=29000, port_range=100, kill_timeout=3600, python=None,
-                 startup_timeout=60.0, max_notebooks=None, idle_timeout=0, fork_server=False, warm_kernel=True):
+                 startup_timeout=60.0, max_notebooks=None, idle_timeout=0, fork_server=NotebookSettings.fork_server, warm_kernel=True):
         self.notebook_folder = os.path.abspath(notebook_folder)
         self.min_port = int(min_port)
         self.port_range = int(port_range)
@@ -84,6 +84,7 @@ class NotebookManager(NotebookBackend):
         self.max_notebooks = max_notebooks
         self.idle_timeout = int(idle_timeout)
         #: Start daemons by forking a pre-imported server (see :mod:`pyramid_notebook.backends.local.forkclient`), or ``None``.
+        #: The default is the settings' (``pyramid_notebook.fork_server``), built from settings or not.
         self.fork_server = ForkServerClient(self.notebook_folder, self.python) if fork_server else None
         #: Start the default notebook's kernel with the server (see ``server/warm_kernel.py``).
         self.warm_kernel = bool(warm_kernel)
@@ -115,6 +116,20 @@ class NotebookManager(NotebookBackend):
                     self.fork_server.ensure_running()
             except OSError as e:  # never a reason to fail: launches fall back to a plain start
                 logger.warning("Could not start the notebook fork server: %s", e)
+
+    def on_site_start(self) -> None:
+        """Start the fork server now and keep it current, in a background thread of this process.
+
+        The first launch after the site starts (after a deploy, too) is then a forked start; see
+        :meth:`ForkServerClient.watch`. Does nothing without a fork server.
+        """
+        if self.fork_server is not None:
+            self.fork_server.watch()
+
+    def close(self) -> None:
+        """Stop :meth:`on_site_start`'s watcher thread (the fork server and notebooks keep running)."""
+        if self.fork_server is not None:
+            self.fork_server.stop_watching()
 
     # --- where things are -------------------------------------------------
 
