@@ -15,14 +15,13 @@ from pyramid_notebook.backends.local.forkclient import ForkServerClient, ForkSer
 from pyramid_notebook.backends.base import NotebookBackend, NotebookStartError, TooManyNotebooks
 from pyramid_notebook.backends.shells import ShellOpenError, open_shell
 from pyramid_notebook.core.contextparts import context_digest, same_server
+from pyramid_notebook.backends.local.startwait import WARM_SESSION_WAIT, StartWait  # noqa: F401 (importable here)
 from pyramid_notebook.backends.local.ports import NoFreePort, pick_port, port_is_listening
 from pyramid_notebook.core.settings import NotebookSettings, default_python
 from pyramid_notebook.core.process import (
     get_daemon_process, pid_alive, process_is_stopped, remove_stale_pid_file, terminate_daemon,
 )
-from pyramid_notebook.backends.status import get_status
-from pyramid_notebook.core.context import RUNTIME_KEYS, site_context, upstream_host  # noqa: F401 (RUNTIME_KEYS: kept importable)
-from pyramid_notebook.core.files import read_tail
+from pyramid_notebook.core.context import RUNTIME_KEYS, site_context  # noqa: F401 (RUNTIME_KEYS: kept importable)
 from pyramid_notebook.core.names import username_to_folder_name
 
 DAEMON_SCRIPT = paths.DAEMON_SCRIPT
@@ -32,26 +31,14 @@ STATE_FOLDER = statefolder.STATE_FOLDER
 #: Context keys the manager and daemon add; they never count as a context change.
 #: The progress page's record of a background start, in the user's state folder.
 LAUNCH_RECORD = "launch.json"
-#: Seconds a launch waits, after the server answers, for the warm kernel's session to exist.
-WARM_SESSION_WAIT = 10.0
 
 logger = logging.getLogger(__name__)
-
-
-def _disk_hint(folder) -> str:
-    """A sentence naming a full disk, the usual reason a server dies without a log."""
-    try:
-        st = os.statvfs(folder)
-    except OSError:
-        return ""
-    free = st.f_bavail * st.f_frsize
-    return f" The disk holding the notebook folder is full ({free // 1024} KiB free)." if free < 1 << 20 else ""
 
 
 __all__ = ["NotebookManager", "NotebookStartError", "NoFreePort", "TooManyNotebooks"]
 
 
-class NotebookManager(NotebookBackend):
+class NotebookManager(StartWait, NotebookBackend):
     """Manage per-user notebook daemons under ``notebook_folder``.
 
     Each user gets ``notebook_folder/<user>/``, the folder Jupyter serves, holding
@@ -374,48 +361,3 @@ class NotebookManager(NotebookBackend):
                     launcher.stderr.close()
                 if self.fork_server is not None:
                     self.start_fork_server(respawn_only=True)
-
-    def _answers(self, context, timeout) -> bool:
-        return get_status(upstream_host(context), context["http_port"], context.get("notebook_path"),
-                          context.get("token", ""), timeout=timeout, http=self._http) is not None
-
-    def _wait_until_ready(self, name, launcher, context, forked=None):
-        pid_file = self.get_pid_file(name)
-        work_folder = self.get_state_folder(name)  # where the logs are
-        deadline = time.monotonic() + self.startup_timeout
-        answered_at = None
-        while True:
-            latest = contextfile.read_context(pid_file) or {}
-            if latest.get("pid") and latest.get("token") == context["token"]:
-                if get_daemon_process(pid_file, pid=latest["pid"]) is None:
-                    raise NotebookStartError("The notebook server exited while starting." + _disk_hint(work_folder),
-                                             self._log_tail(work_folder))
-                if answered_at is None and self._answers(latest, timeout=1):
-                    answered_at = time.monotonic()
-                # The page must find the warm kernel's session, or it would start a second kernel.
-                if answered_at is not None and (
-                        not latest.get("warm_kernel") or "warm_session" in latest or "warm_session_error" in latest
-                        or time.monotonic() - answered_at > WARM_SESSION_WAIT):
-                    return latest
-            elif forked is not None and not pid_alive(forked):
-                raise NotebookStartError("The notebook server exited while starting.", self._log_tail(work_folder))
-            code = launcher.poll() if launcher is not None else None
-            if code not in (None, 0):
-                raise NotebookStartError(f"The notebook launcher failed (exit status {code})." +
-                                         _disk_hint(work_folder),
-                                         self._log_tail(work_folder, launcher))
-            if time.monotonic() > deadline:
-                raise NotebookStartError(
-                    f"The notebook server did not answer within {self.startup_timeout:g} seconds.",
-                    self._log_tail(work_folder))
-            # A refused connection costs microseconds; poll often so the user waits no longer
-            # than the server takes to start.
-            time.sleep(0.01)
-
-    @staticmethod
-    def _log_tail(state_folder, launcher=None, lines=30) -> str:
-        tail = read_tail(os.path.join(state_folder, statefolder.STDERR_LOG), lines, max_bytes=16384)
-        if launcher is not None and launcher.stderr:
-            with contextlib.suppress(Exception):
-                tail += launcher.stderr.read(16384).decode("utf-8", "replace").splitlines()
-        return "\n".join(tail[-lines:])
