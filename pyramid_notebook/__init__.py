@@ -36,6 +36,6 @@ def includeme(config):
 
     config.action(SETTINGS_ACTION, register)
     # The parent-page half of the save bridge: <site>/pyramid_notebook/notebook-bridge.js.
-    config.add_static_view(ASSETS_PATH, "pyramid_notebook:assets", cache_max_age=3600)
+    config.include("pyramid_notebook.web.assets")
     # 400, not a 500 traceback, for addresses under the notebook routes that are not UTF-8.
     config.include("pyramid_notebook.web.badinput")
