@@ -33,6 +33,7 @@ from a2wsgi.wsgi import build_environ
 from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden
 from pyramid.response import Response
 
+from pyramid_notebook.relays.asgi_body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY, BufferedBodies
 from pyramid_notebook.relays.asgi_relay import refuse, relay
 from pyramid_notebook.core.origin import is_cross_site_request
 from pyramid_notebook.web.views import CONTEXT_ENVIRON_KEY, error_page
@@ -204,19 +205,53 @@ class _InputTerminated:
         return self.app(environ, start_response)
 
 
+#: Answer headers uvicorn always sends itself: the app's copies (a proxied notebook's own ``Date``
+#: and ``Server: TornadoServer``) would go out beside them, twice each.
+_SERVER_HEADERS = frozenset({b"date", b"server"})
+
+
+def _without_server_headers(send):
+    """``send`` that drops the app's ``Date`` and ``Server`` from an answer's headers (see above)."""
+    async def send_once(message):
+        if message["type"] == "http.response.start":
+            headers = message.get("headers") or ()
+            if any(k.lower() in _SERVER_HEADERS for k, _ in headers):
+                message = dict(message, headers=[(k, v) for k, v in headers if k.lower() not in _SERVER_HEADERS])
+        await send(message)
+
+    return send_once
+
+
 class NotebookASGI:
     """ASGI application around a Pyramid site's WSGI app; see the module docstring.
 
     :param wsgi_app: the site (``config.make_wsgi_app()``).
     :param threads: size of the thread pool that runs WSGI requests; a streaming
         response holds one thread while it streams.
+    :param max_body_size: largest request body outside the notebook routes (413 beyond).
+    :param body_timeout: seconds a client has for a whole request body outside the notebook
+        routes (408 beyond). Such bodies are read on the event loop before a thread is taken
+        (:mod:`pyramid_notebook.relays.asgi_body`), so slow bodies cannot take the pool.
     """
 
-    def __init__(self, wsgi_app, threads: int = DEFAULT_THREADS):
+    def __init__(self, wsgi_app, threads: int = DEFAULT_THREADS, max_body_size: int = DEFAULT_MAX_BODY,
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT):
         self.wsgi_app = wsgi_app
-        self.http = WSGIMiddleware(_InputTerminated(wsgi_app), workers=threads)
+        self.wsgi = WSGIMiddleware(_InputTerminated(wsgi_app), workers=threads)
+        self.http = BufferedBodies(self.wsgi, streamed=self._streamed, max_body=max_body_size,
+                                   timeout=body_timeout)
+        self._streamed_prefixes = None
         #: Relay tasks of the websockets open right now.
         self.relays = set()
+
+    def _streamed(self, path: str) -> bool:
+        """Bodies under the notebook routes stream on to the notebook (see asgi_body)."""
+        if self._streamed_prefixes is None:
+            from pyramid_notebook.web.badinput import notebook_path_prefixes
+
+            registry = self.registry
+            self._streamed_prefixes = notebook_path_prefixes(registry) if registry is not None else ("/notebook/",)
+        return path.startswith(self._streamed_prefixes)
 
     @property
     def registry(self):
@@ -226,7 +261,9 @@ class NotebookASGI:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket":
             await self.websocket(scope, receive, send)
-        else:  # http and lifespan
+        elif scope["type"] == "http":
+            await self.http(scope, receive, _without_server_headers(send))
+        else:  # lifespan
             await self.http(scope, receive, send)
 
     async def websocket(self, scope, receive, send):
@@ -237,7 +274,7 @@ class NotebookASGI:
         handshake = _Handshake()
         environ = websocket_environ(scope, handshake)
         loop = asyncio.get_running_loop()
-        upstream, refusal = await loop.run_in_executor(self.http.executor, authorize, self.wsgi_app, environ,
+        upstream, refusal = await loop.run_in_executor(self.wsgi.executor, authorize, self.wsgi_app, environ,
                                                        handshake)
         if upstream is None:
             await refuse(scope, send, *refusal)
@@ -250,7 +287,7 @@ class NotebookASGI:
             self.relays.discard(task)
 
 
-def make_asgi_app(wsgi_app, threads: int = DEFAULT_THREADS) -> NotebookASGI:
+def make_asgi_app(wsgi_app, threads: int = DEFAULT_THREADS, **body_limits) -> NotebookASGI:
     """Wrap a Pyramid site's WSGI app for an ASGI server such as uvicorn.
 
     Set ``pyramid_notebook.websocket_proxy = pyramid_notebook.relays.asgi_app.serve_websocket`` so
@@ -258,8 +295,10 @@ def make_asgi_app(wsgi_app, threads: int = DEFAULT_THREADS) -> NotebookASGI:
 
         from pyramid_notebook.relays.asgi_app import make_asgi_app
         app = make_asgi_app(config.make_wsgi_app())
+
+    ``max_body_size`` and ``body_timeout`` go to :class:`NotebookASGI`.
     """
-    return NotebookASGI(wsgi_app, threads=threads)
+    return NotebookASGI(wsgi_app, threads=threads, **body_limits)
 
 
 def from_ini(path: str = "", name: str = "main") -> NotebookASGI:
@@ -293,11 +332,13 @@ _UVICORN_OPTIONS = {
 }
 
 
-def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_THREADS, **options):
+def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_THREADS,
+                max_body_size=DEFAULT_MAX_BODY, body_timeout=DEFAULT_BODY_TIMEOUT, **options):
     """``paste.server_runner`` ``egg:pyramid_notebook#uvicorn``: serve the site with uvicorn.
 
     ``listen = host:port``; ``$PYRAMID_NOTEBOOK_DEMO_PORT`` and ``$PYRAMID_NOTEBOOK_DEMO_HOST``
-    override them. ``threads`` sizes the WSGI thread pool; ``ws_max_size``, ``ws_ping_interval``,
+    override them. ``threads`` sizes the WSGI thread pool; ``max_body_size`` (bytes) and
+    ``body_timeout`` (seconds) bound the request bodies read before a thread is taken; ``ws_max_size``, ``ws_ping_interval``,
     ``proxy_headers``, ``forwarded_allow_ips``, ``root_path``, ``access_log`` ... go to uvicorn.
     Logging is left to the INI file's logging sections.
     """
@@ -311,17 +352,27 @@ def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_
     for key, value in options.items():
         kind = _UVICORN_OPTIONS.get(key)
         if kind is None:
-            raise ValueError(f"egg:pyramid_notebook#uvicorn does not know the option {key!r}; "
-                             f"known: listen, threads, {', '.join(sorted(_UVICORN_OPTIONS))}")
+            raise ValueError(f"egg:pyramid_notebook#uvicorn does not know the option {key!r}; known: listen, "
+                             f"threads, max_body_size, body_timeout, {', '.join(sorted(_UVICORN_OPTIONS))}")
         kwargs[key] = asbool(value) if kind == "bool" else kind(value)
-    config = uvicorn.Config(make_asgi_app(wsgi_app, threads=int(threads)), host=host, port=port, log_config=None,
-                            **kwargs)
+    app = make_asgi_app(wsgi_app, threads=int(threads), max_body_size=int(max_body_size),
+                        body_timeout=float(body_timeout))
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, **kwargs)
     quiet_spurious_handshake_errors()
     uvicorn.Server(config).run()
 
 
+#: uvicorn's error for a browser's text frame that is not UTF-8: the browser's fault, not the site's.
+_INVALID_UTF8 = "Invalid UTF-8 sequence received from client."
+
+
 class _SpuriousHandshakeError(logging.Filter):
     def filter(self, record):
+        if record.getMessage() == _INVALID_UTF8:
+            # uvicorn closes that websocket with 1007 and logs a traceback at ERROR: a client
+            # could fill the log with them. One warning line says it all.
+            record.levelno, record.levelname, record.exc_info, record.exc_text = logging.WARNING, "WARNING", None, None
+            return True
         return record.getMessage() != "ASGI callable returned without completing handshake."
 
 
@@ -331,6 +382,7 @@ def quiet_spurious_handshake_errors():
     uvicorn's websockets-sansio protocol logs it after every ``websocket.http.response``
     although the refusal was sent (uvicorn pull request #3138). :class:`NotebookASGI`
     always accepts or answers a handshake, so in its process the message is never true.
+    Its traceback for a browser's invalid UTF-8 text frame becomes a one-line warning.
     """
     error_logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _SpuriousHandshakeError) for f in error_logger.filters):
