@@ -23,12 +23,12 @@ from pyramid.httpexceptions import (
 from pyramid_notebook.backends.base import BackendUnavailable
 from pyramid_notebook.relays import accel
 from pyramid_notebook.web.contents import BadPath, validate_path
-from pyramid_notebook.core.framing import framing_context
+from pyramid_notebook.core.framing import framing_context, refuse_framing
 from pyramid_notebook.backends.local.manager import NotebookStartError, TooManyNotebooks
 from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin
 from pyramid_notebook.backends.local.ports import NoFreePort
 from pyramid_notebook.web.progress import launch_with_progress, wants_progress_page
-from pyramid_notebook.relays.http import UpstreamError, proxy_request
+from pyramid_notebook.relays.http import UpstreamError, drop_pool, proxy_request
 from pyramid_notebook.core.settings import get_notebook_settings
 from pyramid_notebook.relays.static import static_file_plan, static_file_response
 from pyramid_notebook.core.names import BadUsername, make_dict_hash, route_to_alt_domain
@@ -55,7 +55,7 @@ def error_page(exc_class, title, message, details=""):
     """An HTTP exception of ``exc_class`` with a small, escaped HTML page."""
     extra = f"<pre>{html.escape(details)}</pre>" if details else ""
     body = PAGE.format(title=html.escape(title), message=html.escape(message), details=extra)
-    return exc_class(body=body, content_type="text/html", charset="utf-8")
+    return refuse_framing(exc_class(body=body, content_type="text/html", charset="utf-8"), others_only=True)
 
 
 def get_notebook_manager(request):
@@ -279,14 +279,21 @@ def shutdown_notebook(request, username):
     require_intent(request, "Shut down your notebook?",
                    "This stops your notebook server and every kernel in it; unsaved work in open notebooks is "
                    "lost. Your files stay.", "Shut down", cancel_url=request.application_url + "/")
+    manager = get_notebook_manager(request)
     try:
-        return get_notebook_manager(request).stop_notebook(username)
+        running = manager.get_notebook_status(username)
+        stopped = manager.stop_notebook(username)
     except BadUsername as e:
         raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
     except OSError as e:
         raise _folder_error_page(username, e) from None
     except BackendUnavailable as e:
         raise _unavailable(username, e) from None
+    if running and running.get("http_port") and not running.get("http_host"):
+        # A local notebook's own port: its pooled sockets would linger in CLOSE_WAIT. (A hub's
+        # proxy stays up for the other users; the sweeper in relays/http.py covers the rest.)
+        drop_pool("127.0.0.1", running["http_port"])
+    return stopped
 
 
 def notebook_proxy(request, username):
