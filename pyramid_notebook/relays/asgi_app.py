@@ -338,8 +338,9 @@ def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_
 
     ``listen = host:port``; ``$PYRAMID_NOTEBOOK_DEMO_PORT`` and ``$PYRAMID_NOTEBOOK_DEMO_HOST``
     override them. ``threads`` sizes the WSGI thread pool; ``max_body_size`` (bytes) and
-    ``body_timeout`` (seconds) bound the request bodies read before a thread is taken; ``ws_max_size``, ``ws_ping_interval``,
-    ``proxy_headers``, ``forwarded_allow_ips``, ``root_path``, ``access_log`` ... go to uvicorn.
+    ``body_timeout`` (seconds) bound the request bodies read before a thread is taken;
+    ``ws_max_size``, ``ws_ping_interval``, ``proxy_headers``, ``forwarded_allow_ips``, ``root_path``,
+    ``access_log`` ... go to uvicorn.
     Logging is left to the INI file's logging sections.
     """
     import uvicorn
