@@ -54,7 +54,7 @@ def includeme(config):
 
     config.add_subscriber(_on_site_start, ApplicationCreated)
     # The parent-page half of the save bridge: <site>/pyramid_notebook/notebook-bridge.js.
-    config.add_static_view(ASSETS_PATH, "pyramid_notebook:assets", cache_max_age=3600)
+    config.include("pyramid_notebook.web.assets")
     # 400, not a 500 traceback, for addresses under the notebook routes that are not UTF-8.
     config.include("pyramid_notebook.web.badurl")
     # The 503 page for missing settings; the INI-only shell routes.

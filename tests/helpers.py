@@ -255,9 +255,19 @@ def _answers(url):
 def login(base_url, username="user", password="password") -> requests.Session:
     """A requests session logged in to the demo through its login form."""
     s = requests.Session()
-    r = s.post(base_url + "/login", data={"username": username, "password": password}, allow_redirects=False)
+    r = s.post(base_url + "/login", data={"username": username, "password": password,
+                                          "csrf_token": login_form_token(s, base_url)}, allow_redirects=False)
     assert r.status_code == 302, r.text
     return s
+
+
+def login_form_token(session, base_url) -> str:
+    """The CSRF token of the demo's login form, as a browser that opened it holds it (cookie in ``session``)."""
+    import re
+
+    page = session.get(base_url + "/login", allow_redirects=False)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    return found.group(1) if found else ""
 
 
 def execute_over_websocket(ws_url, code, origin, headers=(), timeout=60.0, subprotocols=None):

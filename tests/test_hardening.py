@@ -132,8 +132,8 @@ def test_browser_intent_rules(registry_with):
     assert browser_intent(blank(registry, **{"Sec-Fetch-Site": "same-site", "Referer": "https://x.site.example/"})) \
         is False
     assert browser_intent(blank(registry, **{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "image"})) is False
-    # A frame of the site's own page (an embedded notebook) is the site; another site's frame is not.
-    assert browser_intent(blank(registry, **{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "iframe"})) is True
+    # A navigation in a frame is never intent: the framing page may be another (same-site) one (clickjacking).
+    assert browser_intent(blank(registry, **{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "iframe"})) is False
     assert browser_intent(blank(registry, **{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "iframe",
                                              "Referer": "http://evil.example/"})) is False
     assert browser_intent(blank(registry, Origin="http://evil.example")) is False

@@ -13,7 +13,7 @@ import pytest
 import requests
 import websocket
 
-from tests.helpers import CLICK, KernelChannel, free_port, login, wait_for
+from tests.helpers import CLICK, KernelChannel, free_port, login, login_form_token, wait_for
 from tests.hubhelpers import BROKEN_USER, CHP, FRAMER, HUB_TOKEN, JUPYTERHUB, Hub, WebNode
 
 pytestmark = [
@@ -40,7 +40,8 @@ def session(node, username="user"):
     s = requests.Session()
     s.headers["Host"] = PUBLIC
     s.hooks["response"].append(_record)
-    r = s.post(node.url + "/login", data={"username": username, "password": "password"}, allow_redirects=False)
+    r = s.post(node.url + "/login", data={"username": username, "password": "password",
+                                          "csrf_token": login_form_token(s, node.url)}, allow_redirects=False)
     assert r.status_code == 302, r.text
     return s
 

@@ -107,6 +107,7 @@ def test_cold_launch_answers_with_a_progress_page_then_redirects(site):
         assert "Starting your notebook" in page.text and "Traceback" not in page.text
         assert f'http-equiv="refresh" content="2;url=/shell?{PARAM}=' in page.text.replace("&amp;", "&")
         assert page.headers["Cache-Control"] == "no-store"
+        assert page.headers["Content-Security-Policy"] == "frame-ancestors 'self'", "no other site frames it"
     ids = {page.text.split(PARAM + "=")[1].split('"')[0] for page in pages}
     assert "interrupted" not in ids
     poll = f"{site.url}/shell?{PARAM}={ids.pop()}"

@@ -58,3 +58,19 @@ def content_security_policy(sources, base_url: str) -> str:
     """The notebook server's CSP: Jupyter's own (``frame-ancestors`` and its report URI) with our sources."""
     sources = list(sources or [SELF])
     return f"frame-ancestors {' '.join(sources)}; report-uri {base_url.rstrip('/')}/api/security/csp-report"
+
+
+def refuse_framing(response, others_only: bool = False):
+    """Forbid browsers to show ``response`` in a frame: anywhere, or (``others_only``) outside its own origin.
+
+    For this library's own pages. The confirmation page's button must never be clickable
+    through another page (``'none'``); progress and error pages carry no action, and
+    ``others_only`` lets the site's own frames (an embedded notebook) still show them.
+    Headers the response already has are kept. Returns ``response``.
+    """
+    headers = response.headers
+    if "Content-Security-Policy" not in headers:
+        headers["Content-Security-Policy"] = f"frame-ancestors {SELF if others_only else NONE}"
+    if "X-Frame-Options" not in headers:  # for browsers without CSP level 2
+        headers["X-Frame-Options"] = "SAMEORIGIN" if others_only else "DENY"
+    return response

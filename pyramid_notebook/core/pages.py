@@ -4,6 +4,8 @@ One template for every page the library answers itself, whichever layer raises i
 """
 import html
 
+from pyramid_notebook.core.framing import refuse_framing
+
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1><p>{message}</p>{details}</body></html>
@@ -17,5 +19,9 @@ def page_html(title, message, details="") -> str:
 
 
 def error_page(exc_class, title, message, details=""):
-    """An HTTP exception of ``exc_class`` (a :mod:`pyramid.httpexceptions` class) with the page."""
-    return exc_class(body=page_html(title, message, details), content_type="text/html", charset="utf-8")
+    """An HTTP exception of ``exc_class`` (a :mod:`pyramid.httpexceptions` class) with the page.
+
+    Other sites may not frame it (the site's own frames may: an embedded notebook shows its errors).
+    """
+    return refuse_framing(exc_class(body=page_html(title, message, details), content_type="text/html",
+                                    charset="utf-8"), others_only=True)

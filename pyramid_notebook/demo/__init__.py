@@ -2,6 +2,7 @@
 import os
 
 from pyramid.config import Configurator
+from pyramid.session import SignedCookieSessionFactory
 
 from pyramid_notebook.demo.models import setup_database
 from pyramid_notebook.demo.security import DemoSecurityPolicy, Root
@@ -50,9 +51,14 @@ def main(global_config, **settings):
     settings.setdefault("pyramid_notebook.admin_principals", "role:admin")
     settings.setdefault("sqlalchemy.url", f"sqlite:///{os.path.join(here, 'demo.sqlite')}")
 
+    secret = settings.get("demo.secret", "not a secret, demo only")
     with Configurator(settings=settings, root_factory=Root) as config:
-        config.set_security_policy(DemoSecurityPolicy(settings.get("demo.secret", "not a secret, demo only"),
-                                                      cookie_domain=settings.get("demo.cookie_domain")))
+        config.set_security_policy(DemoSecurityPolicy(secret, cookie_domain=settings.get("demo.cookie_domain")))
+        # A session for Pyramid's CSRF tokens (the login form's, and the library's confirmation
+        # pages'): without one, another site could log the user in as someone else (login CSRF).
+        config.set_session_factory(SignedCookieSessionFactory(
+            secret + " session", cookie_name="demo_session", httponly=True, samesite="Lax",
+            domain=settings.get("demo.cookie_domain") or None))
         config.include("pyramid_notebook")
         config.registry.dbsession_factory = setup_database(settings["sqlalchemy.url"])
         config.add_request_method(_dbsession, "dbsession", reify=True)

@@ -4,8 +4,12 @@
 site's Save button asks the frame to save through the save bridge (the contents
 API only has what was saved), then posts the notebook's path to ``/embed/save``,
 which reads the notebook server-side (:mod:`pyramid_notebook.web.contents`) and
-stores it in the demo database. ``/embed?analysis=ID`` writes a stored analysis
-back into the user's folder and opens it in the frame.
+stores it in the demo database. ``/embed?analysis=ID`` opens a stored analysis in
+the frame: it is written into the user's folder as ``analysis-ID.ipynb`` only when that
+file is not there yet. An existing file is the user's working copy, at least as new as the
+stored one (the site stores what the frame saved); it is opened as it is, never
+overwritten, so a link to ``/embed?analysis=ID`` from anywhere (even another site) cannot
+destroy work that was not "Saved to the site" yet.
 """
 import datetime
 import html
@@ -77,11 +81,16 @@ def _item(request, analysis) -> str:
             f'{html.escape(analysis.name)}</a> (saved {analysis.saved_at:%Y-%m-%d %H:%M:%S})</li>')
 
 
+#: Ids are SQLite integers: anything outside 1 .. 2**63-1 names no analysis (and would overflow).
+MAX_ID = 2 ** 63 - 1
+
+
 def _own_analysis(request, analysis_id):
     try:
-        analysis = request.dbsession.get(Analysis, int(analysis_id))
+        analysis_id = int(analysis_id)
     except (TypeError, ValueError):
         raise error_page(HTTPBadRequest, "Bad analysis", "The analysis id is not a number.") from None
+    analysis = request.dbsession.get(Analysis, analysis_id) if 0 < analysis_id <= MAX_ID else None
     if analysis is None or analysis.owner != request.authenticated_userid:
         raise error_page(HTTPNotFound, "No such analysis", "You have no stored analysis with that id.")
     return analysis
@@ -98,10 +107,12 @@ def embed(request):
         path = _analysis_path(analysis)
         notebook_url(request, username, context)  # make sure it runs before writing into it
         try:
-            contents.write_notebook(request, username, path, json.loads(analysis.content))
+            if _restore_unless_present(request, username, path, analysis):
+                status = f"Reopened analysis {analysis.id}"
+            else:
+                status = f"Opened your working copy of analysis {analysis.id} ({path})"
         except contents.ContentsError as e:
             raise error_page(HTTPBadGateway, "The analysis could not be restored", str(e)) from None
-        status = f"Reopened analysis {analysis.id}"
     src = notebook_url(request, username, context, path=path)
     mine = request.dbsession.query(Analysis).filter_by(owner=username).order_by(Analysis.id)
     return page(EMBED.format(
@@ -109,6 +120,17 @@ def embed(request):
         src=html.escape(src), analyses="".join(_item(request, a) for a in mine),
         bridge=html.escape(request.static_path("pyramid_notebook:assets/notebook-bridge.js")),
         save_url=request.route_path("embed_save"), analysis_id=json.dumps(analysis.id if analysis else None)))
+
+
+def _restore_unless_present(request, username, path, analysis) -> bool:
+    """Write the stored analysis to ``path`` unless a file is there; True if it was written."""
+    try:
+        contents.for_user(request, username).get(path, content=False)
+        return False  # the working copy: never overwritten from here
+    except contents.ContentsNotFound:
+        pass
+    contents.write_notebook(request, username, path, json.loads(analysis.content))
+    return True
 
 
 def _error(request, status, message):

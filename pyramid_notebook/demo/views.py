@@ -2,14 +2,18 @@
 import html
 from urllib.parse import urlsplit
 
+from pyramid.csrf import new_csrf_token
+from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken, URLDecodeError
 from pyramid.httpexceptions import HTTPForbidden, HTTPFound
 from pyramid.response import Response
 from pyramid.security import forget, remember
-from pyramid.exceptions import URLDecodeError
 from pyramid.view import exception_view_config, forbidden_view_config, view_config
+from webob.request import DisconnectionError
 
 from pyramid_notebook.core import startup
 from pyramid_notebook.web.badurl import bad_url_view
+from pyramid_notebook.core.framing import refuse_framing
+from pyramid_notebook.web.intent import get_csrf_token
 from pyramid_notebook.demo.models import Base, Item
 from pyramid_notebook.demo.security import check_password
 from pyramid_notebook.web.views import launch_notebook, notebook_proxy, shutdown_notebook
@@ -40,6 +44,7 @@ HOME = """<h1>pyramid_notebook demo</h1>
 LOGIN = """<h1>Log in</h1>
 <p class="error">{error}</p>
 <form method="post" action="/login">
+<input type="hidden" name="csrf_token" value="{csrf_token}">
 <input type="hidden" name="came_from" value="{came_from}">
 <label>Username <input type="text" name="username" id="username" autofocus></label>
 <label>Password <input type="password" name="password" id="password"></label>
@@ -50,8 +55,14 @@ LOGIN = """<h1>Log in</h1>
 
 
 def page(body, status=200):
-    """A demo HTML page."""
-    return Response(LAYOUT.format(body=body), status=status, content_type="text/html", charset="utf-8")
+    """A demo HTML page; no other page may frame it.
+
+    Home carries the shell and shutdown links: framed, nearly invisible, by another page,
+    a click meant for that page could land on them (clickjacking). Send ``frame-ancestors``
+    on every page with such links.
+    """
+    response = Response(LAYOUT.format(body=body), status=status, content_type="text/html", charset="utf-8")
+    return refuse_framing(response)
 
 
 def _local_path(url) -> str:
@@ -73,18 +84,48 @@ def home(request):
     return page(HOME.format(user=html.escape(request.authenticated_userid), count=len(items), items=listing))
 
 
-@view_config(route_name="login")
+def login_page(request, error="", came_from="/", status=200):
+    """The login form, with the session's CSRF token."""
+    body = LOGIN.format(error=html.escape(error), came_from=html.escape(came_from),
+                        csrf_token=html.escape(get_csrf_token(request), quote=True))
+    return page(body, status=status)
+
+
+@view_config(route_name="login", require_csrf=True)
 def login(request):
-    """Login form; on success redirect back where the user came from."""
+    """Login form; on success redirect back where the user came from.
+
+    ``require_csrf``: a POST must carry the form's token, so another site's form cannot
+    log the user in as someone else (whose notebook would then get what they type).
+    """
     came_from = _local_path(request.params.get("came_from", "/"))
-    error = ""
     if request.method == "POST":
         username = request.POST.get("username", "")
         if check_password(username, request.POST.get("password", "")):
+            new_csrf_token(request)  # a new login, a new token
             return HTTPFound(came_from, headers=remember(request, username))
-        error = "Wrong username or password."
-    body = LOGIN.format(error=html.escape(error), came_from=html.escape(came_from))
-    return page(body, status=400 if error else 200)
+        return login_page(request, "Wrong username or password.", came_from, status=400)
+    return login_page(request, came_from=came_from)
+
+
+@exception_view_config(BadCSRFToken)
+@exception_view_config(BadCSRFOrigin)
+def bad_csrf(exc, request):
+    """A login form from another site, or an expired one: 400 and a fresh form."""
+    return login_page(request, "This form was not sent from this site's login page (or it expired); "
+                      "log in again.", status=400)
+
+
+@exception_view_config(UnicodeDecodeError)
+def not_utf8(exc, request):
+    """A query string or form that is not UTF-8 (``/login?came_from=%ff``): 400, not a traceback."""
+    return page("<h1>Bad request</h1><p>The address or form is not UTF-8.</p>", status=400)
+
+
+@exception_view_config(DisconnectionError)
+def body_cut_off(exc, request):
+    """The client sent less body than it announced (under a server that does not buffer bodies)."""
+    return page("<h1>Bad request</h1><p>The request's body was cut off.</p>", status=400)
 
 
 @view_config(route_name="logout")

@@ -33,6 +33,8 @@ from pyramid_notebook.relays.asgi_approval import (  # noqa: F401 (the ASGI rela
 )
 from pyramid_notebook.relays import counters
 from pyramid_notebook.relays.asgi_logs import quiet_spurious_handshake_errors
+from pyramid_notebook.relays.asgi_body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY, BufferedBodies
+from pyramid_notebook.core.routes import notebook_path_prefixes
 from pyramid_notebook.relays.asgi_relay import refuse, relay
 
 #: Default size of the thread pool running WSGI requests (HTTP and websocket authorization).
@@ -55,6 +57,23 @@ class _InputTerminated:
         return self.app(environ, start_response)
 
 
+#: Answer headers uvicorn always sends itself: the app's copies (a proxied notebook's own ``Date``
+#: and ``Server: TornadoServer``) would go out beside them, twice each.
+_SERVER_HEADERS = frozenset({b"date", b"server"})
+
+
+def _without_server_headers(send):
+    """``send`` that drops the app's ``Date`` and ``Server`` from an answer's headers (see above)."""
+    async def send_once(message):
+        if message["type"] == "http.response.start":
+            headers = message.get("headers") or ()
+            if any(k.lower() in _SERVER_HEADERS for k, _ in headers):
+                message = dict(message, headers=[(k, v) for k, v in headers if k.lower() not in _SERVER_HEADERS])
+        await send(message)
+
+    return send_once
+
+
 class NotebookASGI:
     """ASGI application around a Pyramid site's WSGI app; see the module docstring.
 
@@ -63,13 +82,28 @@ class NotebookASGI:
         response holds one thread while it streams.
     :param multiprocess: ``wsgi.multiprocess``: whether other processes serve the same site
         (``uvicorn --workers N``); ``False`` when this is the only one.
+    :param max_body_size: largest request body outside the notebook routes (413 beyond).
+    :param body_timeout: seconds a client has for a whole request body outside the notebook
+        routes (408 beyond). Such bodies are read on the event loop before a thread is taken
+        (:mod:`pyramid_notebook.relays.asgi_body`), so slow bodies cannot take the pool.
     """
 
-    def __init__(self, wsgi_app, threads: int = DEFAULT_THREADS, multiprocess: bool = True):
+    def __init__(self, wsgi_app, threads: int = DEFAULT_THREADS, multiprocess: bool = True,
+                 max_body_size: int = DEFAULT_MAX_BODY, body_timeout: float = DEFAULT_BODY_TIMEOUT):
         self.wsgi_app = wsgi_app
-        self.http = WSGIMiddleware(_InputTerminated(wsgi_app, multiprocess), workers=threads)
+        self.wsgi = WSGIMiddleware(_InputTerminated(wsgi_app, multiprocess), workers=threads)
+        self.http = BufferedBodies(self.wsgi, streamed=self._streamed, max_body=max_body_size,
+                                   timeout=body_timeout)
+        self._streamed_prefixes = None
         #: Relay tasks of the websockets open right now.
         self.relays = set()
+
+    def _streamed(self, path: str) -> bool:
+        """Bodies under the notebook routes stream on to the notebook (see asgi_body)."""
+        if self._streamed_prefixes is None:
+            registry = self.registry
+            self._streamed_prefixes = notebook_path_prefixes(registry) if registry is not None else ("/notebook/",)
+        return path.startswith(self._streamed_prefixes)
 
     @property
     def registry(self):
@@ -79,7 +113,9 @@ class NotebookASGI:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket":
             await self.websocket(scope, receive, send)
-        else:  # http and lifespan
+        elif scope["type"] == "http":
+            await self.http(scope, receive, _without_server_headers(send))
+        else:  # lifespan
             await self.http(scope, receive, send)
 
     async def websocket(self, scope, receive, send):
@@ -90,7 +126,7 @@ class NotebookASGI:
         handshake = _Handshake()
         environ = websocket_environ(scope, handshake)
         loop = asyncio.get_running_loop()
-        upstream, refusal = await loop.run_in_executor(self.http.executor, authorize, self.wsgi_app, environ,
+        upstream, refusal = await loop.run_in_executor(self.wsgi.executor, authorize, self.wsgi_app, environ,
                                                        handshake)
         if upstream is None:
             await refuse(scope, send, *refusal)
@@ -104,7 +140,7 @@ class NotebookASGI:
             self.relays.discard(task)
 
 
-def make_asgi_app(wsgi_app, threads: int = DEFAULT_THREADS, multiprocess: bool = True) -> NotebookASGI:
+def make_asgi_app(wsgi_app, threads: int = DEFAULT_THREADS, multiprocess: bool = True, **body_limits) -> NotebookASGI:
     """Wrap a Pyramid site's WSGI app for an ASGI server such as uvicorn.
 
     Set ``pyramid_notebook.websocket_proxy = pyramid_notebook.asgi.serve_websocket`` so
@@ -112,8 +148,10 @@ def make_asgi_app(wsgi_app, threads: int = DEFAULT_THREADS, multiprocess: bool =
 
         from pyramid_notebook.asgi import make_asgi_app
         app = make_asgi_app(config.make_wsgi_app())
+
+    ``max_body_size`` and ``body_timeout`` go to :class:`NotebookASGI`.
     """
-    return NotebookASGI(wsgi_app, threads=threads, multiprocess=multiprocess)
+    return NotebookASGI(wsgi_app, threads=threads, multiprocess=multiprocess, **body_limits)
 
 
 def from_ini(path: str = "", name: str = "main") -> NotebookASGI:

@@ -75,6 +75,17 @@ async def open_upstream(upstream, subprotocols):
     return ws, None
 
 
+async def _server_closed_browser(pump_in, browser_gone) -> bool:
+    """After a send failed with RuntimeError: was it because the server had closed the browser's side?
+
+    uvicorn closes a browser that sent invalid UTF-8 itself (1007) and then refuses every
+    ``websocket.send`` with a RuntimeError instead of the OSError the ASGI spec asks for; its
+    ``websocket.disconnect`` is already queued for the pump. Anything else is a real error.
+    """
+    await asyncio.wait({pump_in}, timeout=5.0)
+    return browser_gone()
+
+
 async def relay(upstream, scope, receive, send):
     """Connect to ``upstream``, accept the browser and pump messages until either side closes."""
     ws, refusal = await open_upstream(upstream, scope.get("subprotocols") or [])
@@ -123,6 +134,11 @@ async def relay(upstream, scope, receive, send):
             await send({"type": "websocket.close", "code": sendable_close_code(code), "reason": reason})
     except OSError as e:  # the browser's connection broke while we sent to it
         logger.info("Websocket relay to %s:%s ended: %s", upstream.host, upstream.port, e)
+    except RuntimeError:
+        if not await _server_closed_browser(pump_in, lambda: browser_gone):
+            raise
+        logger.info("Websocket relay to %s:%s ended: the server closed the browser's side", upstream.host,
+                    upstream.port)
     finally:
         if not pump_in.done():
             pump_in.cancel()

@@ -3,6 +3,7 @@
 import os
 
 from pyramid_notebook.relays.asgi_app import DEFAULT_THREADS, make_asgi_app
+from pyramid_notebook.relays.asgi_body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY
 from pyramid_notebook.relays.asgi_logs import quiet_spurious_handshake_errors
 
 #: Environment variables the paste server runner honours, like the demo's waitress runner.
@@ -16,12 +17,15 @@ _UVICORN_OPTIONS = {
 }
 
 
-def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_THREADS, **options):
+def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_THREADS,
+                max_body_size=DEFAULT_MAX_BODY, body_timeout=DEFAULT_BODY_TIMEOUT, **options):
     """``paste.server_runner`` ``egg:pyramid_notebook#uvicorn``: serve the site with uvicorn.
 
     ``listen = host:port``; ``$PYRAMID_NOTEBOOK_DEMO_PORT`` and ``$PYRAMID_NOTEBOOK_DEMO_HOST``
-    override them. ``threads`` sizes the WSGI thread pool; ``ws_max_size``, ``ws_ping_interval``,
-    ``proxy_headers``, ``forwarded_allow_ips``, ``root_path``, ``access_log`` ... go to uvicorn.
+    override them. ``threads`` sizes the WSGI thread pool; ``max_body_size`` (bytes) and
+    ``body_timeout`` (seconds) bound the request bodies read before a thread is taken;
+    ``ws_max_size``, ``ws_ping_interval``, ``proxy_headers``, ``forwarded_allow_ips``, ``root_path``,
+    ``access_log`` ... go to uvicorn.
     Logging is left to the INI file's logging sections.
     """
     import uvicorn
@@ -34,12 +38,12 @@ def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_
     for key, value in options.items():
         kind = _UVICORN_OPTIONS.get(key)
         if kind is None:
-            raise ValueError(f"egg:pyramid_notebook#uvicorn does not know the option {key!r}; "
-                             f"known: listen, threads, {', '.join(sorted(_UVICORN_OPTIONS))}")
+            raise ValueError(f"egg:pyramid_notebook#uvicorn does not know the option {key!r}; known: listen, "
+                             f"threads, max_body_size, body_timeout, {', '.join(sorted(_UVICORN_OPTIONS))}")
         kwargs[key] = asbool(value) if kind == "bool" else kind(value)
     # One process: say so (wsgi.multiprocess false), so that pyramid_debugtoolbar stays on in development.
-    config = uvicorn.Config(make_asgi_app(wsgi_app, threads=int(threads), multiprocess=False), host=host, port=port,
-                            log_config=None,
-                            **kwargs)
+    app = make_asgi_app(wsgi_app, threads=int(threads), multiprocess=False, max_body_size=int(max_body_size),
+                        body_timeout=float(body_timeout))
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, **kwargs)
     quiet_spurious_handshake_errors()
     uvicorn.Server(config).run()

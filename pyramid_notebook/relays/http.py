@@ -12,12 +12,14 @@ let a page on another site guess the secret byte by byte by making the browser s
 (BREACH). Those are Jupyter's HTML pages: their page config holds the ``_xsrf`` token and they
 echo the URL's path. JSON API answers and the user's files hold no secret.
 """
+import logging
 import threading
 
 import urllib3
 from pyramid.response import Response
 
 from pyramid_notebook.relays.compress import ON_THE_FLY_MIN_SIZE, StreamCompressor, accepted_codings
+from pyramid_notebook.core.pools import close_idle
 
 # Large enough that big static bundles cost few Python-level iterations.
 CHUNK_SIZE = 256 * 1024
@@ -30,7 +32,12 @@ HOP_BY_HOP = frozenset({
 # Replaced by the proxy: the browser's credentials for the site are not the notebook's.
 REPLACED_REQUEST_HEADERS = frozenset({"host", "authorization", "content-length"})
 TIMEOUT = urllib3.Timeout(connect=5.0, read=300.0)
+#: Pools kept at most (one per notebook address); the least recently used one is closed beyond it.
+MAX_POOLS = 128
+#: Seconds between two sweeps of idle connections whose notebook went away.
+SWEEP_INTERVAL = 10.0
 
+logger = logging.getLogger(__name__)
 _pool_manager = None
 _pool_lock = threading.Lock()
 
@@ -40,13 +47,46 @@ class UpstreamError(Exception):
 
 
 def get_pool_manager() -> urllib3.PoolManager:
-    """One connection pool manager per process, made on first use (after any fork)."""
+    """One connection pool manager per process, made on first use (after any fork).
+
+    Its first use also starts the sweeper thread (:func:`sweep_dead_connections`).
+    """
     global _pool_manager
     if _pool_manager is None:
         with _pool_lock:
             if _pool_manager is None:
-                _pool_manager = urllib3.PoolManager(num_pools=256, maxsize=32, block=False, retries=False)
+                _pool_manager = urllib3.PoolManager(num_pools=MAX_POOLS, maxsize=32, block=False, retries=False)
+                threading.Thread(target=_sweep_forever, name="pyramid_notebook pool sweeper", daemon=True).start()
     return _pool_manager
+
+
+def drop_pool(host: str, port: int) -> int:
+    """Close every idle connection to ``host:port`` (a notebook that stopped or failed); return how many.
+
+    Without this, the sockets of a stopped notebook stay in ``CLOSE_WAIT`` in the web
+    process until the same port is used again.
+    """
+    return close_idle(_pool_manager, False, host, port)
+
+
+def sweep_dead_connections() -> int:
+    """Close idle connections whose notebook closed its end (in this process); return how many.
+
+    Runs every :data:`SWEEP_INTERVAL` seconds in a daemon thread, so every web process
+    lets go of a stopped notebook's sockets, not only the one that stopped it.
+    """
+    return close_idle(_pool_manager, True)
+
+
+def _sweep_forever():
+    import time
+
+    while True:
+        time.sleep(SWEEP_INTERVAL)
+        try:
+            sweep_dead_connections()
+        except Exception:  # never let the sweeper die: the next round may succeed
+            logger.exception("Sweeping idle notebook connections failed")
 
 
 def _connection_tokens(value: str) -> set:
@@ -206,6 +246,7 @@ def proxy_request(request, port: int, token: str, host: str = "127.0.0.1") -> Re
             chunked=length is None,
         )
     except urllib3.exceptions.HTTPError as e:
+        drop_pool(host, port)  # the notebook is gone or broken: its idle sockets are too
         raise UpstreamError(str(e)) from e
 
     drop = HOP_BY_HOP | _connection_tokens(upstream.headers.get("Connection", ""))

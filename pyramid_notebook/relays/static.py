@@ -106,6 +106,10 @@ def _drop_unparsable_conditions(request) -> None:
                 del request.environ[key]
 
 
+#: Public name, for other views that answer with a FileResponse (the package's assets).
+drop_unparsable_conditions = _drop_unparsable_conditions
+
+
 def _files_content_type(file_path: str):
     """What Jupyter's files/ handler sends as Content-Type, or None for an encoded (.gz) file."""
     name = os.path.basename(file_path)

@@ -13,34 +13,13 @@ everywhere registers :func:`bad_url_view` itself (the demo does)::
 """
 from pyramid.exceptions import URLDecodeError
 from pyramid.httpexceptions import HTTPBadRequest
-from pyramid.interfaces import IRoutesMapper
-
 from pyramid_notebook.core.pages import error_page
+from pyramid_notebook.core.routes import (  # noqa: F401 (importable from here as before)
+    DEFAULT_PREFIXES, PROXY_ROUTE_NAME, SHUTDOWN_ROUTE_NAME, notebook_path_prefixes,
+)
 
 #: Name of the view predicate that matches requests under the notebook routes' paths.
 PREDICATE = "pyramid_notebook_path"
-DEFAULT_PREFIXES = ("/notebook/",)
-#: Routes whose paths are the notebook's (the names the site maps the views under).
-PROXY_ROUTE_NAME = "notebook_proxy"
-SHUTDOWN_ROUTE_NAME = "shutdown_notebook"
-
-
-def _static_prefix(pattern: str) -> str:
-    prefix = pattern.split("{", 1)[0].split("*", 1)[0]
-    return prefix if prefix.startswith("/") else "/" + prefix
-
-
-def notebook_path_prefixes(registry) -> tuple:
-    """The fixed leading parts of the notebook routes' patterns (``/notebook/``)."""
-    mapper = registry.queryUtility(IRoutesMapper)
-    prefixes = []
-    for name in (PROXY_ROUTE_NAME, SHUTDOWN_ROUTE_NAME):
-        route = mapper.get_route(name) if mapper is not None else None
-        if route is not None:
-            prefixes.append(_static_prefix(route.pattern))
-    return tuple(prefixes) or DEFAULT_PREFIXES
-
-
 def is_notebook_path(request) -> bool:
     """True if the raw (undecoded) path lies under a notebook route."""
     raw = request.environ.get("PATH_INFO", "")  # a latin-1 str: safe to look at, never decoded

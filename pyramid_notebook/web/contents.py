@@ -24,7 +24,7 @@ from urllib.parse import quote
 import urllib3
 
 from pyramid_notebook.core.context import upstream_host
-from pyramid_notebook.relays.http import get_pool_manager
+from pyramid_notebook.relays.http import drop_pool, get_pool_manager
 
 #: Files the notebook daemon keeps beside the user's notebooks: never read or written here.
 STATE_FILES = frozenset({"notebook.pid", "context.json", "notebook.stdout.log", "notebook.stderr.log", "launch.json"})
@@ -111,6 +111,7 @@ class NotebookContents:
             response = pool.urlopen(method, self._url(path) + query, body=data, headers=headers, redirect=False,
                                     retries=False, timeout=TIMEOUT, assert_same_host=False)
         except urllib3.exceptions.HTTPError as e:
+            drop_pool(self.host, self.port)  # its idle sockets are as dead as this one
             raise NotebookNotRunning(f"The notebook does not answer: {e}") from e
         if response.status == 404:
             raise ContentsNotFound(f"No file {path!r} in the user's folder.")

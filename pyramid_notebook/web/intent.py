@@ -6,17 +6,25 @@ can make the user's browser request those URLs with the user's site login, so
 they must not act on a request that merely arrives. They act when:
 
 * the browser says the request comes from the site itself: ``Sec-Fetch-Site:
-  same-origin`` or ``none`` (typed, bookmarked), for a page the user navigates to
-  (in the window or in a frame of the site's own page, where an embedded notebook's
-  control may have to stay) or a script's request (``Sec-Fetch-Dest`` ``document``,
-  ``iframe``, ``frame`` or ``empty`` — an ``<img>``, ``<script>``, stylesheet or any
-  other embedded resource never counts: a notebook's Markdown may show images);
+  same-origin`` or ``none`` (typed, bookmarked), for a page the user navigates to in
+  the window or a script's request (``Sec-Fetch-Dest`` ``document`` or ``empty`` — an
+  ``<img>``, ``<script>``, stylesheet or any other embedded resource never counts: a
+  notebook's Markdown may show images);
 * or, for ``same-site``/``cross-site`` requests and for browsers that send no
   ``Sec-Fetch-*`` headers, ``Origin`` (or else ``Referer``) names one of
   :func:`~pyramid_notebook.core.origin.allowed_origins`: the site or its
   ``alternative_domain``, where the notebook's own "Shut down and return to site"
   control lives;
 * or the request is a POST carrying a valid CSRF token from the confirmation page.
+
+A navigation inside a frame (``Sec-Fetch-Dest: iframe`` or ``frame``) is never intent:
+``Sec-Fetch-Site`` names who started the navigation, not who framed the page, so a
+link clicked in the site's own page is indistinguishable from the same link in that
+page framed, nearly invisible, by another (same-site) page that steers the user's click
+onto it (clickjacking). The notebook's own shutdown control navigates the whole window
+(``document``), so embedded notebooks keep working; a site that puts shell or shutdown
+links inside frames should give them ``target="_top"``. Such a request gets the
+confirmation page, which may not be framed at all.
 
 Anything else (another site's link, a browser that hides where it comes from, a
 script that sends no browser headers) gets :class:`ConfirmationRequired`: a small
@@ -32,6 +40,7 @@ from pyramid.csrf import CookieCSRFStoragePolicy, LegacySessionCSRFStoragePolicy
 from pyramid.httpexceptions import HTTPOk
 from pyramid.interfaces import ICSRFStoragePolicy, ISessionFactory
 
+from pyramid_notebook.core.framing import refuse_framing
 from pyramid_notebook.core.origin import allowed_origins, normalize_origin, request_origin
 
 #: Form field of the confirmation page's token: Pyramid's default, so ``require_csrf`` checks pass too.
@@ -40,8 +49,9 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 #: ``Sec-Fetch-Site`` values that mean the user acted on the site itself (or typed the URL).
 INTENT_SITES = frozenset({"same-origin", "none"})
-#: ``Sec-Fetch-Dest`` values of a navigation or a script's own request; anything else is embedded content.
-INTENT_DESTINATIONS = frozenset({"document", "iframe", "frame", "empty"})
+#: ``Sec-Fetch-Dest`` values of a top-level navigation or a script's own request; anything else is
+#: embedded content, or a framed navigation that another page may have steered (see the module docstring).
+INTENT_DESTINATIONS = frozenset({"document", "empty"})
 
 _FALLBACK_POLICY = CookieCSRFStoragePolicy(cookie_name="pyramid_notebook_csrf", httponly=True, samesite="Lax")
 
@@ -124,9 +134,7 @@ def confirmation_page(request, title, message, button, cancel_url="/") -> Confir
         token=html.escape(get_csrf_token(request), quote=True), cancel=html.escape(cancel_url, quote=True))
     response = ConfirmationRequired(body=body, content_type="text/html", charset="utf-8")
     response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
-    return response
+    return refuse_framing(response)
 
 
 def require_intent(request, title, message, button, cancel_url="/") -> None:

@@ -29,6 +29,7 @@ from pyramid.response import Response
 
 from pyramid_notebook.core.files import read_json, write_json_atomic
 from pyramid_notebook.core.contextparts import same_server
+from pyramid_notebook.core.framing import refuse_framing
 from pyramid_notebook.core.process import pid_alive
 from pyramid_notebook.web import metrics
 
@@ -133,7 +134,8 @@ def _progress_response(request, start_id) -> Response:
     if HEADER in request.headers:
         return _json(request, {"state": "starting"})
     body = PAGE.format(url=html.escape(url), url_json=json.dumps(url).replace("<", "\\u003c"), header=HEADER)
-    return Response(body, content_type="text/html", charset="utf-8", cache_control="no-store")
+    response = Response(body, content_type="text/html", charset="utf-8", cache_control="no-store")
+    return refuse_framing(response, others_only=True)
 
 
 def _json(request, state) -> Response:

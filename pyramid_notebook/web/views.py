@@ -29,6 +29,7 @@ from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upg
 from pyramid_notebook.core.pages import PAGE, error_page  # noqa: F401 (PAGE: part of this module's API)
 from pyramid_notebook.core.settings import get_notebook_settings
 from pyramid_notebook.relays.base import RELAY_KIND_KEY
+from pyramid_notebook.relays.http import drop_pool
 from pyramid_notebook.relays.websocket import CONTEXT_ENVIRON_KEY  # noqa: F401 (part of this module's API)
 from pyramid_notebook.web.badurl import PROXY_ROUTE_NAME, SHUTDOWN_ROUTE_NAME
 from pyramid_notebook.web.contents import BadPath, validate_path
@@ -253,14 +254,21 @@ def shutdown_notebook(request, username):
     require_intent(request, "Shut down your notebook?",
                    "This stops your notebook server and every kernel in it; unsaved work in open notebooks is "
                    "lost. Your files stay.", "Shut down", cancel_url=request.application_url + "/")
+    manager = get_notebook_manager(request)
     try:
-        return get_notebook_manager(request).stop_notebook(username)
+        running = manager.get_notebook_status(username)
+        stopped = manager.stop_notebook(username)
     except BadUsername as e:
         raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
     except OSError as e:
         raise _folder_error_page(username, e) from None
     except BackendUnavailable as e:
         raise _unavailable(username, e) from None
+    if running and running.get("http_port") and not running.get("http_host"):
+        # A local notebook's own port: its pooled sockets would linger in CLOSE_WAIT. (A hub's
+        # proxy stays up for the other users; the sweeper in relays/http.py covers the rest.)
+        drop_pool("127.0.0.1", running["http_port"])
+    return stopped
 
 
 def notebook_proxy(request, username):

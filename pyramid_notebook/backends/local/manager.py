@@ -10,6 +10,7 @@ import time
 import urllib3
 
 from pyramid_notebook.core import contextfile, paths
+from pyramid_notebook.core.pools import close_idle
 from pyramid_notebook.core import statefolder
 from pyramid_notebook.backends.local.forkclient import ForkServerClient, ForkServerError
 from pyramid_notebook.backends.base import NotebookBackend, NotebookStartError, TooManyNotebooks
@@ -349,7 +350,11 @@ class NotebookManager(StartWait, NotebookBackend):
             launcher = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, close_fds=True, cwd=work_folder)
         try:
-            return self._wait_until_ready(name, launcher, context, forked)
+            try:
+                return self._wait_until_ready(name, launcher, context, forked)
+            finally:
+                # The readiness polls' keep-alive socket would outlive the notebook in CLOSE_WAIT.
+                close_idle(self._http, False, "127.0.0.1", context["http_port"])
         except BaseException:
             terminate_daemon(pid_file, timeout=5)
             raise
