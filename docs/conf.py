@@ -27,7 +27,7 @@ autodoc_default_options = {"members": True, "undoc-members": False}
 # pyramid_notebook itself must resolve.
 nitpick_ignore_regex = [
     (r"py:.*", r"(pyramid|webob|jupyter_server|jupyterhub|tornado|urllib3|uvicorn|a2wsgi|websockets|sqlalchemy"
-               r"|transaction|typing|collections|asyncio|concurrent|socket|subprocess|os|pathlib|uwsgi)(\..*)?"),
+               r"|transaction|typing|collections|asyncio|concurrent|socket|subprocess|os|pathlib|uwsgi|prometheus_client)(\..*)?"),
     (r"py:.*", r"(str|int|float|bool|dict|list|tuple|bytes|None|object|Exception|OSError|ValueError|RuntimeError"
                r"|callable|Callable|Optional|Any|Iterable|Iterator|Path|datetime)"),
     (r"py:.*", r"_\w+"),  # private names are not documented

@@ -6,12 +6,12 @@ that announces ``Content-Length: 100000`` and then sends one byte every few seco
 would hold a thread for as long as it likes: forty such anonymous connections to the
 login form took every thread, and the site stopped answering everyone else.
 
-:class:`BufferedBodies` takes the body first, on the event loop, where a waiting
+:class:`~pyramid_notebook.relays.asgi_body.BufferedBodies` takes the body first, on the event loop, where a waiting
 connection costs a coroutine and a socket but no thread, the way waitress and nginx
 do it:
 
 * at most ``max_body`` bytes (``Content-Length`` above it: 413 at once; a chunked body
-  that grows past it: 413), kept in memory up to :data:`IN_MEMORY` and in a temporary file
+  that grows past it: 413), kept in memory up to :data:`~pyramid_notebook.relays.asgi_body.IN_MEMORY` and in a temporary file
   beyond;
 * within ``timeout`` seconds for the whole body (else 408 and the connection closes);
 * a client that goes away mid-body is dropped without calling the site (no half body

@@ -14,7 +14,7 @@ space separated) makes ``config.include("pyramid_notebook")`` add:
 * ``/notebook-admin/metrics``: Prometheus text (:mod:`pyramid_notebook.web.metrics`), for the
   admin principals or a scraper sending ``Authorization: Bearer <pyramid_notebook.metrics_token>``.
 
-The routes' context (:class:`AdminRoot`) grants the ``notebook-admin`` permission to exactly
+The routes' context (``AdminRoot``, made per site by the include) grants the ``notebook-admin`` permission to exactly
 those principals and denies everyone else, whatever the site's root ACL says; the site's own
 forbidden view answers the others (the demo sends anonymous browsers to its login page).
 A site that wants the console elsewhere, or under its own checks, calls :func:`admin_console`,

@@ -321,7 +321,7 @@ class HubBackend(HubRestClient, NotebookBackend):
             offset = following["offset"]
 
     def notebook_inventory(self, cpu=True) -> list:
-        """Every hub user's server with kernels and memory (see :mod:`.inventory`); CPU is the servers' own."""
+        """Every hub user's server with kernels and memory (see :mod:`pyramid_notebook.backends.hub.inventory`); CPU is the servers' own."""
         from pyramid_notebook.backends.hub.inventory import hub_inventory
 
         return hub_inventory(self, server_state, options_context)

@@ -215,7 +215,7 @@ class NotebookManager(StartWait, NotebookBackend):
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def notebook_inventory(self, cpu=True) -> list:
-        """Every user's notebook with kernels, memory, CPU and log (see :mod:`.inventory`)."""
+        """Every user's notebook with kernels, memory, CPU and log (see :mod:`pyramid_notebook.backends.local.inventory`)."""
         from pyramid_notebook.backends.local.inventory import inventory
 
         return inventory(self.notebook_folder, cpu=cpu)
