@@ -108,7 +108,7 @@ def measure_scale(results, site, sizes):
                                                             allow_redirects=False), users))
 
 
-def click_tofirst_result(site, user):
+def click_to_first_result(site, user):
     """Seconds from the click (launch request) to ``a + b``'s result: launch, page, session, websocket."""
     s = site.session(user)
     start = time.perf_counter()
@@ -129,7 +129,7 @@ def click_tofirst_result(site, user):
     return time.perf_counter() - start
 
 
-def bare_serverfirst_result(workdir):
+def bare_server_first_result(workdir):
     """Seconds for a bare `jupyter server`: start, answer, session, websocket, one cell."""
     port = free_port()
     root = tempfile.mkdtemp(dir=workdir)
@@ -160,8 +160,8 @@ def bare_serverfirst_result(workdir):
 def measure_click(results, site, workdir, n):
     proxied, bare = [], []
     for i in range(n):
-        bare.append(bare_serverfirst_result(workdir))
-        proxied.append(click_tofirst_result(site, "click"))
+        bare.append(bare_server_first_result(workdir))
+        proxied.append(click_to_first_result(site, "click"))
         site.session("click").get(site.url + "/notebook/shutdown", allow_redirects=False)
     p, b = stats([ms(x) for x in proxied]), stats([ms(x) for x in bare])
     ratio = p["median"] / b["median"]

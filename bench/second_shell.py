@@ -28,7 +28,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.run import HEADER, Channel, Results, Site, _first_result, _session_like_the_page, ms, stats  # noqa: E402
+from bench.common import HEADER, Channel, Results, first_result as _first_result, ms, stats, wait_until  # noqa: E402
+from bench.common import session_like_the_page as _session_like_the_page  # noqa: E402
+from bench.sites import Site  # noqa: E402
 
 
 def click_to_result(site, user, query, code, expected):
@@ -69,7 +71,7 @@ def _spare_ready(site, user):
 
 def measure_second_shell(results, site, n):
     """The other shells' rows, with the cold launch's beside them."""
-    from bench.run import wait_until
+
 
     cold, first, later, always = [], [], [], []
     for i in range(n):

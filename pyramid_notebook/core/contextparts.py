@@ -3,8 +3,8 @@
 The **server part** is everything a running Jupyter server cannot change without a restart:
 time-outs, the allowed origin and framing, the websocket URL, template paths, the base path,
 the shutdown URL, and any key a site adds that this library does not know. The **notebook
-part** (:data:`NOTEBOOK_KEYS`: the ``startup`` script and the ``greeting``) only says how one
-shell's kernel and welcome notebook start.
+part** (:data:`NOTEBOOK_KEYS`: the ``startup`` script, the ``greeting`` and the ``shell_name`` the
+operator console shows) only says how one shell's kernel and welcome notebook start.
 
 A launch whose server part matches the running server's opens that context's own welcome
 notebook, ``default-<context hash>.ipynb``, with its own kernel in the running server
@@ -13,7 +13,7 @@ notebook, ``default-<context hash>.ipynb``, with its own kernel in the running s
 from pyramid_notebook.core.names import make_dict_hash
 
 #: Keys that belong to one notebook (its kernel and welcome notebook), not to the server.
-NOTEBOOK_KEYS = ("startup", "greeting")
+NOTEBOOK_KEYS = ("startup", "greeting", "shell_name")
 #: Context key: hash of the server part (see :func:`server_hash`).
 SERVER_HASH_KEY = "server_hash"
 #: Keys that are hashes of the context itself, never part of either hash.
