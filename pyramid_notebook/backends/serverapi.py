@@ -14,7 +14,9 @@ _TIMEOUT = urllib3.Timeout(connect=1, read=3)
 
 def _get(http, base_url, token, path):
     try:
-        r = http.request("GET", base_url + path, headers={"Authorization": "token " + (token or "")},
+        # Connection: close: no pooled socket outlives a notebook that stops (CLOSE_WAIT).
+        r = http.request("GET", base_url + path, headers={"Authorization": "token " + (token or ""),
+                                                          "Connection": "close"},
                          timeout=_TIMEOUT, retries=False, redirect=False)
     except urllib3.exceptions.HTTPError:
         return None

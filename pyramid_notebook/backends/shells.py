@@ -42,7 +42,9 @@ def open_shell(http: urllib3.PoolManager, running: dict, context: dict, timeout:
         r = http.request("POST", url, body=json.dumps(notebook_part(context)),
                          headers={"Authorization": "token " + running.get("token", ""),
                                   "Content-Type": "application/json", "Cookie": "_xsrf=" + xsrf,
-                                  "X-XSRFToken": xsrf},
+                                  "X-XSRFToken": xsrf,
+                                  # No pooled socket outlives the notebook (CLOSE_WAIT) after it stops.
+                                  "Connection": "close"},
                          timeout=urllib3.Timeout(connect=5, read=timeout), redirect=False)
     except urllib3.exceptions.HTTPError as e:
         raise ShellOpenError(f"The notebook server did not answer ({e.__class__.__name__}).") from None

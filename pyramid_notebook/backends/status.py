@@ -17,9 +17,13 @@ def status_url(host: str, port, notebook_path: str) -> str:
 
 def get_status(host: str, port, notebook_path: str, token: str, timeout: float = 3.0, http=None):
     """The server's status (``{"last_activity": ..., "kernels": ..., ...}``), or ``None`` when it does not answer."""
+    headers = {"Authorization": f"token {token or ''}"}
+    if http is None:
+        # The shared pool keeps no socket open to a notebook that may stop (it would linger in
+        # CLOSE_WAIT): callers with a pool of their own close its idle sockets themselves.
+        headers["Connection"] = "close"
     try:
-        r = (http or _POOL).request("GET", status_url(host, port, notebook_path),
-                                    headers={"Authorization": f"token {token or ''}"},
+        r = (http or _POOL).request("GET", status_url(host, port, notebook_path), headers=headers,
                                     timeout=timeout if isinstance(timeout, urllib3.Timeout) else
                                     urllib3.Timeout(connect=timeout, read=timeout), redirect=False)
     except urllib3.exceptions.HTTPError:

@@ -54,6 +54,8 @@ class ForkServerClient:
     #: Seconds between the site's checks that its fork server still runs and is not stale (see
     #: :meth:`refresh`); each check is one ping on the unix socket.
     WATCH_INTERVAL = 30.0
+    #: Seconds a launch waits for the watcher's first check (its spawn), so the site's first click is forked.
+    FIRST_CHECK_WAIT = 10.0
 
     def __init__(self, notebook_folder: str, python: str):
         self.folder = os.path.join(notebook_folder, FOLDER_NAME)
@@ -65,6 +67,7 @@ class ForkServerClient:
         self._respawn = None
         self._failed_at = None
         self._watch = None  # (stop event, thread) of watch()
+        self._first_check = threading.Event()  # set once watch()'s thread has spawned or found one
 
     def start_daemon(self, pid_file, work_folder, port, kill_timeout, extra_args=()) -> int:
         """Fork a notebook daemon; return its pid. Raises :class:`ForkServerError` to ask for a plain start.
@@ -72,7 +75,10 @@ class ForkServerClient:
         A missing, dead or stale fork server is noted for :meth:`respawn_if_needed`.
         """
         # A fork server importing Jupyter right now (the site just started it) is ready sooner than
-        # a plain start, which pays the same imports while competing with it for the CPU.
+        # a plain start, which pays the same imports while competing with it for the CPU. A launch
+        # in the site's first moments first lets the watcher spawn it (a Popen: milliseconds).
+        if self._watch is not None:
+            self._first_check.wait(self.FIRST_CHECK_WAIT)
         self.wait_while_booting()
         message = {"op": "start", "python": self.python, "pid_file": pid_file, "work_folder": work_folder,
                    "port": int(port), "kill_timeout": int(kill_timeout), "extra_args": list(extra_args),
@@ -166,6 +172,7 @@ class ForkServerClient:
                     self.refresh()
                 except Exception as e:  # never a reason to stop watching: launches fall back to plain starts
                     logger.warning("Could not start the notebook fork server: %s", e)
+                self._first_check.set()
                 stop.wait(interval)
 
         thread = threading.Thread(target=run, name="pyramid_notebook fork server watcher", daemon=True)
