@@ -92,6 +92,10 @@ def stop_processes(procs, timeout=10):
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
     """After every fixture's teardown: stop and report what is still running; fail the run."""
+    if hasattr(session.config, "workerinput"):
+        # A pytest-xdist worker: its verdict would not reach the run's exit status. The controller
+        # checks once every worker has ended (its temporary folder holds the workers' folders).
+        return
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None:
         return
