@@ -251,7 +251,8 @@ def test_framed_clicks_are_not_intent_and_the_pages_refuse_framing(site):
     # A click inside a framed copy of the home page (same-origin initiator, iframe destination)
     # neither stops nor restarts the notebook: the framing page may be another one.
     framed = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe"}
-    for path, question in (("/notebook/shutdown", "Shut down your notebook?"), ("/shell1", "Restart your notebook?")):
+    # Shell 3 changes the server part (a restart); Shell 1 would open beside Shell 2 and need no intent.
+    for path, question in (("/notebook/shutdown", "Shut down your notebook?"), ("/shell3", "Restart your notebook?")):
         r = s.get(site.url + path, headers=framed, allow_redirects=False)
         assert r.status_code == 200 and question in r.text, (path, r.status_code)
         assert frame_refused(r), "the confirmation page itself may not be framed"

@@ -316,7 +316,8 @@ def stop_all(notebook_folder: str) -> int:
 
                 pid = read_pid_file(os.path.join(folder, entry))
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                    python = psutil.Process(pid).cmdline()[0] if pid else None
+                    cmdline = psutil.Process(pid).cmdline() if pid else []
+                    python = cmdline[0] if cmdline else None  # empty: a zombie, nothing left to stop
                     if python and ForkServerClient(notebook_folder, python).stop():
                         stopped += 1
     return stopped
