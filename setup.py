@@ -1,7 +1,7 @@
 """pyramid_notebook: a per-user Jupyter Notebook shell embedded in a Pyramid site."""
 import os
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 here = os.path.abspath(os.path.dirname(__file__))
 with open(os.path.join(here, "README.rst"), encoding="utf-8") as f:
@@ -82,13 +82,13 @@ setup(
         "Framework :: Pyramid",
         "Framework :: Jupyter",
         "Topic :: Internet :: WWW/HTTP :: WSGI :: Application",
-        "License :: OSI Approved :: MIT License",
     ],
     author="pyramid_notebook developers",
     url="https://github.com/websauna/pyramid_notebook",
     license="MIT",
     keywords="web pyramid jupyter notebook ipython shell",
-    packages=find_packages(exclude=["tests", "tests.*"]),
+    # Namespace discovery: data-only folders (server/hub_config) are packages to setuptools too.
+    packages=find_namespace_packages(include=["pyramid_notebook", "pyramid_notebook.*"]),
     include_package_data=True,
     zip_safe=False,
     python_requires=">=3.11",

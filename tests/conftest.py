@@ -44,6 +44,29 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+@pytest.fixture(autouse=True)
+def _stop_site_fork_servers(monkeypatch):
+    """Every site a test creates (``make_wsgi_app``) starts its fork server in the background:
+    after the test, stop the watcher thread, then that fork server, by the pid it recorded.
+
+    Tests that build an app only to look at its routes or pages would otherwise leave one running.
+    """
+    started = []
+    original = NotebookManager.on_site_start
+
+    def on_site_start(self):
+        started.append(self)
+        return original(self)
+
+    monkeypatch.setattr(NotebookManager, "on_site_start", on_site_start)
+    yield
+    from pyramid_notebook.backends.local import forkclient
+
+    for manager in started:
+        manager.close()
+        forkclient.stop_all(manager.notebook_folder)
+
+
 @pytest.fixture
 def notebook_folder(tmp_path):
     """A notebook folder whose daemons are all stopped after the test."""
