@@ -98,6 +98,9 @@ def write_demo_ini(tmp_path, notebook_folder, **extra_settings):
         # would import Jupyter beside each first launch for nothing. test_forkserver and
         # test_progress test it; the shipped INI files (accel.ini, development.ini, ...) run with it.
         "pyramid_notebook.fork_server": "false",
+        # Likewise the spare kernel (default ``always``): an idle kernel per server for tests that
+        # never open another shell. test_shells tests it, with the default too.
+        "pyramid_notebook.spare_kernel": "true",
     }
     settings.update(extra_settings)
     lines = "\n".join(f"{k} = {v}" for k, v in settings.items())

@@ -185,6 +185,7 @@ def test_second_shell_with_progress_pages_and_in_an_iframe(make_demo_server):
 
 
 def test_after_a_second_shell_a_spare_kernel_takes_the_next_one(demo_server):
+    """``spare_kernel = true`` (the tests' INI): the first spare starts after the first hop."""
     base = demo_server.url
     s = login(base)
     launch(s, base, "/shell1")
@@ -218,8 +219,9 @@ def test_after_a_second_shell_a_spare_kernel_takes_the_next_one(demo_server):
     wait_for(lambda: (spare() or spare_id) != spare_id, timeout=60, message="the next spare kernel")
 
 
-def test_spare_kernel_always_is_ready_for_the_first_other_shell(make_demo_server):
-    server = make_demo_server(**{"pyramid_notebook.spare_kernel": "always"})
+def test_by_default_a_spare_kernel_is_ready_for_the_first_other_shell(make_demo_server):
+    """The default (``always``): the tests' INI pins ``true``, this one leaves the setting empty."""
+    server = make_demo_server(**{"pyramid_notebook.spare_kernel": ""})
     base = server.url
     s = login(base)
     first = notebook_name(launch(s, base, "/shell1"))
@@ -250,6 +252,6 @@ def test_spare_kernel_setting():
         return parse_settings({"pyramid_notebook.notebook_folder": "/tmp/notebooks",
                                "pyramid_notebook.spare_kernel": value}).spare_kernel
 
-    assert (parse("always"), parse("true"), parse("off"), parse("")) == ("always", True, False, True)
+    assert (parse("always"), parse("true"), parse("off"), parse("")) == ("always", True, False, "always")
     with pytest.raises(ConfigurationError, match="true, false or always"):
         parse("sometimes")

@@ -67,9 +67,9 @@ class NotebookSettings:
     #: Seconds after which a kernel no browser tab is connected to, idle all along, is shut down
     #: (Jupyter's kernel culling): the kernels of shells the user left. 0 = never.
     kernel_idle_timeout: int = 3600
-    #: A kernel started ahead for the next shell: ``True`` once the user opened a second shell in
-    #: the server, ``"always"`` from the server's start, ``False`` never.
-    spare_kernel: object = True
+    #: A kernel started ahead for the next shell: ``"always"`` (default) from a few seconds after
+    #: the server's start, ``True`` once the user opened a second shell in the server, ``False`` never.
+    spare_kernel: object = "always"
     #: How many users may have a notebook running at once.
     max_notebooks: int = 20
     #: Where the notebook's "Shut down and return to site" control goes; empty: the

@@ -121,16 +121,17 @@ SETTINGS = (
         culling (tabs open or not) applies instead.
         """),
     _entry(
-        '``pyramid_notebook.spare_kernel`` (default ``true``)',
+        '``pyramid_notebook.spare_kernel`` (default ``always``)',
         """
-        Once a user has opened a second shell in their running server, the server keeps one kernel
-        started ahead (with no startup script), and the next shell takes it: it runs that shell's
-        startup script and is that shell's kernel, so opening another page's shell does not wait for a
-        Python process to start (``pyramid_notebook/server/spare_kernel.py``). A user who never opens a
-        second shell never has a spare. ``always``: a spare starts a few seconds after the server
-        (after the first shell's kernel), so that even the first other page's shell finds one: for
-        sites with a shell button on every page, at the price of one more idle kernel per user.
-        ``false``: every shell starts its own kernel.
+        The server keeps one kernel started ahead (with no startup script), and the next shell the
+        user opens takes it: it runs that shell's startup script and is that shell's kernel, so opening
+        another page's shell does not wait for a Python process to start
+        (``pyramid_notebook/server/spare_kernel.py``). ``always``: the first spare starts a few seconds
+        after the server (after the first shell's kernel), so that even the first other page's shell
+        finds one, at the price of one more idle kernel per user (about 50 MB; culled like any kernel
+        by ``kernel_idle_timeout``). ``true``: the first spare starts only once the user has opened a
+        second shell, so a user who never does never has one. ``false``: every shell starts its own
+        kernel.
         """),
     _entry(
         '``pyramid_notebook.max_notebooks`` (default ``20``)',

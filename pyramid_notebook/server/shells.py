@@ -24,6 +24,7 @@ import os
 import re
 
 from pyramid_notebook.core.contextparts import SHELLS_ENDPOINT, context_digest, default_notebook_name
+from pyramid_notebook.server.spare_kernel import DEFAULT_SPARE
 from pyramid_notebook.server.config import (  # noqa: F401 (culling_config, WELCOME: importable from here too)
     WELCOME, culling_config, write_default_notebook, write_private,
 )
@@ -125,7 +126,7 @@ async def open_session(serverapp, path: str, spare=None, script: str = "") -> di
     return model
 
 
-def spare_policy(value):
+def spare_policy(value=DEFAULT_SPARE):
     """A context's ``spare_kernel`` as the server's config takes it: ``True``, ``False`` or ``"always"``."""
     return "always" if value == "always" else bool(value)
 

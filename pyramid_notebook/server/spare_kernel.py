@@ -1,20 +1,20 @@
 """A spare kernel, so that opening another page's shell does not wait for a kernel to start.
 
 Starting a kernel (a Python process importing IPython) is most of what opening another
-page's shell in a running server costs (:mod:`pyramid_notebook.server.shells`). Once a user
-has opened a second shell in a server, the server keeps one kernel started ahead, with no
-startup script (``PYRAMID_NOTEBOOK_SPARE_KERNEL`` in its environment tells the profile's startup
+page's shell in a running server costs (:mod:`pyramid_notebook.server.shells`). A few seconds
+after the server starts (after the first shell's kernel), the server keeps one kernel started
+ahead, with no startup script (``PYRAMID_NOTEBOOK_SPARE_KERNEL`` in its environment tells the profile's startup
 file to run nothing). The next shell takes it: its environment is changed to the shell's
 notebook (so a restart from the notebook runs that shell's startup script, as for any kernel),
 the shell's startup script runs in it, and the session is made with it; another spare starts a
-few seconds later, when the page has loaded. A user who never opens a second shell never pays
-for a spare. The spare is culled like any kernel (``kernel_idle_timeout``); the next shell then
+few seconds later, when the page has loaded. The spare is culled like any kernel (``kernel_idle_timeout``); the next shell then
 starts its kernel the usual way and the spare comes back after it.
 
-On by default; ``spare_kernel = false`` in the context (``pyramid_notebook.spare_kernel``) turns
-it off, and ``always`` starts a spare a few seconds after the server, so that even the first
-other shell finds one (for sites with a shell button on every page; one more idle kernel per
-user). The server reads ``PyramidNotebook.spare_kernel`` from its Jupyter config.
+``always`` by default: even the first other page's shell finds a spare, at the price of one
+more idle kernel per user (about 50 MB) until it is culled. ``true`` (``pyramid_notebook.spare_kernel``
+or the context's ``spare_kernel``) starts the first spare only once the user opened a second
+shell, so a user who never does never has one; ``false`` turns it off. The server reads
+``PyramidNotebook.spare_kernel`` from its Jupyter config.
 """
 import asyncio
 import os
@@ -23,6 +23,8 @@ import os
 SPARE_ENV = "PYRAMID_NOTEBOOK_SPARE_KERNEL"
 #: Seconds after a shell opened before the next spare starts: the shell's page loads meanwhile.
 REFILL_DELAY = 3.0
+#: ``spare_kernel`` of a context that does not say (``NotebookSettings.spare_kernel``'s default).
+DEFAULT_SPARE = "always"
 #: Seconds a shell waits for the spare to be ready and run its startup script.
 CLAIM_TIMEOUT = 60.0
 
@@ -33,9 +35,9 @@ START_DELAY = 5.0
 
 
 def policy(serverapp):
-    """``PyramidNotebook.spare_kernel`` of the server's config: ``True`` (default), ``False`` or ``"always"``."""
+    """``PyramidNotebook.spare_kernel`` of the server's config: ``"always"`` (default), ``True`` or ``False``."""
     section = serverapp.config.get("PyramidNotebook") or {}
-    value = section.get("spare_kernel", True)
+    value = section.get("spare_kernel", DEFAULT_SPARE)
     return "always" if value == "always" else bool(value)
 
 
@@ -79,6 +81,12 @@ class SpareKernel:
                 await client.wait_for_ready(timeout=CLAIM_TIMEOUT)
             finally:
                 client.stop_channels()
+            # It answered: idle. Jupyter's own state (from the kernel's IOPub status messages) can
+            # miss that first answer when its subscription joins late, and say "starting" until the
+            # kernel's next activity, in api/kernels and the operator console.
+            kernel = self._kernels.get_kernel(kernel_id)
+            if getattr(kernel, "execution_state", None) == "starting":
+                kernel.execution_state = "idle"
             self.kernel_id = kernel_id
         except Exception:  # the next shell starts its kernel the usual way
             self.serverapp.log.exception("Could not start a spare kernel")
