@@ -72,13 +72,14 @@ class Site:
         from pyramid_notebook.backends.local import forkclient as forkserver
         from pyramid_notebook.core import statefolder
 
+        # The site first: its watcher thread would start the fork server again behind our back.
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
         forkserver.stop_all(self.folder)
         for pid_file in statefolder.pid_files(self.folder):
             if os.path.exists(pid_file):
                 terminate_daemon(pid_file)
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.log.close()
 
 
 

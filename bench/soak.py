@@ -99,10 +99,7 @@ class Server:
         from pyramid_notebook.core import statefolder
         from pyramid_notebook.core.process import terminate_daemon
 
-        forkclient.stop_all(self.folder)
-        for pid_file in statefolder.pid_files(self.folder):
-            if os.path.exists(pid_file):
-                terminate_daemon(pid_file)
+        # The site first: its watcher thread would start the fork server again behind our back.
         self.proc.terminate()
         try:
             self.proc.wait(timeout=30)
@@ -110,6 +107,10 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+        forkclient.stop_all(self.folder)
+        for pid_file in statefolder.pid_files(self.folder):
+            if os.path.exists(pid_file):
+                terminate_daemon(pid_file)
 
 
 class Stats:

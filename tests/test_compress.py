@@ -309,6 +309,54 @@ def test_a_browser_loads_the_notebook_compressed_and_runs_a_cell(demo_server):
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def test_relayed_static_files_are_compressed_once_by_their_content(demo_server):
+    """Static files that come through the relay, as the JupyterHub backend's do (its notebook
+    servers' files are not on this machine's disk): compressed once into the site's cache, under
+    the hash of the bytes, not on every request; the copy decodes to exactly Jupyter's bytes."""
+    from pyramid.request import Request
+
+    from pyramid_notebook.relays.http import proxy_request
+
+    s, context = launched(demo_server)
+    immutable = context["static_files"].get("immutable") or []
+    (url, path), = [(u, p) for u, p in static_files_by_type(context, compress.ON_THE_FLY_MIN_SIZE).values()
+                    if u.endswith(".js") and any(u.startswith(prefix) for prefix in immutable)][:1]
+    with open(path, "rb") as f:
+        original = f.read()
+    cache = compress.cache_for(demo_server.app.registry)
+
+    def relayed(accept):
+        request = Request.blank(url, headers={"Accept-Encoding": accept})
+        request.registry = demo_server.app.registry
+        response = proxy_request(request, context["http_port"], context["token"])
+        try:
+            return response, b"".join(response.app_iter)
+        finally:
+            getattr(response.app_iter, "close", lambda: None)()
+
+    def copies():
+        return sorted(os.path.join(d, n) for d, _, names in os.walk(cache.folder) for n in names
+                      if n.startswith("r") and n.endswith((".gz", ".br")))
+
+    response, body = relayed("gzip")
+    assert response.status_code == 200 and response.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == original and int(response.headers["Content-Length"]) == len(body)
+    assert "immutable" in response.headers["Cache-Control"] and "Accept-Encoding" in response.headers["Vary"]
+    made = copies()
+    assert len(made) == 1 and made[0].endswith(".gz"), made
+    mtime = os.stat(made[0]).st_mtime_ns
+    response, again = relayed("gzip")
+    assert again == body and os.stat(made[0]).st_mtime_ns == mtime, "sent from the copy, not compressed again"
+    # brotli: queued for the background thread (gzip meanwhile), then sent from its copy.
+    relayed("br, gzip")
+    assert cache.wait_idle(timeout=120)
+    response, body = relayed("br, gzip")
+    assert response.headers["Content-Encoding"] == "br" and brotli.decompress(body) == original
+    # Not accepted: the bytes as Jupyter sent them.
+    response, body = relayed("identity")
+    assert "Content-Encoding" not in response.headers and body == original
+
+
 def test_html_is_never_compressed_on_the_fly():
     """BREACH: a page holds the _xsrf token beside the URL's path; whatever its size, it goes as it is."""
     import types

@@ -155,7 +155,7 @@ class CompressCache:
             if os.path.isfile(cached):
                 return coding, cached, version
             if coding == "br":  # preferred but not made yet: gzip (or the file) until it is
-                self._queue(file_path, version, "br")
+                self._queue(version, "br", lambda: self.make(file_path, version, "br"))
         if "gzip" in codings:
             try:
                 return "gzip", self.make(file_path, version, "gzip"), version
@@ -167,20 +167,56 @@ class CompressCache:
 
     def make(self, file_path: str, version: str, coding: str) -> str:
         """Compress ``file_path`` into the cache (once: other threads and processes wait for it)."""
+        def read():
+            with open(file_path, "rb") as f:
+                data = f.read()
+                stat = os.fstat(f.fileno())
+            if self.version(file_path, stat) != version:
+                raise OSError(f"{file_path} changed while it was being compressed")
+            # The original's modification time: Last-Modified stays the file's own.
+            return data, (stat.st_atime_ns, stat.st_mtime_ns)
+
+        return self._store(version, coding, read)
+
+    def relayed(self, data: bytes, accept_encoding) -> tuple:
+        """``(coding, path)`` of a compressed copy of a relayed answer's ``data``, or ``(None, None)``.
+
+        For static files a notebook server sends (the JupyterHub backend's, which are not on this
+        machine's disk): each is compressed once, not on every request. The copy is named by the
+        hash of the bytes themselves, so an answer is only ever sent as the compressed form of
+        exactly its own bytes, whichever notebook server sent them first (one user's server cannot
+        put its bytes into another user's page). Otherwise as :meth:`choose`: the best accepted
+        coding already made, else gzip now and brotli queued.
+        """
+        version = "r" + hashlib.sha256(data).hexdigest()[:31]
+        if not MIN_SIZE <= len(data) <= MAX_SIZE:
+            return None, None
+        codings = accepted_codings(accept_encoding)
+        for coding in codings:
+            cached = self.cached_path(version, coding)
+            if os.path.isfile(cached):
+                return coding, cached
+            if coding == "br":
+                self._queue(version, "br", lambda: self._store(version, "br", lambda: (data, None)))
+        if "gzip" in codings:
+            try:
+                return "gzip", self._store(version, "gzip", lambda: (data, None))
+            except OSError as e:  # a full or read-only cache: send the answer as it is
+                logger.warning("Could not compress a relayed answer into %s: %s", self.folder, e)
+        return None, None
+
+    def _store(self, version: str, coding: str, read) -> str:
+        """Write ``read()``'s bytes compressed with ``coding`` as ``version``'s copy, once (file-locked)."""
         target = self.cached_path(version, coding)
         if os.path.isfile(target):
             return target
         # 0750: nginx workers in the site's group send these copies in accel mode (as users' files).
         os.makedirs(os.path.dirname(target), mode=0o750, exist_ok=True)
         with open(target + ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another process compressing the same file: wait for it
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process compressing the same bytes: wait for it
             if os.path.isfile(target):
                 return target
-            with open(file_path, "rb") as f:
-                data = f.read()
-                stat = os.fstat(f.fileno())
-            if self.version(file_path, stat) != version:
-                raise OSError(f"{file_path} changed while it was being compressed")
+            data, times = read()
             if coding == "br":
                 import brotli
 
@@ -191,8 +227,8 @@ class CompressCache:
             try:
                 with open(tmp, "wb") as out:
                     out.write(packed)
-                # The original's modification time: Last-Modified stays the file's own.
-                os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+                if times is not None:
+                    os.utime(tmp, ns=times)
                 os.replace(tmp, target)  # atomic: a reader sees the whole copy or none
             finally:
                 with contextlib.suppress(FileNotFoundError):
@@ -201,7 +237,8 @@ class CompressCache:
                 os.unlink(target + ".lock")
         return target
 
-    def _queue(self, file_path: str, version: str, coding: str) -> None:
+    def _queue(self, version: str, coding: str, make) -> None:
+        """Run ``make()``, which makes ``version``'s ``coding`` copy, in the background thread (once)."""
         key = (version, coding)
         with self._lock:
             if key in self._pending:
@@ -211,13 +248,13 @@ class CompressCache:
                 self._executor = concurrent.futures.ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="pyramid_notebook compress", initializer=_lower_priority)
                 self._executor_pid = os.getpid()
-            self._executor.submit(self._background, file_path, version, coding)
+            self._executor.submit(self._background, version, coding, make)
 
-    def _background(self, file_path, version, coding):
+    def _background(self, version, coding, make):
         try:
-            self.make(file_path, version, coding)
+            make()
         except Exception as e:  # requests get gzip meanwhile; the next one queues it again
-            logger.warning("Could not compress %s with %s into %s: %s", file_path, coding, self.folder, e)
+            logger.warning("Could not compress %s with %s into %s: %s", version, coding, self.folder, e)
         finally:
             with self._lock:
                 self._pending.discard((version, coding))
