@@ -2,6 +2,7 @@
 import os
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -73,8 +74,12 @@ def run_in_last_cell(browser, code, timeout=90):
 
 
 def _last_editor(driver):
-    editors = driver.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .cm-content")
-    return editors[-1] if editors and editors[-1].is_displayed() else None
+    """The last code cell's editor once it is shown (None while the notebook renders)."""
+    try:
+        editors = driver.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .cm-content")
+        return editors[-1] if editors and editors[-1].is_displayed() else None
+    except StaleElementReferenceException:  # re-rendered under us: look again
+        return None
 
 
 def click_when_ready(browser, element_id, timeout=60):
@@ -214,3 +219,67 @@ def test_shutdown_control_on_the_alternative_domain(browser, tmp_path, notebook_
         assert browser.is_text_present("Logged in as user", wait_time=30)
         assert browser.url.rstrip("/") == site.url
         assert not site.manager.is_running("user")
+
+
+def open_file_menu(browser):
+    """Open Notebook 7's File menu; return the labels of its items."""
+    driver = browser.driver
+
+    def opened():
+        try:
+            [m.click() for m in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel") if m.text == "File"]
+            labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".lm-Menu .lm-Menu-itemLabel")]
+            return labels if any(labels) else None
+        except StaleElementReferenceException:
+            return None
+
+    return wait_for(opened, timeout=60, interval=0.5, message="the File menu")
+
+
+def test_the_file_menu_item_shuts_down_and_returns_to_site(browser, demo_server):
+    """The original's File menu item, now the extension's: "Shut down and return to site"."""
+    log_in(browser, demo_server.url)
+    browser.find_by_id("shell1").click()
+    assert browser.is_text_present("Available variables", wait_time=60)
+    labels = open_file_menu(browser)
+    assert SHUTDOWN_LABEL in labels, labels
+    [item] = [e for e in browser.driver.find_elements(By.CSS_SELECTOR, ".lm-Menu .lm-Menu-item")
+              if e.text.strip().startswith(SHUTDOWN_LABEL)]
+    item.click()
+    assert browser.is_text_present("Logged in as user", wait_time=30)
+    assert browser.url.rstrip("/") == demo_server.url
+    assert not demo_server.manager.is_running("user")
+
+
+def test_without_a_shutdown_url_there_is_no_shutdown_control(browser, notebook_folder):
+    """A site with neither ``pyramid_notebook.shutdown_url`` nor a ``shutdown_notebook`` route: the
+    extension is loaded (the page config lists it) but adds neither the button nor the menu item."""
+    import json
+
+    from pyramid.config import Configurator
+
+    from pyramid_notebook.views import launch_notebook, notebook_proxy
+    from tests.helpers import WSGIServerThread, random_port_base
+
+    settings = {"pyramid_notebook.notebook_folder": notebook_folder, "pyramid_notebook.port_base": str(random_port_base()),
+                "pyramid_notebook.port_range": "20", "pyramid_notebook.fork_server": "false",
+                "pyramid_notebook.spare_kernel": "false"}
+    with Configurator(settings=settings) as config:
+        config.include("pyramid_notebook")
+        config.add_route("shell", "/shell")
+        config.add_route("notebook_proxy", "/notebook/*remainder")
+        # One user for the whole site: this test is about the page, not about who logs in.
+        config.add_view(lambda request: launch_notebook(request, "user", {"greeting": "No way back from here"}),
+                        route_name="shell")
+        config.add_view(lambda request: notebook_proxy(request, "user"), route_name="notebook_proxy")
+        app = config.make_wsgi_app()
+    with WSGIServerThread(app) as site:
+        browser.visit(site.url + "/shell")
+        assert browser.is_text_present("No way back from here", wait_time=60)
+        page_config = json.loads(browser.driver.execute_script(
+            "return document.getElementById('jupyter-config-data').textContent"))
+        assert page_config["pyramidNotebookShutdownUrl"] == ""
+        assert any(e["name"] == "pyramid-notebook-shutdown" for e in page_config["federated_extensions"])
+        labels = open_file_menu(browser)
+        assert "Save" in " ".join(labels) and SHUTDOWN_LABEL not in labels, labels
+        assert not browser.driver.find_elements(By.ID, "pyramid-notebook-shutdown")

@@ -239,3 +239,54 @@ def test_another_origin_posting_save_gets_no_answer(browser, site, evil):
     assert driver.execute_script("return window.received") == []
     assert marker not in on_disk(site, path)
     assert analyses(site) == before
+
+
+def test_the_bridge_tells_the_page_of_edits_and_saves_and_times_out(browser, site):
+    """``PyramidNotebookBridge.listen()``: unasked, the frame posts ``dirty`` when the user edits and
+    ``saved`` when the notebook is saved (here with Ctrl+S inside the notebook, not by the page);
+    a request the frame does not answer rejects after its ``timeout``."""
+    log_in(browser, site.url)
+    frame = open_embed(browser, site.url + "/embed")
+    driver = browser.driver
+    driver.switch_to.default_content()
+    driver.execute_script("window.heard = [];"
+                          "PyramidNotebookBridge.listen(document.getElementById('notebook-frame'),"
+                          "                             m => window.heard.push(m));")
+
+    def heard(kind):
+        return [m for m in driver.execute_script("return window.heard") if m["type"] == kind]
+
+    # Saved inside the notebook (Ctrl+S), not by the page: "saved". (First, so that the notebook is
+    # clean: opening it may already have made it dirty, before the page listened.)
+    driver.switch_to.frame(frame)
+    type_unsaved(browser, "")  # focus the notebook
+    ActionChains(driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
+    driver.switch_to.default_content()
+    (saved, *_) = wait_for(lambda: heard("saved"), timeout=30, message="the unasked 'saved' notice")
+    assert saved["channel"] == "pyramid_notebook" and saved["path"].startswith("default-"), saved
+    assert bridge_status(browser)["dirty"] is False
+
+    # The user edits: "dirty", once.
+    marker = "heard_by_the_page = 1"
+    before = len(heard("dirty"))
+    driver.switch_to.frame(frame)
+    type_unsaved(browser, marker)
+    driver.switch_to.default_content()
+    dirty = wait_for(lambda: heard("dirty")[before:], timeout=30, message="the unasked 'dirty' notice")[0]
+    assert dirty["path"] == saved["path"]
+    assert browser.find_by_id("save-status").first.text == "Unsaved changes", "the demo page's own listener"
+    assert marker not in on_disk(site, saved["path"])
+
+    # A frame that never answers (a page of the site that is not a notebook): rejected in time.
+    # (Inline: the demo's pages refuse to be framed.)
+    driver.execute_script("const f = document.createElement('iframe'); f.id = 'mute';"
+                          "f.srcdoc = '<p id=mute-page>not a notebook</p>'; document.body.appendChild(f);")
+    wait_for(lambda: driver.execute_script("const d = document.getElementById('mute').contentDocument;"
+                                           "return d && d.getElementById('mute-page') !== null"),
+             timeout=30, message="the other frame to load")
+    answer = driver.execute_async_script(
+        "const done = arguments[0], started = Date.now();"
+        "PyramidNotebookBridge.save(document.getElementById('mute'), {timeout: 700})"
+        ".then(a => done({answer: a}), e => done({error: e.message, after: Date.now() - started}));")
+    assert "did not answer within 0.7 s" in answer.get("error", ""), answer
+    assert 600 <= answer["after"] < 10000, answer

@@ -53,6 +53,17 @@ def kernel_channel(context):
     return KernelChannel(ws_url, headers=[f"Authorization: token {context['token']}"])
 
 
+def package_copy(tmp_path, monkeypatch):
+    """A copy of the package that only this test's fork servers run (their script is the copy's):
+    touching the checkout's own files would stale every other fork server running from it."""
+    import pyramid_notebook
+
+    copy = tmp_path / "packages" / "pyramid_notebook"
+    shutil.copytree(os.path.dirname(pyramid_notebook.__file__), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(paths, "FORKSERVER_SCRIPT", str(copy / "forkserver" / "serve.py"))
+    return copy
+
+
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """One fork server and two users forked from it, shared by the isolation tests."""
@@ -183,12 +194,7 @@ def test_changed_package_files_make_the_fork_server_stale(notebook_folder, tmp_p
     Changed in a copy of the package that only this test's fork server runs (its script is the
     copy's, which imports the copy): touching the checkout's own files would stale every other
     fork server running from it."""
-    import pyramid_notebook
-    from pyramid_notebook.core import paths
-
-    copy = tmp_path / "packages" / "pyramid_notebook"
-    shutil.copytree(os.path.dirname(pyramid_notebook.__file__), copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(paths, "FORKSERVER_SCRIPT", str(copy / "forkserver" / "serve.py"))
+    copy = package_copy(tmp_path, monkeypatch)
     manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, kill_timeout=600,
                               fork_server=True)
     manager.start_fork_server()
@@ -287,7 +293,8 @@ def test_a_manager_built_directly_has_the_settings_default():
     assert built.fork_server is not None and from_settings.fork_server is not None
 
 
-def test_the_watcher_replaces_an_exited_or_stale_fork_server(notebook_folder):
+def test_the_watcher_replaces_an_exited_or_stale_fork_server(notebook_folder, tmp_path, monkeypatch):
+    copy = package_copy(tmp_path, monkeypatch)
     manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, kill_timeout=600)
     client = manager.fork_server
     client.watch(interval=0.2)
@@ -297,17 +304,74 @@ def test_the_watcher_replaces_an_exited_or_stale_fork_server(notebook_folder):
         assert client.stop()
         second = wait_for(lambda: client.ping(timeout=1), timeout=120, message="a new fork server")
         assert second["pid"] != first["pid"]
+        assert second["fingerprint"]["package"] == str(copy), "the fork server runs the copy"
         # A deploy changes our files: the watcher replaces the stale one.
-        touched = os.path.join(paths.PACKAGE_FOLDER, "server", "__init__.py")
+        touched = copy / "server" / "__init__.py"
         stat = os.stat(touched)
         os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-        try:
-            third = wait_for(lambda: (a := client.ping(timeout=1)) and a["pid"] != second["pid"] and a,
-                             timeout=120, message="the stale fork server to be replaced")
-            context = manager.start_notebook("alice", CONTEXT)
-            assert forked(context["pid"]) and client.ping()["pid"] == third["pid"]
-        finally:
-            os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        third = wait_for(lambda: (a := client.ping(timeout=1)) and a["pid"] != second["pid"] and a,
+                         timeout=120, message="the stale fork server to be replaced")
+        context = manager.start_notebook("alice", CONTEXT)
+        assert forked(context["pid"]) and client.ping()["pid"] == third["pid"]
     finally:
         manager.close()
         stop_all_notebooks(notebook_folder)
+
+
+def test_an_idle_fork_server_exits_and_stop_all_stops_a_running_one(notebook_folder, monkeypatch):
+    """The fork server gives its memory back after ``IDLE_EXIT`` seconds without a request (here
+    :data:`~pyramid_notebook.core.forkprotocol.IDLE_EXIT_ENV` makes that 2 s), removing its
+    socket; ``pyramid-notebook stop-all`` stops a running one by its pid."""
+    from pyramid_notebook.core.forkprotocol import IDLE_EXIT_ENV
+
+    def gone(pid):
+        return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+    monkeypatch.setenv(IDLE_EXIT_ENV, "2")
+    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, fork_server=True)
+    manager.start_fork_server()
+    client = manager.fork_server
+    idle = client.wait_until_ready(timeout=120)
+    socket_path = os.path.join(client.folder, forkserver.socket_name(manager.python))
+    assert os.path.exists(socket_path)
+    wait_for(lambda: gone(idle["pid"]), timeout=60, message="the idle fork server to exit")
+    assert not os.path.exists(socket_path), "it removed its socket"
+    assert client.ping(timeout=1) is None
+
+    monkeypatch.delenv(IDLE_EXIT_ENV)
+    client.ensure_running()
+    running = client.wait_until_ready(timeout=120)
+    assert running["pid"] != idle["pid"]
+    cli = os.path.join(os.path.dirname(sys.executable), "pyramid-notebook")
+    r = subprocess.run([cli, "stop-all", notebook_folder], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: gone(running["pid"]), timeout=30, message="stop-all to stop the fork server")
+    assert fork_servers_under(notebook_folder) == []
+
+
+def test_start_notebook_in_the_foreground_blocks_until_the_server_stops(notebook_folder):
+    """``NotebookManager.start_notebook(name, context, fg=True)`` (debugging): the server runs in
+    the caller's process group, the call returns its context once it has stopped."""
+    manager = NotebookManager(notebook_folder, min_port=random_port_base(), port_range=20, fork_server=False)
+    returned = {}
+    thread = threading.Thread(target=lambda: returned.update(manager.start_notebook("alice", CONTEXT, fg=True)))
+    thread.start()
+    try:
+        def answering():
+            context = manager.get_notebook_status("alice")
+            try:
+                return context if context and answers(context) else None
+            except requests.ConnectionError:  # not listening yet
+                return None
+
+        context = wait_for(answering, timeout=120, message="the foreground server to answer")
+        assert thread.is_alive(), "fg=True blocks while the server runs"
+        from pyramid_notebook.core.statefolder import STDERR_LOG
+
+        log = os.path.join(manager.get_state_folder("alice"), STDERR_LOG)
+        assert not os.path.exists(log), "in the foreground the log goes to the caller's terminal"
+    finally:
+        manager.stop_notebook("alice")
+        thread.join(timeout=60)
+    assert not thread.is_alive(), "it returned once the server stopped"
+    assert returned["http_port"] == context["http_port"] and returned["username"] == "alice"

@@ -351,3 +351,25 @@ def test_browser_cold_launch_with_progress_pages_lands_on_the_notebook(hub, brow
         assert "The notebook failed to start" not in browser.html
         SEEN.append((browser.url, "", browser.html.encode()))
         assert backend.is_running("user")
+
+
+def test_hub_api_url_is_where_the_site_calls_the_hub(hub, tmp_path):
+    """``pyramid_notebook.hub_api_url``: the site calls the hub's REST API there, here the hub's
+    own port (``hub_bind_url``) rather than through its proxy, which for this site is down."""
+    from pyramid_notebook.backends.hub.api import HubUnavailable
+    from pyramid_notebook.backends.hub.backend import HubBackend
+    from pyramid_notebook.core.settings import parse_settings
+
+    straight = f"http://127.0.0.1:{hub.env['PYRAMID_NOTEBOOK_HUB_API_PORT']}/notebook/hub/api/"
+    base = {"pyramid_notebook.backend": "jupyterhub", "pyramid_notebook.notebook_folder": str(tmp_path),
+            "pyramid_notebook.hub_url": f"http://127.0.0.1:{free_port()}/notebook/",  # nothing listens there
+            "pyramid_notebook.hub_api_token": HUB_TOKEN,
+            "pyramid_notebook.websocket_proxy": "pyramid_notebook.asgi.serve_websocket"}
+    backend = HubBackend.from_settings(parse_settings(dict(base, **{"pyramid_notebook.hub_api_url": straight})))
+    assert backend.api_url == straight
+    assert isinstance(backend.list_notebooks(), list), "the hub answered at its own port"
+    assert backend.get_context("nobody-launched-this") is None
+    without = HubBackend.from_settings(parse_settings(base))
+    assert without.api_url == base["pyramid_notebook.hub_url"] + "hub/api/"
+    with pytest.raises(HubUnavailable):
+        without.list_notebooks()

@@ -230,6 +230,22 @@ def test_no_sockets_left_to_stopped_notebooks(site):
              message=f"the sweeper to close the sockets ({before} -> {open_to(port)})")
 
 
+def test_a_notebook_left_alone_holds_no_sockets(site, monkeypatch):
+    """Jupyter keeps an idle keep-alive open for an hour: once a running notebook's pool has gone
+    unused for ``POOL_IDLE`` seconds, the sweeper closes its idle connections too (the soak's
+    descriptors back to the baseline); the notebook runs on and the next request opens a new one."""
+    monkeypatch.setattr(relay_http, "POOL_IDLE", 1.0)
+    s = login(site.url, "user2")
+    launch(s, site.url, "shell2")
+    port = site.manager.get_notebook_status("user2")["http_port"]
+    _fill_pool(s, site.url)
+    assert open_to(port), "the pool keeps connections to the notebook"
+    wait_for(lambda: not open_to(port), timeout=relay_http.SWEEP_INTERVAL * 3,
+             message=f"the sweeper to close the idle connections ({open_to(port)})")
+    assert site.manager.is_running("user2")
+    assert s.get(site.url + "/notebook/api/contents", timeout=60).status_code == 200
+
+
 # --- finding 2: clickjacking -----------------------------------------------------------------
 
 def frame_refused(response, strict=True):

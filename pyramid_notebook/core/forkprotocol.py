@@ -11,8 +11,21 @@ import sys
 
 from pyramid_notebook.core import paths
 
-#: Seconds without any request after which a fork server exits.
+#: Seconds without any request after which a fork server exits (the site's watcher spawns a fresh
+#: one; a stopped site leaves no fork server behind for long).
 IDLE_EXIT = 6 * 3600
+#: Environment variable overriding :data:`IDLE_EXIT` in the fork server (seconds): tests, and sites
+#: that want the memory back sooner.
+IDLE_EXIT_ENV = "PYRAMID_NOTEBOOK_FORK_SERVER_IDLE_EXIT"
+
+
+def idle_exit() -> float:
+    """:data:`IDLE_EXIT`, or the positive number of seconds :data:`IDLE_EXIT_ENV` says."""
+    try:
+        value = float(os.environ.get(IDLE_EXIT_ENV) or IDLE_EXIT)
+    except ValueError:
+        return IDLE_EXIT
+    return value if value > 0 else IDLE_EXIT
 #: Folder (inside the notebook folder) holding fork servers' sockets and pid files.
 FOLDER_NAME = ".forkserver"
 DAEMON_SCRIPT = paths.DAEMON_SCRIPT

@@ -13,7 +13,7 @@ import sys
 import time
 
 from pyramid_notebook.core.statefolder import STDERR_LOG, STDOUT_LOG
-from pyramid_notebook.core.forkprotocol import DAEMON_SCRIPT, IDLE_EXIT, fingerprint, short_path, socket_name
+from pyramid_notebook.core.forkprotocol import DAEMON_SCRIPT, fingerprint, idle_exit, short_path, socket_name
 
 #: Modules a notebook server needs, imported once before any fork.
 PRELOAD = ("notebook.app", "jupyter_server.serverapp", "jupyter_server.services.kernels.kernelmanager",
@@ -106,11 +106,14 @@ def serve(folder: str) -> int:
         listener.bind(short_path(dir_fd, tmp))
         listener.listen(64)
         os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # atomically replaces a stale socket
+        # The socket file's own inode (a socket's fstat is the socket's, never its path's): at exit
+        # the path is removed only if it is still ours, not a newer fork server's.
+        bound = os.stat(name, dir_fd=dir_fd).st_ino
     finally:
         os.umask(old_umask)
     print(f"fork server {os.getpid()} ready in {time.monotonic() - started:.2f} s: {json.dumps(built)}",
           file=sys.stderr, flush=True)
-    listener.settimeout(IDLE_EXIT)
+    listener.settimeout(idle_exit())
     while True:
         try:
             conn, _ = listener.accept()
@@ -133,7 +136,7 @@ def serve(folder: str) -> int:
         if stop:
             break
     with contextlib.suppress(OSError):
-        if os.stat(name, dir_fd=dir_fd).st_ino == os.fstat(listener.fileno()).st_ino:
+        if os.stat(name, dir_fd=dir_fd).st_ino == bound:
             os.unlink(name, dir_fd=dir_fd)
     return 0
 

@@ -15,6 +15,7 @@ echo the URL's path. JSON API answers and the user's files hold no secret.
 import logging
 import os
 import threading
+import time
 
 import urllib3
 from pyramid.response import FileIter, Response
@@ -37,10 +38,15 @@ TIMEOUT = urllib3.Timeout(connect=5.0, read=300.0)
 MAX_POOLS = 128
 #: Seconds between two sweeps of idle connections whose notebook went away.
 SWEEP_INTERVAL = 10.0
+#: Seconds a notebook's pool may go unused before the sweeper closes its idle connections too:
+#: Jupyter keeps an idle keep-alive open for an hour, so a notebook the user left would hold
+#: descriptors of every web process that relayed to it until then.
+POOL_IDLE = 30.0
 
 logger = logging.getLogger(__name__)
 _pool_manager = None
 _pool_lock = threading.Lock()
+_last_used = {}  # (host, port) -> time.monotonic() of the last request through that pool
 
 
 class UpstreamError(Exception):
@@ -61,6 +67,12 @@ def get_pool_manager() -> urllib3.PoolManager:
     return _pool_manager
 
 
+def pool_for(host: str, port: int):
+    """The connection pool to a notebook at ``host:port`` (its use noted for :data:`POOL_IDLE`)."""
+    _last_used[(host.lower(), int(port))] = time.monotonic()
+    return get_pool_manager().connection_from_host(host, port, scheme="http")
+
+
 def drop_pool(host: str, port: int) -> int:
     """Close every idle connection to ``host:port`` (a notebook that stopped or failed); return how many.
 
@@ -71,17 +83,22 @@ def drop_pool(host: str, port: int) -> int:
 
 
 def sweep_dead_connections() -> int:
-    """Close idle connections whose notebook closed its end (in this process); return how many.
+    """Close idle connections whose notebook closed its end, and all idle connections of pools
+    unused for :data:`POOL_IDLE` seconds (in this process); return how many.
 
     Runs every :data:`SWEEP_INTERVAL` seconds in a daemon thread, so every web process
     lets go of a stopped notebook's sockets, not only the one that stopped it.
     """
-    return close_idle(_pool_manager, True)
+    closed = close_idle(_pool_manager, True)
+    now = time.monotonic()
+    for (host, port), used in list(_last_used.items()):
+        if now - used > POOL_IDLE:
+            _last_used.pop((host, port), None)
+            closed += close_idle(_pool_manager, False, host, port)
+    return closed
 
 
 def _sweep_forever():
-    import time
-
     while True:
         time.sleep(SWEEP_INTERVAL)
         try:
@@ -285,7 +302,7 @@ def proxy_request(request, port: int, token: str, host: str = "127.0.0.1") -> Re
     headers = upstream_headers(request, port, token, host)
     if length is not None and (length or request.method in ("POST", "PUT", "PATCH")):
         headers["Content-Length"] = str(length)
-    pool = get_pool_manager().connection_from_host(host, port, scheme="http")
+    pool = pool_for(host, port)
     try:
         upstream = pool.urlopen(
             request.method, request.path_qs, body=body, headers=headers, redirect=False, retries=False,

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import urllib3
 
 from pyramid_notebook.core.context import upstream_host
-from pyramid_notebook.relays.http import drop_pool, get_pool_manager
+from pyramid_notebook.relays.http import drop_pool, pool_for
 
 #: Files the notebook daemon keeps beside the user's notebooks: never read or written here.
 STATE_FILES = frozenset({"notebook.pid", "context.json", "notebook.stdout.log", "notebook.stderr.log", "launch.json"})
@@ -106,7 +106,7 @@ class NotebookContents:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        pool = get_pool_manager().connection_from_host(self.host, self.port, scheme="http")
+        pool = pool_for(self.host, self.port)
         try:
             response = pool.urlopen(method, self._url(path) + query, body=data, headers=headers, redirect=False,
                                     retries=False, timeout=TIMEOUT, assert_same_host=False)
