@@ -19,10 +19,22 @@ from pyramid_notebook.core.process import terminate_daemon
 
 
 def free_port() -> int:
-    """A port nothing listens on right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing uses right now, below the kernel's ephemeral range (32768-60999 on Linux).
+
+    Not the OS's pick (``bind(0)``): that comes from the ephemeral range, where the outgoing
+    connections and the kernels' ZMQ sockets of tests running beside this one take ports all the
+    time, so the port is more likely gone before the server binds it.
+    """
+    rng = random.SystemRandom()  # pytest-randomly seeds ``random`` alike for every test
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32000")
 
 
 #: What a server says when the port :func:`free_port` gave it was taken before it could bind it.
