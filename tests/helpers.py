@@ -19,22 +19,23 @@ from pyramid_notebook.core.process import terminate_daemon
 
 
 def free_port() -> int:
-    """A port nothing uses right now, below the kernel's ephemeral range (32768-60999 on Linux).
+    """A port nothing uses right now, between 10000 and 20000.
 
-    Not the OS's pick (``bind(0)``): that comes from the ephemeral range, where the outgoing
-    connections and the kernels' ZMQ sockets of tests running beside this one take ports all the
-    time, so the port is more likely gone before the server binds it.
+    Not the OS's pick (``bind(0)``): that comes from the ephemeral range (32768-60999 on Linux),
+    where the outgoing connections and the kernels' ZMQ sockets of tests running beside this one
+    take ports all the time, so the port is more likely gone before the server binds it. Not
+    :func:`random_port_base`'s range either (20000-32000), where notebooks pick their ports.
     """
     rng = random.SystemRandom()  # pytest-randomly seeds ``random`` alike for every test
     for _ in range(200):
-        port = rng.randrange(20000, 32000)
+        port = rng.randrange(10000, 20000)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port between 20000 and 32000")
+    raise RuntimeError("no free port between 10000 and 20000")
 
 
 #: What a server says when the port :func:`free_port` gave it was taken before it could bind it.

@@ -47,18 +47,30 @@ def run_in_last_cell(browser, code, timeout=90):
     from selenium.common.exceptions import WebDriverException
 
     driver = browser.driver
-    editor = wait_for(lambda: _last_editor(driver), timeout=60, message="a code cell editor")
-    cell = editor.find_element(By.XPATH, "./ancestor::div[contains(@class, 'jp-CodeCell')][1]")
+    wait_for(lambda: _last_editor(driver), timeout=60, message="a code cell editor")
+    found = {}
 
     def queued():
         try:
-            prompt = cell.find_element(By.CSS_SELECTOR, ".jp-InputPrompt").text
+            prompt = found["cell"].find_element(By.CSS_SELECTOR, ".jp-InputPrompt").text
         except WebDriverException:
             return False
         return "*" in prompt or any(ch.isdigit() for ch in prompt)
 
     def attempt():
+        # The same cell each time, found again only if the notebook re-rendered it while it
+        # initialised (a stale element would fail every later attempt).
         try:
+            editor = found.get("editor")
+            try:
+                stale = editor is None or not editor.is_enabled()
+            except StaleElementReferenceException:
+                stale = True
+            if stale:
+                editor = found["editor"] = _last_editor(driver)
+                if editor is None:
+                    return False
+                found["cell"] = editor.find_element(By.XPATH, "./ancestor::div[contains(@class, 'jp-CodeCell')][1]")
             editor.click()
             if code not in editor.text:
                 editor.send_keys(code)
