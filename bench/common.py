@@ -126,13 +126,22 @@ def load(urls_and_headers, concurrency, n):
     return times, nbytes[0], time.perf_counter() - start
 
 
+#: The bytes as they are, never a compressed copy (see :func:`throughput`).
+IDENTITY = {"Accept-Encoding": "identity"}
+
+
 def throughput(site, concurrency, n, proxied_url, direct_url, headers, rounds=2, user="http"):
     """Median MiB/s of proxied and direct GETs of one large URL, in interleaved rounds."""
     p_rate, d_rate = [], []
     # Jupyter refuses files/ downloads without a same-site Referer, as a browser would send.
-    headers = dict(headers, Referer=direct_url.split("/notebook/")[0] + "/notebook/tree")
+    # identity: the relay's own throughput, both sides the same bytes (as before compression came in,
+    # so the rows stay comparable). Compressed, the client's decompression would count against the
+    # site on loopback, where compressing never pays; the browser rows (bench/browser.py) measure it
+    # where it does.
+    headers = dict(headers, Referer=direct_url.split("/notebook/")[0] + "/notebook/tree", **IDENTITY)
     for _ in range(rounds):
-        _, b, t = load((proxied_url, {"X-Bench-User": user, "Referer": site.url + "/notebook/tree"}), concurrency, n)
+        _, b, t = load((proxied_url, {"X-Bench-User": user, "Referer": site.url + "/notebook/tree", **IDENTITY}),
+                       concurrency, n)
         p_rate.append(b / t / 2**20)
         _, b, t = load((direct_url, headers), concurrency, n)
         d_rate.append(b / t / 2**20)
