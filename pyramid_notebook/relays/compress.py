@@ -188,9 +188,9 @@ class CompressCache:
         put its bytes into another user's page). Otherwise as :meth:`choose`: the best accepted
         coding already made, else gzip now and brotli queued.
         """
-        version = "r" + hashlib.sha256(data).hexdigest()[:31]
         if not MIN_SIZE <= len(data) <= MAX_SIZE:
             return None, None
+        version = "r" + hashlib.sha256(data).hexdigest()[:31]
         codings = accepted_codings(accept_encoding)
         for coding in codings:
             cached = self.cached_path(version, coding)

@@ -20,7 +20,7 @@ import time
 import urllib3
 from pyramid.response import FileIter, Response
 
-from pyramid_notebook.relays.compress import MAX_SIZE, ON_THE_FLY_MIN_SIZE, StreamCompressor, accepted_codings, cache_for
+from pyramid_notebook.relays.compress import ON_THE_FLY_MIN_SIZE, StreamCompressor, accepted_codings, cache_for
 from pyramid_notebook.core.pools import close_idle
 
 # Large enough that big static bundles cost few Python-level iterations.
@@ -229,12 +229,14 @@ def _compressed_headers(headerlist, coding):
 #: ``max-age`` from which a relayed answer counts as a static file version (Jupyter's ``?v=`` files
 #: get ten years, its hashed bundles ``immutable``): compressed once into the cache, not per request.
 STATIC_MAX_AGE = 86400
+#: Larger static answers are streamed as before: one is read whole into memory to be hashed.
+STATIC_MAX_SIZE = 16 * 1024 * 1024
 
 
 def static_version(upstream) -> bool:
     """True for an answer Jupyter marks as a long-lived static file version, of a known size."""
     length = upstream.length_remaining
-    if length is None or length > MAX_SIZE:
+    if length is None or length > STATIC_MAX_SIZE:
         return False
     cache_control = upstream.headers.get("Cache-Control", "").lower()
     if "immutable" in cache_control:
