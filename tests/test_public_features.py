@@ -34,7 +34,8 @@ def test_warm_kernel_false_starts_no_kernel_and_true_does(notebook_folder):
     wait_for(lambda: (warm.get_notebook_status("bob") or {}).get("warm_session"), timeout=120,
              message="bob's warm kernel")
     assert len(_kernels(warm_context)) == 1
-    # By then alice's server has long been up: still no kernel, and none announced.
+    # By then alice's server has long been up: still no kernel (not even the spare kernel, which
+    # with warm_kernel = false waits for a second shell), and none announced.
     assert _kernels(context) == []
     assert "warm_session" not in (cold.get_notebook_status("alice") or {})
 

@@ -129,9 +129,10 @@ SETTINGS = (
         (``pyramid_notebook/server/spare_kernel.py``). ``always``: the first spare starts a few seconds
         after the server (after the first shell's kernel), so that even the first other page's shell
         finds one, at the price of one more idle kernel per user (about 50 MB; culled like any kernel
-        by ``kernel_idle_timeout``). ``true``: the first spare starts only once the user has opened a
-        second shell, so a user who never does never has one. ``false``: every shell starts its own
-        kernel.
+        by ``kernel_idle_timeout``; with ``warm_kernel = false`` it waits for a second shell, as
+        ``true``: no kernel starts before the user asks for one). ``true``: the first spare starts only
+        once the user has opened a second shell, so a user who never does never has one. ``false``:
+        every shell starts its own kernel.
         """),
     _entry(
         '``pyramid_notebook.max_notebooks`` (default ``20``)',

@@ -32,7 +32,6 @@ from pyramid_notebook.core.contextparts import notebook_part
 from pyramid_notebook.server import shells
 from pyramid_notebook.server.config import LABEXTENSION_FOLDER, site_server_config
 from pyramid_notebook.server.shells import spare_policy
-from pyramid_notebook.server.spare_kernel import DEFAULT_SPARE
 from pyramid_notebook.server import kernel_limits, resource_usage
 
 #: Environment variable carrying the notebook context (JSON) into the single-user server.
@@ -119,7 +118,7 @@ def _link_jupyter_server_extension(serverapp):
         setattr(serverapp, name, value)
     if kernel_manager:
         serverapp.config.MappingKernelManager.update(kernel_manager)
-    serverapp.config.PyramidNotebook.spare_kernel = spare_policy(context.get("spare_kernel", DEFAULT_SPARE))
+    serverapp.config.PyramidNotebook.spare_kernel = spare_policy(context)
     _add_labextension(serverapp)
     # Memory in the top bar, and the user's memory limit on every kernel (issue 23).
     for section, values in kernel_limits.server_config(context).items():

@@ -43,7 +43,6 @@ from pyramid_notebook.server.config import (  # noqa: E402,F401 (WELCOME...: thi
     LABEXTENSION_FOLDER, WELCOME, site_server_config, write_default_notebook, write_private,
 )
 from pyramid_notebook.server.shells import spare_policy  # noqa: E402
-from pyramid_notebook.server.spare_kernel import DEFAULT_SPARE  # noqa: E402
 from pyramid_notebook.server import kernel_limits, resource_usage  # noqa: E402
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")
@@ -117,7 +116,7 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
     if kernel_manager:
         config.setdefault("MappingKernelManager", {}).update(kernel_manager)
     # Read by server/spare_kernel.py: a kernel started ahead for the next shell.
-    config["PyramidNotebook"] = {"spare_kernel": spare_policy(context.get("spare_kernel", DEFAULT_SPARE))}
+    config["PyramidNotebook"] = {"spare_kernel": spare_policy(context)}
     ws_host = urlsplit(context.get("websocket_url") or "").hostname
     if ws_host and ws_host not in ("localhost", "127.0.0.1", "::1"):
         # pserve mode with a site reached by name (www.example.com:port): the browser's direct

@@ -126,9 +126,16 @@ async def open_session(serverapp, path: str, spare=None, script: str = "") -> di
     return model
 
 
-def spare_policy(value=DEFAULT_SPARE):
-    """A context's ``spare_kernel`` as the server's config takes it: ``True``, ``False`` or ``"always"``."""
-    return "always" if value == "always" else bool(value)
+def spare_policy(context: dict):
+    """A context's ``spare_kernel`` as the server's config takes it: ``True``, ``False`` or ``"always"``.
+
+    ``always`` (the default) waits for a second shell, as ``True``, when the context starts no warm
+    kernel (``warm_kernel = false``: no kernel before the user asks for one).
+    """
+    value = context.get("spare_kernel", DEFAULT_SPARE)
+    if value == "always":
+        return True if context.get("warm_kernel") is False else "always"
+    return bool(value)
 
 
 def _handler_class():
