@@ -91,6 +91,7 @@ class NotebookASGI:
     def __init__(self, wsgi_app, threads: int = DEFAULT_THREADS, multiprocess: bool = True,
                  max_body_size: int = DEFAULT_MAX_BODY, body_timeout: float = DEFAULT_BODY_TIMEOUT):
         self.wsgi_app = wsgi_app
+        self.multiprocess = multiprocess
         self.wsgi = WSGIMiddleware(_InputTerminated(wsgi_app, multiprocess), workers=threads)
         self.http = BufferedBodies(self.wsgi, streamed=self._streamed, max_body=max_body_size,
                                    timeout=body_timeout)
@@ -125,6 +126,9 @@ class NotebookASGI:
             return
         handshake = _Handshake()
         environ = websocket_environ(scope, handshake)
+        # As for HTTP requests: a2wsgi's environ says "several processes", and pyramid_debugtoolbar
+        # then warns and switches itself off for the handshake under the one-process runner.
+        environ["wsgi.multiprocess"] = self.multiprocess
         loop = asyncio.get_running_loop()
         upstream, refusal = await loop.run_in_executor(self.wsgi.executor, authorize, self.wsgi_app, environ,
                                                        handshake)
