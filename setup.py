@@ -25,6 +25,13 @@ install_requires = [
     "jupyter-resource-usage>=1.0,<2",
     # Static files go out brotli-compressed (relays/compress.py; gzip is the standard library's).
     "brotli>=1.1",
+    # Team recipes (issue 36): git without a git binary (dulwich), notebooks rendered (nbconvert) and
+    # sanitised (nh3), the diff between versions (nbdime), pages from templates (Jinja2).
+    "dulwich>=1.0",
+    "nbconvert>=7",
+    "nh3>=0.2",
+    "nbdime>=4",
+    "Jinja2>=3",
 ]
 
 # ASGI (pyramid_notebook.asgi): the site under uvicorn, notebook websockets relayed on the event loop.
@@ -68,6 +75,8 @@ test_requires = demo_requires + hub_requires + [
     "transaction>=4",
     "WebTest>=3",
     "pyramid_debugtoolbar>=4.10",
+    # The audit logger's records under a site's JSON formatter (issue 35).
+    "python-json-logger>=3.1",
 ]
 
 setup(
@@ -106,6 +115,8 @@ setup(
     entry_points={
         "console_scripts": ["pyramid-notebook = pyramid_notebook.cli:main"],
         "paste.app_factory": ["demo = pyramid_notebook.demo:main"],
+        # The factory is found first: it checks the asgi extra before pserve loads the site.
+        "paste.server_factory": ["uvicorn = pyramid_notebook.relays.asgi_runner:server_factory"],
         "paste.server_runner": [
             "demo_server = pyramid_notebook.demo.server:serve",
             "uvicorn = pyramid_notebook.relays.asgi_runner:serve_paste",

@@ -96,13 +96,16 @@ def start(manager, user, enabled):
 
 
 def in_process(folder, samples):
-    """Seconds per cell for what the notebook server adds: parse the v1 message, record it (store
-    and the logger's copy, to a file as a server's stderr log), as the connection class does."""
+    """Seconds per cell for what the notebook server adds: parse the v1 message, decide by the
+    allow-list, record it (store and the logger's copy, to a file as a server's stderr log), as the
+    connection class does."""
     import logging
 
     from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
 
-    from pyramid_notebook.server.audit import V1, AuditingKernelWebsocketConnection, Auditor
+    from pyramid_notebook.server import kernel_messages
+    from pyramid_notebook.server.audit_kernel import V1, AuditingKernelWebsocketConnection
+    from pyramid_notebook.server.recorder import Auditor
 
     class Connection:
         subprotocol = V1
@@ -120,14 +123,17 @@ def in_process(folder, samples):
     content = {"code": "1", "silent": False, "store_history": False, "user_expressions": {},
                "allow_stdin": False, "stop_on_error": True}
     message = serialize_msg_to_ws_v1([json.dumps(x).encode() for x in (header, {}, {}, content)], "shell")
-    parse = AuditingKernelWebsocketConnection._execute_request
+    parse = AuditingKernelWebsocketConnection._parse
     times = []
     try:
         for _ in range(samples):
             t = time.perf_counter()
-            found_header, found_content, _ = parse(Connection(), message)
-            auditor.record({"kind": "execute", "code": found_content["code"], "notebook": "x.ipynb",
-                            "kernel": "k", "session": found_header["session"], "msg_id": found_header["msg_id"]})
+            channel, found_header, found_content, _ = parse(Connection(), message)
+            kernel_messages.decide(channel, found_header, found_content)
+            record = kernel_messages.record_for(channel, found_header, found_content)
+            record.update(notebook="x.ipynb", kernel="k", channel=channel, session=found_header["session"],
+                          msg_id=found_header["msg_id"])
+            auditor.record(record)
             times.append(time.perf_counter() - t)
     finally:
         audit_logger.removeHandler(handler)

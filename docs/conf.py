@@ -29,6 +29,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(pyramid|webob|jupyter_server|jupyterhub|tornado|urllib3|uvicorn|a2wsgi|websockets|sqlalchemy"
                r"|transaction|typing|collections|asyncio|concurrent|socket|subprocess|os|pathlib|uwsgi|prometheus_client)(\..*)?"),
     (r"py:.*", r"(str|int|float|bool|dict|list|tuple|bytes|None|object|Exception|OSError|ValueError|RuntimeError"
+               r"|ImportError|ModuleNotFoundError"
                r"|callable|Callable|Optional|Any|Iterable|Iterator|Path|datetime)"),
     (r"py:.*", r"_\w+"),  # private names are not documented
     # Made at run time inside the notebook server, when jupyterhub is importable.

@@ -61,6 +61,19 @@ def includeme(config):
     config.include("pyramid_notebook.web.routes")
     # The operator console at /notebook-admin/, when pyramid_notebook.admin_principals names who may see it.
     config.include("pyramid_notebook.web.admin")
+    config.include("pyramid_notebook.web.recipes")
+    # The notebook page's bundles compressed at start, in the background (web/preload.py).
+    config.include("pyramid_notebook.web.preload")
+
+
+def preload_links(request, permission="shell", context=None) -> str:
+    """``<link rel="prefetch">`` tags of the notebook page's bundles, for a site page with a shell button.
+
+    Empty for a user without ``permission``; see ``pyramid_notebook.web.preload`` and the README.
+    """
+    from pyramid_notebook.web.preload import preload_links as links
+
+    return links(request, permission, context)
 
 
 def _on_site_start(event):

@@ -15,7 +15,7 @@ pytest_plugins = ["tests.leakcheck"]
 #: only these (README, "Development"). Marked here by file so that test files need no edits.
 FAST_FILES = {
     "test_framing.py", "test_origin.py", "test_settings.py", "test_utils.py", "test_proxy_unit.py",
-    "test_static_unit.py", "test_hub_unit.py", "test_layout.py",
+    "test_static_unit.py", "test_hub_unit.py", "test_layout.py", "test_any_policy.py",
 }
 
 
@@ -101,6 +101,9 @@ def write_demo_ini(tmp_path, notebook_folder, **extra_settings):
         # Likewise the spare kernel (default ``always``): an idle kernel per server for tests that
         # never open another shell. test_shells tests it, with the default too.
         "pyramid_notebook.spare_kernel": "true",
+        # Likewise compressing Notebook's whole static folder at each site's start (default on):
+        # minutes of CPU per test site. test_preload tests it, with the default.
+        "pyramid_notebook.precompress": "false",
     }
     settings.update(extra_settings)
     lines = "\n".join(f"{k} = {v}" for k, v in settings.items())

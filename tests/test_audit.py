@@ -147,17 +147,18 @@ def test_cells_and_terminal_lines_are_recorded_pserve(demo_server, notebook_fold
                 seen += message[1]
     finally:
         ws.close()
-    lines = records(notebook_folder, "terminal")
-    assert [r["line"] for r in lines] == ["echo audited-$((6*7))"]
-    assert lines[0]["terminal"] == name and lines[0]["user"] == "user"
+    # The terminal's input stream, message by message, as typed (tests/test_audit_terminals.py).
+    typed = records(notebook_folder, "terminal-input")
+    assert [r["data"] for r in typed] == list("echo audited-$((6*7))x\x7f\r")
+    assert {r["terminal"] for r in typed} == {name} and typed[0]["user"] == "user"
     check_no_secret(notebook_folder, context, cookie)
 
     # The command line finds them all.
     shown = cli("show", notebook_folder, "--json", "--user", "user", "--since", "10m")
     assert shown.returncode == 0, shown.stderr
     rows = [json.loads(line) for line in shown.stdout.splitlines()]
-    assert {r.get("code") or r.get("line") for r in rows if r["kind"] != "session"} == \
-        set(codes) | {"via_control = 1", "via_control", "echo audited-$((6*7))"}
+    assert "".join(r["data"] for r in rows if r["kind"] == "terminal-input") == "echo audited-$((6*7))x\x7f\r"
+    assert {r.get("code") for r in rows if r["kind"] == "execute"} == set(codes) | {"via_control = 1", "via_control"}
     # Without audit_log_config the logger's copy goes to the notebook server's log.
     log = os.path.join(notebook_folder, ".state", "user", "notebook.stderr.log")
     last = records(notebook_folder)[-1]
@@ -336,7 +337,7 @@ def test_prune_then_verify_passes_and_records_go_where_the_logging_config_says(m
     finally:
         channel.close()
     # Every record, pruned ones included, was shipped through the site's logging configuration.
-    shipped = [json.loads(line.split(" ", 1)[1]) for line in (tmp_path / "shipped.log").read_text().splitlines()]
+    shipped = [audit.parse_log_message(line) for line in (tmp_path / "shipped.log").read_text().splitlines()]
     assert [r["code"] for r in shipped if r.get("kind") == "execute"] == ["old = 1", "old = 2", "new = 3"]
     assert all(r["user"] == "user" for r in shipped)
 

@@ -50,7 +50,9 @@ def test_destructive_actions_need_intent_and_state_is_out_of_reach(demo_server):
         assert r.status_code in (400, 403, 404), (path, r.status_code)
         assert context["token"] not in r.text
     listing = s.get(base + "/notebook/api/contents").json()["content"]
-    assert [item["name"] for item in listing] == [context["notebook_name"]], "only the user's own files"
+    # The user's own files, and the team's read-only recipe folder (the demo shares recipes).
+    assert sorted(item["name"] for item in listing) == sorted([context["notebook_name"], "team-recipes"]), \
+        "only the user's own files"
 
     # Another site's link to another shell: a confirmation page, the notebook keeps running.
     r = s.get(base + "/shell3", headers=CROSS_SITE, allow_redirects=False)

@@ -51,6 +51,8 @@ def test_all_settings_parsed(tmp_path):
     ({"pyramid_notebook.websocket_proxy": "pyramid_notebook.core.settings.PREFIX"}, "pyramid_notebook.websocket_proxy"),
     ({"pyramid_notebook.alternative_domain": "shell.example.com"}, "pyramid_notebook.alternative_domain"),
     ({"pyramid_notebook.shutdown_url": "javascript:alert(1)"}, "pyramid_notebook.shutdown_url"),
+    ({"pyramid_notebook.recipe_max_bytes": "lots"}, "pyramid_notebook.recipe_max_bytes"),
+    ({"pyramid_notebook.recipe_strip_outputs": "maybe"}, "pyramid_notebook.recipe_strip_outputs"),
 ])
 def test_bad_setting_is_named(tmp_path, settings, named):
     full = {"pyramid_notebook.notebook_folder": str(tmp_path)}

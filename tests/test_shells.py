@@ -148,18 +148,27 @@ def test_kernels_of_left_shells_are_culled(make_demo_server):
 
 
 def test_a_malformed_shell_request_is_a_400(demo_server):
+    """The site's own call (with its proof), malformed: 400. (Browsers never reach it: test_private_kernels.)"""
+    import requests
+
+    from pyramid_notebook.core.contextparts import SHELLS_PROOF_HEADER, shells_proof
+
     base = demo_server.url
     s = login(base)
     launch(s, base, "/shell1")
-    s.get(base + "/notebook/tree")
-    headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/notebook/"), "Origin": base}
+    context = demo_server.manager.get_notebook_status("user")
+    url = f"http://127.0.0.1:{context['http_port']}/notebook/pyramid-notebook/shells"
+    xsrf = {"Cookie": "_xsrf=x", "X-XSRFToken": "x", "Authorization": "token " + context["token"]}
     for body in (b"not json", b"[]", b'{"context_hash": "../../etc"}', b'{"context_hash": "' + b"a" * 64 + b'", '
                  b'"startup": 1}'):
-        r = s.post(base + "/notebook/pyramid-notebook/shells", data=body, headers=headers)
+        proof = {SHELLS_PROOF_HEADER: shells_proof(context["token"], body)}
+        r = requests.post(url, data=body, headers=dict(xsrf, **proof))
         assert r.status_code == 400, (body, r.status_code)
         assert "Traceback" not in r.text
     # Without Jupyter's XSRF token (a forged request), refused too.
-    r = s.post(base + "/notebook/pyramid-notebook/shells", json={}, headers={"Origin": base})
+    body = b"{}"
+    r = requests.post(url, data=body, headers={"Authorization": "token " + context["token"],
+                                               SHELLS_PROOF_HEADER: shells_proof(context["token"], body)})
     assert r.status_code == 403
 
 

@@ -11,6 +11,11 @@
 //    and only from the origins allowed to frame the notebook (pyramidNotebookParentOrigins, from
 //    pyramid_notebook.frame_ancestors); answers go to that exact origin, never "*". Without
 //    that page config (any other Jupyter server) the bridge does nothing.
+// 3. "Publish to team recipes…" (File menu and command palette): asks for the recipe's name
+//    (default: the file's) and a one-line message, saves the notebook, and POSTs
+//    {path, name, message} as JSON to the site's recipes URL (pyramidNotebookRecipesUrl, a path on
+//    the page's own origin, so the request is same-origin). Without that page config: no command.
+import { Dialog, ICommandPalette, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { IMainMenu } from '@jupyterlab/mainmenu';
 import { Widget } from '@lumino/widgets';
@@ -160,4 +165,126 @@ const bridgePlugin = {
   }
 };
 
-export default [shutdownPlugin, bridgePlugin];
+const PUBLISH_COMMAND = 'pyramid-notebook:publish-recipe';
+const PUBLISH_LABEL = 'Publish to team recipes…';
+
+// The default recipe name of a notebook path: its file name, lowercased, other characters as dashes.
+function recipeName(path) {
+  const stem = path.split('/').pop().replace(/\.ipynb$/i, '').toLowerCase();
+  return stem.replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64).replace(/-+$/, '') || 'recipe';
+}
+
+// The dialog's body: the recipe's name and a one-line message.
+class PublishForm extends Widget {
+  constructor(name) {
+    const node = document.createElement('div');
+    node.className = 'pyramid-notebook-publish';
+    const field = (label, id, value, hint) => {
+      const wrapper = document.createElement('label');
+      wrapper.style.display = 'block';
+      wrapper.style.marginBottom = '0.6em';
+      wrapper.textContent = label;
+      const input = document.createElement('input');
+      input.className = 'jp-mod-styled';
+      input.id = id;
+      input.value = value;
+      input.placeholder = hint;
+      input.style.display = 'block';
+      input.style.width = '100%';
+      wrapper.appendChild(input);
+      node.appendChild(wrapper);
+      return input;
+    };
+    super({ node });
+    this.nameInput = field('Name (lowercase letters, digits and dashes)', 'pyramid-notebook-recipe-name', name,
+      'orders-per-day');
+    this.messageInput = field('What is new (one line)', 'pyramid-notebook-recipe-message', '',
+      'First version');
+  }
+
+  getValue() {
+    return { name: this.nameInput.value.trim(), message: this.messageInput.value.trim() };
+  }
+}
+
+async function publish(panel, url, name, message) {
+  await panel.context.ready;
+  await panel.context.save();
+  const response = await fetch(url, {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    body: JSON.stringify({ path: panel.context.path, name, message })
+  });
+  let answer = {};
+  try {
+    answer = await response.json();
+  } catch (e) {
+    // not JSON: the status says enough
+  }
+  if (response.status !== 201) {
+    throw new Error(answer.error || `The site answered ${response.status} ${response.statusText}.`);
+  }
+  return answer;
+}
+
+const publishPlugin = {
+  id: 'pyramid-notebook-shutdown:publish-recipe',
+  description: "Publishes the open notebook to the site's team recipes.",
+  autoStart: true,
+  optional: [IMainMenu, ICommandPalette],
+  activate: (app, mainMenu, palette) => {
+    const url = PageConfig.getOption('pyramidNotebookRecipesUrl');
+    if (!url) {
+      return;
+    }
+    const notebook = () => {
+      const panel = currentDocument(app);
+      return panel && /\.ipynb$/i.test(panel.context.path) ? panel : null;
+    };
+    app.commands.addCommand(PUBLISH_COMMAND, {
+      label: PUBLISH_LABEL,
+      caption: "Share this notebook with your team: every version is kept, with its author",
+      isEnabled: () => notebook() !== null,
+      execute: async () => {
+        const panel = notebook();
+        if (!panel) {
+          return;
+        }
+        const form = new PublishForm(recipeName(panel.context.path));
+        const result = await showDialog({
+          title: 'Publish to team recipes',
+          body: form,
+          focusNodeSelector: 'input',
+          buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Publish' })]
+        });
+        if (!result.button.accept) {
+          return;
+        }
+        try {
+          const answer = await publish(panel, url, result.value.name, result.value.message);
+          const body = document.createElement('p');
+          body.id = 'pyramid-notebook-published';
+          body.textContent = `"${answer.name}" version ${answer.version} is in the team's recipes. `;
+          const link = document.createElement('a');
+          link.href = answer.url || url;
+          link.target = '_blank';
+          link.rel = 'noopener';
+          link.textContent = 'See it on the site';
+          body.appendChild(link);
+          await showDialog({ title: 'Published', body: new Widget({ node: body }), buttons: [Dialog.okButton()] });
+        } catch (e) {
+          await showErrorMessage('Not published', String((e && e.message) || e));
+        }
+      }
+    });
+    if (palette) {
+      palette.addItem({ command: PUBLISH_COMMAND, category: 'Team recipes' });
+    }
+    if (mainMenu) {
+      mainMenu.fileMenu.addGroup([{ command: PUBLISH_COMMAND }], 999);
+    }
+  }
+};
+
+export default [shutdownPlugin, bridgePlugin, publishPlugin];

@@ -32,13 +32,20 @@ import time
 
 #: Name of a user's audit stream in their state folder (``notebook_folder/.state/<user>/``).
 AUDIT_FILE_NAME = "audit.jsonl"
+#: The web site's own stream (team recipes: publish, delete, open), ``notebook_folder/.state/.site/``:
+#: no user's folder name starts with a dot, so it never meets one; :func:`stream_paths` lists it.
+SITE_STREAM = (".site", AUDIT_FILE_NAME)
 #: Lock file beside it: the writer and :func:`prune` never interleave.
 LOCK_SUFFIX = ".lock"
 #: Folder, in a JupyterHub single-user server's root folder, holding its stream (hidden from the
 #: contents API, which refuses dot-names).
 HUB_AUDIT_FOLDER = ".pyramid_notebook"
-#: Every record is also emitted here (INFO), as its JSON line.
+#: Every record is also emitted here (INFO): the record itself as ``extra={"audit": record}``, and
+#: a message that spells it out (:func:`log_message`).
 LOGGER_NAME = "pyramid_notebook.audit"
+#: Characters no log message of ours carries (a site's formatter may ``str.format`` or ``%``-format
+#: the message with the record's fields); JSON's escapes of them.
+_UNSAFE = str.maketrans({"{": "\\u007b", "}": "\\u007d", "%": "\\u0025"})
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -50,6 +57,50 @@ class AuditError(OSError):
 def canonical(record: dict) -> str:
     """The record's canonical JSON: the text that is hashed and stored."""
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _flat(record: dict, prefix=""):
+    for key, value in sorted(record.items(), key=lambda item: (item[0] not in ("kind", "user"), item[0])):
+        if isinstance(value, dict) and value:
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+def log_message(record: dict) -> str:
+    """The log message of ``record``: ``pyramid_notebook audit kind="execute" user="alice" code=...``.
+
+    Every value is JSON (nested records flattened to ``audit.user=...``) with ``{``, ``}`` and ``%``
+    written as JSON escapes, so that no formatter misreads the message (one that ``str.format``-s or
+    ``%``-formats it with the record's fields finds nothing to replace) and none of the record's
+    text is lost with the stock formatter: :func:`parse_log_message` gives the record back.
+    """
+    return "pyramid_notebook audit " + " ".join(
+        f"{key}={json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(',', ':')).translate(_UNSAFE)}"
+        for key, value in _flat(record))
+
+
+def parse_log_message(text: str) -> dict:
+    """The record a :func:`log_message` spells out (anything before ``pyramid_notebook audit`` ignored)."""
+    text = text[text.index("pyramid_notebook audit ") + len("pyramid_notebook audit "):].rstrip()
+    decoder, record, pos = json.JSONDecoder(), {}, 0
+    while pos < len(text):
+        key, _, _ = text[pos:].partition("=")
+        value, pos = decoder.raw_decode(text, pos + len(key) + 1)
+        target = record
+        *parents, name = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[name] = value
+        pos += 1  # the space between two fields
+    return record
+
+
+def log(record: dict) -> None:
+    """Emit ``record`` on the audit logger (INFO) as structured data, ``extra={"audit": record}``:
+    JSON formatters (python-json-logger) keep it whole; the message is :func:`log_message`."""
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(log_message(record), extra={"audit": record})
 
 
 def record_hash(record: dict) -> str:
@@ -116,9 +167,12 @@ class AuditStore:
     never into a file no one can see any more.
     """
 
-    def __init__(self, path: str, fsync: bool = False):
+    def __init__(self, path: str, fsync: bool = False, shared: bool = False):
         self.path = os.path.abspath(path)
         self.fsync = fsync
+        #: Several processes append (the site's own stream, :data:`SITE_STREAM`): the head is re-read
+        #: under the lock for each record instead of kept in memory.
+        self.shared = shared
         self._seq = None
         self._hash = ""
         self._lock_fd = None
@@ -134,7 +188,7 @@ class AuditStore:
                 self._lock_fd = os.open(self.path + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
-                if self._seq is None:
+                if self._seq is None or self.shared:
                     self._seq, self._hash = _head_of(_last_line(self.path))
                 record = dict(record)
                 record.setdefault("time", utc_now())
@@ -157,8 +211,7 @@ class AuditStore:
                     os.close(self._lock_fd)
                 self._lock_fd = None
             raise AuditError(e.errno, f"The audit trail cannot be written ({e.strerror or e})") from e
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(line[:-1])
+        log(record)
         return record
 
     def _write(self, line: bytes) -> None:
@@ -330,5 +383,5 @@ def prune(path: str, keep_days: float, now=None) -> int:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-    logger.info(canonical(dict(checkpoint, stream=path)))
+    log(dict(checkpoint, stream=path))
     return pruned

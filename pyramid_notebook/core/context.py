@@ -25,7 +25,7 @@ SECONDS_KEYS = {"kill_timeout": 1, "idle_timeout": 0, "kernel_idle_timeout": 0}
 
 #: Keys a backend adds to a running notebook's context; never part of what the site asked for.
 RUNTIME_KEYS = ("http_port", "pid", "token", "started_at", "stopped_at", "state", "notebook_name", "username",
-                "starting_at", "static_files", "warm_kernel", "warm_session", "warm_session_error")
+                "starting_at", "static_files", "warm_kernel", "warm_session", "warm_session_error", "shell_key")
 #: Lists of CSP sources / origins: they go into a header, so no separators or spaces inside one.
 SOURCE_LIST_KEYS = ("frame_ancestors", "parent_origins")
 _SOURCE = re.compile(r"^[A-Za-z0-9'*:/.\[\]_-]+$")

@@ -20,6 +20,39 @@ SERVER_HASH_KEY = "server_hash"
 HASH_KEYS = ("context_hash", SERVER_HASH_KEY)
 #: Path, under the server's base URL, of the endpoint that opens a shell in a running server.
 SHELLS_ENDPOINT = "pyramid-notebook/shells"
+#: Path, under the server's base URL, of every endpoint the library's server extensions add: the
+#: site's own calls only, never a browser's (:func:`is_server_only_path`, :func:`shells_proof`).
+SERVER_ONLY_PREFIX = "pyramid-notebook/"
+#: Header carrying :func:`shells_proof` on the site's own ``POST`` to :data:`SHELLS_ENDPOINT`.
+SHELLS_PROOF_HEADER = "X-Pyramid-Notebook-Proof"
+
+
+def shells_proof(key: str, body: bytes) -> str:
+    """HMAC-SHA256 of a shells request's body under the server's per-start key.
+
+    The relays add the per-start secret to every browser request as ``Authorization``, so that header
+    proves nothing here; this proof is computed by the site itself and no browser request carries it.
+    """
+    import hashlib
+    import hmac
+
+    return hmac.new(key.encode(), SHELLS_ENDPOINT.encode() + b"\0" + bytes(body), hashlib.sha256).hexdigest()
+
+
+def is_server_only_path(path: str, notebook_path: str) -> bool:
+    """True if the (decoded) request ``path`` reaches the library's endpoints under ``notebook_path``.
+
+    Compared after collapsing repeated slashes, resolving dot segments and ignoring case, so that no
+    spelling a server might route there slips past; refusing a stranger spelling is harmless.
+    """
+    import posixpath
+    from urllib.parse import unquote
+
+    def normal(p):
+        p = unquote(unquote(p)).lstrip("/")  # (normpath keeps a leading "//")
+        return posixpath.normpath("/" + p).lower().rstrip("/") + "/"
+
+    return normal(path).startswith(normal((notebook_path or "/") + SERVER_ONLY_PREFIX))
 
 
 def server_hash(context: dict, runtime_keys=()) -> str:

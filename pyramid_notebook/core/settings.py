@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 from pyramid.exceptions import ConfigurationError
 
+from pyramid_notebook.core.recipes import parse_recipe_settings
 from pyramid_notebook.core.settingvalues import (  # noqa: F401 (parse_*: importable from here as before)
     PREFIX, _bool, _float, _frame_ancestors, _int, parse_principals, parse_shell_principals,
 )
@@ -105,6 +106,8 @@ class NotebookSettings:
     shell_principals: tuple = ()
     #: The site's INI file: the shell routes' kernels get what ``pshell <config_file>`` gives.
     config_file: str = ""
+    #: Callable ``(request) -> principals``: the add-on decides the routes' ACLs with these (issue 35).
+    principals: Optional[Callable] = None
     # --- the audit trail (issue 22) ---
     #: Record every cell and terminal line, before it runs, in the user's audit stream.
     audit: bool = True
@@ -115,6 +118,9 @@ class NotebookSettings:
     #: INI file whose logging configuration the notebook servers apply, so that the
     #: ``pyramid_notebook.audit`` logger's records leave the box; empty: their stderr log.
     audit_log_config: str = ""
+    #: The kernel debugger: ``refuse`` (off: it can run code the trail would not show) or
+    #: ``record`` (every debugger request that can run code is recorded first).
+    audit_debugger: str = "refuse"
     # --- operator console (issue 23) ---
     #: Principals (``role:admin``) who may see ``/notebook-admin/``; empty: no console route.
     admin_principals: tuple = ()
@@ -129,6 +135,13 @@ class NotebookSettings:
     #: Folder of the compressed copies of static files; empty: ``<notebook_folder>/.compress-cache``;
     #: ``off``: static files are sent uncompressed.
     compress_cache: str = ""
+    #: Compress the notebook page's bundles into that cache at site start, in the background (issue 34).
+    precompress: bool = True
+    # --- team recipes (issue 36): the library's git folder, who publishes, outputs kept, size cap ---
+    recipes_folder: str = ""
+    recipe_principals: tuple = ()
+    recipe_strip_outputs: bool = False
+    recipe_max_bytes: int = 20 << 20
 
 
 def _spare_kernel(settings):
@@ -166,15 +179,7 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise ConfigurationError(f"{PREFIX}notebook_folder {folder!r} exists but is not a folder")
 
-    proxy = (settings.get(PREFIX + "websocket_proxy") or "").strip()
-    websocket_proxy = None
-    if proxy:
-        try:
-            websocket_proxy = (maybe_dotted or _resolve)(proxy)
-        except Exception as e:  # ImportError, AttributeError, ValueError from the resolver
-            raise ConfigurationError(f"{PREFIX}websocket_proxy {proxy!r} cannot be imported: {e}") from None
-        if not callable(websocket_proxy):
-            raise ConfigurationError(f"{PREFIX}websocket_proxy {proxy!r} is not callable")
+    websocket_proxy = _callable(settings, "websocket_proxy", maybe_dotted)
 
     alternative_domain = (settings.get(PREFIX + "alternative_domain") or "").strip().rstrip("/")
     if alternative_domain and not alternative_domain.startswith(("http://", "https://")):
@@ -216,13 +221,30 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         frame_ancestors=_frame_ancestors(settings),
         shell_principals=parse_shell_principals(settings),
         config_file=_config_file(settings),
+        principals=_callable(settings, "principals", maybe_dotted),
         **_audit_settings(settings),
         **_console_settings(settings),
         compress_cache=_compress_cache(settings),
+        precompress=_bool(settings, "precompress", NotebookSettings.precompress),
+        **parse_recipe_settings(settings, folder),
     )
     if missing is not None:
         raise missing
     return parsed
+
+
+def _callable(settings, name, maybe_dotted):
+    """A setting naming a callable (dotted name), or ``None`` when empty."""
+    dotted = (settings.get(PREFIX + name) or "").strip()
+    if not dotted:
+        return None
+    try:
+        value = (maybe_dotted or _resolve)(dotted)
+    except Exception as e:  # ImportError, AttributeError, ValueError from the resolver
+        raise ConfigurationError(f"{PREFIX}{name} {dotted!r} cannot be imported: {e}") from None
+    if not callable(value):
+        raise ConfigurationError(f"{PREFIX}{name} {dotted!r} is not callable")
+    return value
 
 
 def unknown_settings(settings: dict) -> list:
@@ -249,6 +271,8 @@ def _config_file(settings) -> str:
 
 #: Values of ``pyramid_notebook.audit_reason``.
 AUDIT_REASONS = ("off", "optional", "required")
+#: Values of ``pyramid_notebook.audit_debugger``.
+AUDIT_DEBUGGER = ("refuse", "record")
 
 
 def _audit_settings(settings) -> dict:
@@ -256,13 +280,17 @@ def _audit_settings(settings) -> dict:
     reason = (settings.get(PREFIX + "audit_reason") or "off").strip().lower()
     if reason not in AUDIT_REASONS:
         raise ConfigurationError(f"{PREFIX}audit_reason must be one of {', '.join(AUDIT_REASONS)}, got {reason!r}")
+    debugger = (settings.get(PREFIX + "audit_debugger") or "refuse").strip().lower()
+    if debugger not in AUDIT_DEBUGGER:
+        raise ConfigurationError(f"{PREFIX}audit_debugger must be one of {', '.join(AUDIT_DEBUGGER)}, got {debugger!r}")
     log_config = (settings.get(PREFIX + "audit_log_config") or "").strip()
     if log_config:
         log_config = os.path.abspath(os.path.expanduser(log_config))
         if not os.path.isfile(log_config):
             raise ConfigurationError(f"{PREFIX}audit_log_config {log_config!r} is not a file")
     return {"audit": _bool(settings, "audit", True), "audit_reason": reason,
-            "audit_keep_days": _int(settings, "audit_keep_days", 0, 0), "audit_log_config": log_config}
+            "audit_keep_days": _int(settings, "audit_keep_days", 0, 0), "audit_log_config": log_config,
+            "audit_debugger": debugger}
 
 
 def _console_settings(settings) -> dict:

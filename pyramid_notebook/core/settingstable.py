@@ -41,6 +41,17 @@ SETTINGS = (
         own views do the job.
         """),
     _entry(
+        '``pyramid_notebook.principals`` (default empty)',
+        """
+        Dotted name of a callable ``(request) -> principals``. Set, the add-on decides who may use its
+        routes (``shell_principals``, ``admin_principals``) itself, holding these principals against
+        the routes' ACL, instead of asking the site's security policy. Empty: the site's policy
+        decides when it reads ``__acl__`` (asked once at start); when it does not (a legacy
+        authorization policy of the site's own), the add-on decides from the legacy authentication
+        policy's effective principals, or the ``authenticated_userid`` (see `Any security
+        policy`_). A policy or callable that raises gives a 503 page naming this setting.
+        """),
+    _entry(
         '``pyramid_notebook.config_file`` (default empty)',
         """
         The site's INI file, usually ``%(__file__)s``: the kernels of ``/notebook/shell`` get what
@@ -259,6 +270,15 @@ SETTINGS = (
         it the copy goes to the server's ``notebook.stderr.log``.
         """),
     _entry(
+        '``pyramid_notebook.audit_debugger`` (default ``refuse``)',
+        """
+        The kernel debugger (Notebook 7's and JupyterLab's debugger panel) can evaluate code and hide
+        code in a breakpoint's condition. ``refuse``: its requests are refused and the kernel is shown
+        without a debugger; ``record``: every debugger request that can run code (``evaluate``,
+        ``setVariable``, ``setExpression``, breakpoint conditions and log points, ``dumpCell``,
+        ``copyToGlobals``, ``completions``) is recorded before it is passed on. See ``docs/audit.rst``.
+        """),
+    _entry(
         '``pyramid_notebook.admin_principals`` (default empty)',
         """
         Principals of your security policy (``role:admin``, space separated) who may see the operator
@@ -300,6 +320,44 @@ SETTINGS = (
         versions are never asked for again: delete the folder's contents at will (e.g. after a
         deploy). ``off``: static files go out uncompressed. Large relayed answers are compressed on
         the fly regardless (see "Compression and BREACH" under Security).
+        """),
+    _entry(
+        '``pyramid_notebook.precompress`` (default ``true``)',
+        """
+        At site start, one background thread at the lowest CPU priority (nice 19) compresses the
+        bundles a notebook page loads first (``main.*.js``, ``notebook_core.*.js`` and the chunks
+        loaded with it), then every other compressible file of Notebook's static folder (13 MB: the
+        chunks, styles and fonts pages load later), into ``compress_cache``, gzip then brotli (0.1 and
+        3 s of CPU for the first bundles): the first click after a deploy gets brotli at once instead
+        of paying a first compression. Start-up never waits for it; nothing
+        happens with ``compress_cache = off`` or on the ``jupyterhub`` backend. ``false``: copies
+        are made on the first requests, as for every other file.
+        """),
+    _entry(
+        '``pyramid_notebook.recipes_folder`` (default: ``<notebook_folder>/.recipes``)',
+        """
+        The team's recipe library: a git repository the site creates and commits to (one commit per
+        publish or delete, authored by the site user), outside every user's folder. Every user's file
+        browser shows its latest versions as the read-only ``team-recipes/`` folder. Several web nodes
+        share it as they share the notebook folder. See ``docs/sharing.rst``.
+        """),
+    _entry(
+        '``pyramid_notebook.recipe_principals`` (default: the ``shell_principals``)',
+        """
+        Principals who may publish recipes (``POST /notebook/recipes``, the notebook's *Publish to team
+        recipes…* command). Shell and recipe principals may read recipes and open them in their shell,
+        admins (``admin_principals``) may read them; a recipe's first author or an admin may delete it.
+        """),
+    _entry(
+        '``pyramid_notebook.recipe_strip_outputs`` (default ``false``)',
+        """
+        ``true``: publish notebooks without their outputs (kept by default: a recipe shows what it gives).
+        """),
+    _entry(
+        '``pyramid_notebook.recipe_max_bytes`` (default ``20M``)',
+        """
+        The largest notebook the library takes (``20M``, ``500K`` or bytes); a larger one is refused
+        with 400.
         """),
 )
 

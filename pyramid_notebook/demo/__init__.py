@@ -49,6 +49,10 @@ def main(global_config, **settings):
             settings[key] = os.environ[variable]
     # The operator console at /notebook-admin/ for the demo's administrators (demo/security.py: "user").
     settings.setdefault("pyramid_notebook.admin_principals", "role:admin")
+    # Team recipes (issue 36): every logged-in user may publish; recipes open with pshell's namespace.
+    settings.setdefault("pyramid_notebook.recipe_principals", "system.Authenticated")
+    if settings["pyramid_notebook.demo.config_file"]:
+        settings.setdefault("pyramid_notebook.config_file", settings["pyramid_notebook.demo.config_file"])
     settings.setdefault("sqlalchemy.url", f"sqlite:///{os.path.join(here, 'demo.sqlite')}")
 
     secret = settings.get("demo.secret", "not a secret, demo only")

@@ -10,6 +10,7 @@ from pyramid.security import forget, remember
 from pyramid.view import exception_view_config, forbidden_view_config, view_config
 from webob.request import DisconnectionError
 
+from pyramid_notebook import preload_links
 from pyramid_notebook.core import startup
 from pyramid_notebook.web.badurl import bad_url_view
 from pyramid_notebook.core.framing import refuse_framing
@@ -19,7 +20,7 @@ from pyramid_notebook.demo.security import check_password
 from pyramid_notebook.web.views import launch_notebook, notebook_proxy, shutdown_notebook
 
 LAYOUT = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>pyramid_notebook demo</title></head>
+<html><head><meta charset="utf-8"><title>pyramid_notebook demo</title>{head}</head>
 <body>{body}</body></html>
 """
 
@@ -38,6 +39,8 @@ HOME = """<h1>pyramid_notebook demo</h1>
     database and reopen them</li>
 <li><a id="shutdown" href="/notebook/shutdown">Shut down my notebook</a></li>
 <li><a id="notebook-admin" href="/notebook-admin/">Operator console</a> (administrators: <code>user</code>)</li>
+<li><a id="recipes" href="/notebook/recipes">Team recipes</a>: notebooks published with a notebook's
+    <em>File → Publish to team recipes…</em>; read them here, open them in your shell</li>
 </ul>
 """
 
@@ -54,14 +57,14 @@ LOGIN = """<h1>Log in</h1>
 """
 
 
-def page(body, status=200):
+def page(body, status=200, head=""):
     """A demo HTML page; no other page may frame it.
 
     Home carries the shell and shutdown links: framed, nearly invisible, by another page,
     a click meant for that page could land on them (clickjacking). Send ``frame-ancestors``
     on every page with such links.
     """
-    response = Response(LAYOUT.format(body=body), status=status, content_type="text/html", charset="utf-8")
+    response = Response(LAYOUT.format(body=body, head=head), status=status, content_type="text/html", charset="utf-8")
     return refuse_framing(response)
 
 
@@ -81,7 +84,9 @@ def home(request):
     """The home page with links to the shells, and a shell button on each item."""
     items = request.dbsession.query(Item).order_by(Item.id).all()
     listing = "".join(ITEM.format(name=html.escape(item.name), id=item.id) for item in items)
-    return page(HOME.format(user=html.escape(request.authenticated_userid), count=len(items), items=listing))
+    # The notebook page's bundles, fetched at idle time: the first click on a shell finds them cached.
+    return page(HOME.format(user=html.escape(request.authenticated_userid), count=len(items), items=listing),
+                head=preload_links(request))
 
 
 def login_page(request, error="", came_from="/", status=200):

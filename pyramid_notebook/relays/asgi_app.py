@@ -25,7 +25,10 @@ websockets live on the event loop.
 import asyncio
 import os
 
-from a2wsgi import WSGIMiddleware
+from pyramid_notebook.core.extras import needs_extra
+
+with needs_extra("asgi"):
+    from a2wsgi import WSGIMiddleware
 
 from pyramid_notebook.relays.asgi_approval import (  # noqa: F401 (the ASGI relay's names, in one place)
     HANDSHAKE_ENVIRON_KEY, Upstream, WebsocketApproved, authorize, serve_websocket, websocket_environ,

@@ -15,9 +15,13 @@ import io
 import logging
 import sys
 
-from a2wsgi.wsgi import build_environ
 from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden
 from pyramid.response import Response
+
+from pyramid_notebook.core.extras import needs_extra
+
+with needs_extra("asgi"):
+    from a2wsgi.wsgi import build_environ
 
 from pyramid_notebook.core.context import upstream_host
 from pyramid_notebook.core.origin import is_cross_site_request

@@ -20,8 +20,11 @@ app asks for the next message). Memory per relay stays bounded.
 import asyncio
 import logging
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from pyramid_notebook.core.extras import needs_extra
+
+with needs_extra("asgi"):
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from pyramid_notebook.core.pages import page_html
 from pyramid_notebook.relays.websocket import sendable_close_code

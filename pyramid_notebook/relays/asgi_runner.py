@@ -2,9 +2,12 @@
 (``pserve development.ini``), websockets included."""
 import os
 
-from pyramid_notebook.relays.asgi_app import DEFAULT_THREADS, make_asgi_app
+from pyramid_notebook.core.extras import MissingExtra, needs_extra
 from pyramid_notebook.relays.asgi_body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY
 from pyramid_notebook.relays.asgi_logs import quiet_spurious_handshake_errors
+
+#: Size of the WSGI thread pool (``pyramid_notebook.relays.asgi_app.DEFAULT_THREADS``, which needs the extra).
+DEFAULT_THREADS = 32
 
 #: Environment variables the paste server runner honours, like the demo's waitress runner.
 PORT_VARIABLE = "PYRAMID_NOTEBOOK_DEMO_PORT"
@@ -26,10 +29,12 @@ def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_
     ``body_timeout`` (seconds) bound the request bodies read before a thread is taken;
     ``ws_max_size``, ``ws_ping_interval``, ``proxy_headers``, ``forwarded_allow_ips``, ``root_path``,
     ``access_log`` ... go to uvicorn.
-    Logging is left to the INI file's logging sections.
+    Logging is left to the INI file's logging sections. Without the ``asgi`` extra, start-up stops
+    with one line naming ``pip install "pyramid_notebook[asgi]"``.
     """
-    import uvicorn
     from pyramid.settings import asbool
+
+    uvicorn, make_asgi_app = _load()
 
     host, _, port = str(listen).strip().split()[0].rpartition(":")
     host = os.environ.get(HOST_VARIABLE, "").strip() or host.strip("[]") or "127.0.0.1"
@@ -47,3 +52,22 @@ def serve_paste(wsgi_app, global_conf, listen="127.0.0.1:8080", threads=DEFAULT_
     config = uvicorn.Config(app, host=host, port=port, log_config=None, **kwargs)
     quiet_spurious_handshake_errors()
     uvicorn.Server(config).run()
+
+
+def _load():
+    """``(uvicorn, make_asgi_app)``; without the ``asgi`` extra, exit with the line naming it."""
+    try:
+        with needs_extra("asgi"):
+            import uvicorn
+
+            from pyramid_notebook.relays.asgi_app import make_asgi_app
+    except MissingExtra as e:  # one line, no traceback
+        raise SystemExit(str(e)) from None
+    return uvicorn, make_asgi_app
+
+
+def server_factory(global_conf, **options):
+    """``paste.server_factory`` ``egg:pyramid_notebook#uvicorn``: :func:`serve_paste` with the same
+    options, whose missing extra stops ``pserve`` before it loads the site (exit status 1)."""
+    _load()
+    return lambda wsgi_app: serve_paste(wsgi_app, global_conf, **options)

@@ -272,11 +272,56 @@ class CompressCache:
         return False
 
 
-def _lower_priority():
+def _lower_priority(nice=10):
     """The background thread's nice value: compressing never slows the site's own requests."""
     with contextlib.suppress(OSError, AttributeError):
         # On Linux a thread id is a process id for setpriority: only this thread is reniced.
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+#: The newest :func:`precompress` of this process; an older one stops at its next file.
+_precompress_latest = [None]
+
+
+def precompress(cache, groups, nice=19) -> threading.Thread:
+    """Compress the files of ``groups()`` (a callable returning lists of paths, the most wanted first:
+    finding them may take a moment too) into ``cache``, each group gzip then brotli, in a daemon
+    thread at the lowest priority; returns the thread.
+
+    For the files a notebook page loads, at site start: the first click after a deploy never pays a
+    first compression. Nice 19 rather than an idle scheduling class: the thread holds the GIL at
+    times, and the site's threads must never wait for one that gets no CPU. Copies already made
+    cost a stat. Only the newest call of a process goes on (sites made one after another in one
+    process, as in tests, never pile up threads).
+    """
+    def run():
+        _lower_priority(nice)
+        found = []
+        with contextlib.suppress(Exception):
+            found = list(groups())
+        codings = ["gzip"] + (["br"] if _has_brotli() else [])
+        # Per group, gzip for all first (a tenth of a second for the largest bundle), then brotli (seconds).
+        for paths, coding in ((paths, coding) for paths in found for coding in codings):
+            for path in paths:
+                if _precompress_latest[0] is not thread or not os.path.isdir(os.path.dirname(cache.folder)):
+                    return  # a newer site's, or this site's folder is gone (a test's, removed)
+                try:
+                    stat = os.stat(path)
+                    if MIN_SIZE <= stat.st_size <= MAX_SIZE:
+                        cache.make(path, cache.version(path, stat), coding)
+                except Exception as e:  # noqa: BLE001 - requests compress it themselves then
+                    logger.warning("Could not compress %s into %s at start: %s", path, cache.folder, e)
+
+    thread = threading.Thread(target=run, name="pyramid_notebook precompress", daemon=True)
+    _precompress_latest[0] = thread
+    thread.start()
+    return thread
+
+
+def _has_brotli() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("brotli") is not None
 
 
 def cache_for(registry):

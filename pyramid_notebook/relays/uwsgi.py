@@ -25,12 +25,16 @@ import socket
 
 from pyramid.httpexceptions import HTTPBadGateway, HTTPException, HTTPForbidden, exception_response
 from pyramid.response import Response
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection
-from wsproto.events import (
-    AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection, RejectData, Request, TextMessage,
-)
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from pyramid_notebook.core.extras import needs_extra
+
+with needs_extra("uwsgi"):
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.connection import Connection
+    from wsproto.events import (
+        AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection, RejectData, Request, TextMessage,
+    )
+    from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from pyramid_notebook.core.context import upstream_host
 from pyramid_notebook.core.origin import is_cross_site_request

@@ -10,8 +10,8 @@ from pyramid_notebook.core.framing import content_security_policy
 from pyramid_notebook.core.paths import LABEXTENSION_FOLDER  # noqa: F401 (the servers' extension folder, from here)
 
 #: Kernel messages go out at once instead of waiting out delayed ACKs (see :mod:`.websocket`), and every
-#: execute_request is recorded before the kernel gets it (see :mod:`.audit`).
-KERNEL_WEBSOCKET_CLASS = "pyramid_notebook.server.audit.AuditingKernelWebsocketConnection"
+#: message is recorded, passed or refused before the kernel gets it (see :mod:`.audit_kernel`).
+KERNEL_WEBSOCKET_CLASS = "pyramid_notebook.server.audit_kernel.AuditingKernelWebsocketConnection"
 
 WELCOME = """# Welcome to your shell
 
@@ -79,6 +79,8 @@ def site_server_config(context: dict, base_url: str):
             "page_config_data": {
                 "pyramidNotebookShutdownUrl": context.get("shutdown_url") or "",
                 "pyramidNotebookParentOrigins": " ".join(context.get("parent_origins") or []),
+                # The File menu's "Publish to team recipes…" (issue 36) posts here; empty: no command.
+                "pyramidNotebookRecipesUrl": context.get("recipes_url") or "",
             },
             # Who may frame notebook pages (pyramid_notebook.frame_ancestors); replaces Jupyter's
             # default "frame-ancestors 'self'" (JupyterHub's 'none') on every page and API answer.

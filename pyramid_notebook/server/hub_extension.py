@@ -18,6 +18,12 @@ it does what the local daemon does through its config file:
 * ``allow_origin`` is the site's origin, kernel websockets have ``TCP_NODELAY``, and ``idle_timeout``
   / ``kill_timeout`` are enforced by the server itself (Jupyter's culling and no-activity shutdown,
   and a dead man's switch), whatever the hub's culler does;
+* the site's calls to the shells endpoint are told from a browser's by the context's per-start
+  ``shell_key`` (the key of an HMAC over the request), which the site sent with ``user_options``;
+  it is kept out of the environment the kernels inherit;
+* kernels start with the site's kernel manager
+  (``pyramid_notebook.server.kernel_start.SiteKernelManager``): on Unix sockets in a private
+  folder, out of the user's folder until the site's startup ran, under the memory limit if any;
 * the identity provider is JupyterHub's, with two changes (:class:`SiteProxiedIdentityProvider`):
   the Origin check stays on for token-authenticated requests (every request the site proxies
   carries the user's token, which JupyterHub would otherwise exempt), and the token is never
@@ -119,6 +125,12 @@ def _link_jupyter_server_extension(serverapp):
     if kernel_manager:
         serverapp.config.MappingKernelManager.update(kernel_manager)
     serverapp.config.PyramidNotebook.spare_kernel = spare_policy(context)
+    # The key of the site's proof on its shells requests (server/shells.py), sent per start with the
+    # context. Kept from the environment the kernels and terminals inherit.
+    serverapp.config.PyramidNotebook.shell_key = str(context.pop("shell_key", "") or "")
+    # The site's recipe library, shown as team-recipes/ when this server can reach it (server/team_recipes.py).
+    serverapp.config.PyramidNotebook.team_recipes = str(context.get("team_recipes") or "")
+    os.environ[CONTEXT_ENV] = json.dumps(context)
     _add_labextension(serverapp)
     # Memory in the top bar, and the user's memory limit on every kernel (issue 23).
     for section, values in kernel_limits.server_config(context).items():

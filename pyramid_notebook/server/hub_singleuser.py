@@ -18,7 +18,13 @@ def main():
     """Enable the extension and hand over to ``jupyterhub-singleuser``."""
     paths = [HUB_CONFIG] + [p for p in os.environ.get("JUPYTER_CONFIG_PATH", "").split(os.pathsep) if p]
     os.environ["JUPYTER_CONFIG_PATH"] = os.pathsep.join(paths)
-    from jupyterhub.singleuser import main as singleuser_main
+    from pyramid_notebook.core.extras import MissingExtra, needs_extra
+
+    try:
+        with needs_extra("hub"):
+            from jupyterhub.singleuser import main as singleuser_main
+    except MissingExtra as e:  # one line for the spawner's log, not a traceback
+        raise SystemExit(str(e)) from None
 
     return singleuser_main()
 

@@ -1,7 +1,8 @@
-"""The user's memory limit on their kernels (``pyramid_notebook.memory_limit``).
+"""The kernel manager every server uses, and the user's memory limit on their kernels (``pyramid_notebook.memory_limit``).
 
-Jupyter's kernel manager is replaced by
-:class:`~pyramid_notebook.server.limited_kernel.LimitedKernelManager`, which starts every kernel
+Jupyter's kernel manager is always replaced by
+:class:`~pyramid_notebook.server.kernel_start.SiteKernelManager` (private sockets, a start out of
+the user's reach); with a limit, it starts every kernel
 (the warm one, the page's, restarts) through :mod:`pyramid_notebook.server.limit_exec`: a cgroup
 v2 group per user where the site may create one, otherwise a per-kernel ``RLIMIT_DATA``. The
 notebook server itself is not limited: it must stay up to tell the user what happened.
@@ -14,8 +15,8 @@ import os
 
 from pyramid_notebook.core.sizes import format_size
 
-#: The kernel manager class that applies the limit (imports Jupyter, so it has a module of its own).
-KERNEL_MANAGER_CLASS = "pyramid_notebook.server.limited_kernel.LimitedKernelManager"
+#: The kernel manager class of every server (imports Jupyter, so it has a module of its own).
+KERNEL_MANAGER_CLASS = "pyramid_notebook.server.kernel_start.SiteKernelManager"
 #: Name of the IPython startup file; sorts before the site's ``00-pyramid-notebook.py``.
 STARTUP_FILE = "000-pyramid-notebook-memory.py"
 
@@ -41,14 +42,12 @@ del _pyramid_notebook_memory_limit
 
 
 def server_config(context) -> dict:
-    """Jupyter config entries that put the context's ``memory_limit`` on every kernel."""
-    limit = int(context.get("memory_limit") or 0)
-    if limit <= 0:
-        return {}
+    """Jupyter config entries: the site's kernel manager, with the context's ``memory_limit`` (0: none)."""
+    limit = max(0, int(context.get("memory_limit") or 0))
     return {
         "MappingKernelManager": {"kernel_manager_class": KERNEL_MANAGER_CLASS},
-        "LimitedKernelManager": {"memory_limit": limit, "memory_cgroup": context.get("memory_cgroup") or "",
-                                 "memory_user": context.get("username") or ""},
+        "SiteKernelManager": {"memory_limit": limit, "memory_cgroup": context.get("memory_cgroup") or "",
+                              "memory_user": context.get("username") or ""},
     }
 
 

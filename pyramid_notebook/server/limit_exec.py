@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run a kernel under the user's memory limit: ``limit_exec.py LIMIT CGROUP USER -- KERNEL ARGV...``.
 
-Started by :class:`pyramid_notebook.server.kernel_limits.LimitedKernelManager` in place of the
+Started by :class:`pyramid_notebook.server.kernel_start.SiteKernelManager` in place of the
 kernel's own command, it puts itself under the limit and then becomes the kernel (``exec``), so
 the kernel's pid, signals and exit status stay what Jupyter expects. Standalone on purpose (no
 package imports), so that it costs one small interpreter start.

@@ -43,7 +43,7 @@ from pyramid_notebook.server.config import (  # noqa: E402,F401 (WELCOME...: thi
     LABEXTENSION_FOLDER, WELCOME, site_server_config, write_default_notebook, write_private,
 )
 from pyramid_notebook.server.shells import spare_policy  # noqa: E402
-from pyramid_notebook.server import kernel_limits, resource_usage  # noqa: E402
+from pyramid_notebook.server import kernel_limits, resource_usage, team_recipes  # noqa: E402
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")
 USAGE = __doc__.split("Usage::")[1].split("``context.json``")[0].strip()
@@ -85,6 +85,8 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
                                 "pyramid_notebook.server.warm_kernel": True,
                                 "pyramid_notebook.server.shells": True,
                                 "pyramid_notebook.server.audit": True,
+                                "pyramid_notebook.server.team_recipes": True,
+                                team_recipes.NBDIME_SERVER_EXTENSION: False,
                                 resource_usage.EXTENSION: True},
         "cookie_secret_file": cookie_secret_file,
         # permessage-deflate for a browser that offers it (straight or through nginx): a 1 MB HTML
@@ -115,8 +117,11 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
     }
     if kernel_manager:
         config.setdefault("MappingKernelManager", {}).update(kernel_manager)
-    # Read by server/spare_kernel.py: a kernel started ahead for the next shell.
-    config["PyramidNotebook"] = {"spare_kernel": spare_policy(context)}
+    # Read by server/spare_kernel.py: a kernel started ahead for the next shell; by server/shells.py: the
+    # key of the site's proof when it opens another shell (the per-start secret).
+    config["PyramidNotebook"] = {"spare_kernel": spare_policy(context), "shell_key": context["token"],
+                                 # server/team_recipes.py: the recipe library shown as team-recipes/.
+                                 "team_recipes": context.get("team_recipes") or ""}
     ws_host = urlsplit(context.get("websocket_url") or "").hostname
     if ws_host and ws_host not in ("localhost", "127.0.0.1", "::1"):
         # pserve mode with a site reached by name (www.example.com:port): the browser's direct

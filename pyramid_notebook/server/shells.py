@@ -15,15 +15,22 @@ are never touched, so no variable leaks from one shell to another.
 
 The web process opens a shell in a running server with ``POST <base_url>pyramid-notebook/shells``
 (the context's notebook part as JSON, authenticated with the server's secret like every
-proxied request): the context is registered and a session with a started kernel is made for
+proxied request, and with a proof no browser request carries: an HMAC of the body under the
+server's per-start key in :data:`~pyramid_notebook.core.contextparts.SHELLS_PROOF_HEADER`; without
+it the endpoint answers 404, and the site's relays refuse every browser request under
+``<base_url>pyramid-notebook/`` anyway): the context is registered and a session with a started kernel is made for
 its welcome notebook (or the existing one is reused); the answer is the session's model with
 ``notebook_name``. The browser then finds that session, as it finds the warm kernel's.
 """
+import hmac
 import json
 import os
 import re
 
-from pyramid_notebook.core.contextparts import SHELLS_ENDPOINT, context_digest, default_notebook_name
+from pyramid_notebook.core.contextparts import (
+    SHELLS_ENDPOINT, SHELLS_PROOF_HEADER, context_digest, default_notebook_name, shells_proof,
+)
+from pyramid_notebook.server.kernel_start import ENTER_FOLDER
 from pyramid_notebook.server.spare_kernel import DEFAULT_SPARE
 from pyramid_notebook.server.config import (  # noqa: F401 (culling_config, WELCOME: importable from here too)
     WELCOME, culling_config, write_default_notebook, write_private,
@@ -35,6 +42,8 @@ CONTEXTS_FOLDER = "pyramid_notebook_contexts"
 LAST_FILE = "last"
 #: Key of the server's :class:`~pyramid_notebook.server.spare_kernel.SpareKernel` in the web app's settings.
 SPARE_SETTING = "pyramid_notebook_spare_kernel"
+#: Key of the site's proof key (``PyramidNotebook.shell_key``) in the web app's settings.
+SHELL_KEY_SETTING = "pyramid_notebook_shell_key"
 #: The profile startup file every kernel runs.
 STARTUP_FILE = "00-pyramid-notebook.py"
 _DIGEST = re.compile(r"^[0-9a-f]{8}$")
@@ -62,17 +71,24 @@ def _pyramid_notebook_startup(folder={folder!r}):
         return None
 
 
-_pyramid_notebook_code = _pyramid_notebook_startup()
-del _pyramid_notebook_startup
-if _pyramid_notebook_code is not None:
-    exec(_pyramid_notebook_code)
-del _pyramid_notebook_code
+# The kernel started in a private folder (server/kernel_start.py); it enters the notebook's folder once
+# the site's startup ran, even if that failed. A spare kernel does so when a shell claims it.
+import os as _pyramid_notebook_os
+if not _pyramid_notebook_os.environ.get("PYRAMID_NOTEBOOK_SPARE_KERNEL"):
+    _pyramid_notebook_code = _pyramid_notebook_startup()
+    try:
+        if _pyramid_notebook_code is not None:
+            exec(_pyramid_notebook_code)
+    finally:
+        exec({enter!r})
+    del _pyramid_notebook_code
+del _pyramid_notebook_startup, _pyramid_notebook_os
 '''
 
 
 def dispatcher_script(folder: str) -> str:
     """The profile startup file that runs the startup script of the kernel's own context."""
-    return DISPATCHER.format(folder=folder)
+    return DISPATCHER.format(folder=folder, enter=ENTER_FOLDER)
 
 
 def install(ipython_dir: str) -> str:
@@ -148,6 +164,14 @@ def _handler_class():
 
         auth_resource = "kernels"
 
+        async def prepare(self):
+            """404 unless the request carries the site's proof: this endpoint is the site's, never a browser's."""
+            key = self.settings.get(SHELL_KEY_SETTING) or ""
+            proof = self.request.headers.get(SHELLS_PROOF_HEADER) or ""
+            if not (key and hmac.compare_digest(proof.encode(), shells_proof(key, self.request.body or b"").encode())):
+                raise web.HTTPError(404)
+            await super().prepare()
+
         @web.authenticated
         @authorized
         async def post(self):
@@ -185,5 +209,9 @@ def _load_jupyter_server_extension(serverapp):
     if policy(serverapp) == "always":
         serverapp.io_loop.add_callback(spare.fill_later, START_DELAY)
 
+    # The key of the site's proof (local daemon: the per-start secret; JupyterHub: the per-start key the
+    # site sent with the context); none: the endpoint answers nobody.
+    serverapp.web_app.settings[SHELL_KEY_SETTING] = str((serverapp.config.get("PyramidNotebook") or {})
+                                                        .get("shell_key") or "")
     route = url_path_join(serverapp.web_app.settings["base_url"], SHELLS_ENDPOINT)
     serverapp.web_app.add_handlers(".*$", [(route, _handler_class())])

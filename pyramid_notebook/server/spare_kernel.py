@@ -19,6 +19,8 @@ shell, so a user who never does never has one; ``false`` turns it off. The serve
 import asyncio
 import os
 
+from pyramid_notebook.server.kernel_start import ENTER_FOLDER
+
 #: Environment variable marking the spare kernel: the profile's startup file runs nothing.
 SPARE_ENV = "PYRAMID_NOTEBOOK_SPARE_KERNEL"
 #: Seconds after a shell opened before the next spare starts: the shell's page loads meanwhile.
@@ -121,8 +123,10 @@ class SpareKernel:
         kernel.update_env(env={"JPY_SESSION_NAME": path, SPARE_ENV: ""})
         code = (f"import os as _pn_os\n_pn_os.environ['JPY_SESSION_NAME'] = {path!r}\n"
                 f"_pn_os.environ.pop({SPARE_ENV!r}, None)\ndel _pn_os\n")
-        if os.path.isfile(script):
-            code += f"exec(compile(open({script!r}, encoding='utf-8').read(), {script!r}, 'exec'))\n"
+        run = (f"exec(compile(open({script!r}, encoding='utf-8').read(), {script!r}, 'exec'))"
+               if os.path.isfile(script) else "pass")
+        # Then, as any kernel (server/kernel_start.py), out of its private folder into the notebook's.
+        code += f"try:\n    {run}\nfinally:\n    exec({ENTER_FOLDER!r})\n"
         # Sent, not waited for: the kernel runs its shell messages in order, so the page's first
         # cell runs after the startup script, as after a startup file (waiting here costs seconds
         # of client handshakes on a busy machine).

@@ -37,6 +37,10 @@ def _jupyter_server_extension_points():
 
 
 def _load_jupyter_server_extension(serverapp):
+    # The pages this server sends load only the lab extensions that belong in the shell.
+    from pyramid_notebook.server import page_config
+
+    page_config.install(serverapp)
     pid_file = os.environ.get(PID_FILE_ENV)
     if pid_file:
         # Other extensions add their routes while loading; publish once all have loaded.

@@ -29,12 +29,13 @@ import logging
 from pyramid.authorization import DENY_ALL, Allow
 from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden, HTTPSeeOther, HTTPServiceUnavailable
 from pyramid.response import Response
+from pyramid.security import NO_PERMISSION_REQUIRED
 
 from pyramid_notebook.backends.base import BackendUnavailable
 from pyramid_notebook.core.names import BadUsername
 from pyramid_notebook.core.sizes import format_size
 from pyramid_notebook.core.settings import PREFIX, get_notebook_settings, parse_principals
-from pyramid_notebook.web import metrics
+from pyramid_notebook.web import metrics, permission
 from pyramid_notebook.web.admin_page import PAGE, REFRESH_SECONDS
 from pyramid_notebook.web.intent import browser_intent, confirmation_page, get_csrf_token, has_valid_csrf_token
 from pyramid_notebook.web.views import error_page, get_notebook_manager
@@ -220,7 +221,7 @@ def _stop_idle_view(context, request):
 
 
 def _metrics_view(context, request):
-    if bearer_token_ok(request) or request.has_permission(PERMISSION, context):
+    if bearer_token_ok(request) or permission.permits(request, context, PERMISSION):
         return admin_metrics(request)
     raise HTTPForbidden()
 
@@ -236,7 +237,13 @@ def includeme(config):
     config.add_route(STOP_IDLE_ROUTE, BASE_PATH + "stop-idle", factory=factory)
     config.add_route(METRICS_ROUTE, BASE_PATH + "metrics", factory=factory)
     # The actions check the CSRF token themselves, to answer with the confirmation page, not a 400.
-    config.add_view(_console_view, route_name=ROUTE, permission=PERMISSION, request_method="GET")
-    config.add_view(_stop_view, route_name=STOP_ROUTE, permission=PERMISSION, require_csrf=False)
-    config.add_view(_stop_idle_view, route_name=STOP_IDLE_ROUTE, permission=PERMISSION, require_csrf=False)
-    config.add_view(_metrics_view, route_name=METRICS_ROUTE, request_method="GET", require_csrf=False)
+    # The add-on checks the permission itself, whatever the site's policy (pyramid_notebook.web.permission).
+    anyone = NO_PERMISSION_REQUIRED
+    config.add_view(permission.guard(_console_view, PERMISSION), route_name=ROUTE, permission=anyone,
+                    request_method="GET")
+    config.add_view(permission.guard(_stop_view, PERMISSION), route_name=STOP_ROUTE, permission=anyone,
+                    require_csrf=False)
+    config.add_view(permission.guard(_stop_idle_view, PERMISSION), route_name=STOP_IDLE_ROUTE,
+                    permission=anyone, require_csrf=False)
+    config.add_view(_metrics_view, route_name=METRICS_ROUTE, request_method="GET", permission=anyone,
+                    require_csrf=False)

@@ -15,7 +15,8 @@ import secrets
 
 from pyramid.httpexceptions import HTTPOk
 
-from pyramid_notebook.core.audit import LOGGER_NAME, canonical, utc_now
+from pyramid_notebook.core.audit import LOGGER_NAME, utc_now
+from pyramid_notebook.core.audit import log as audit_log
 from pyramid_notebook.core.settings import get_notebook_settings
 from pyramid_notebook.web.intent import CSRF_FIELD, get_csrf_token, has_valid_csrf_token
 
@@ -24,7 +25,7 @@ REASON_FIELD = "reason"
 #: Longest reason kept, in characters.
 REASON_MAX = 2000
 #: What makes a launch of a running notebook a new session in the trail.
-CHANGES = ("enabled", "user", "client", "shell", "reason", "log_config")
+CHANGES = ("enabled", "user", "client", "shell", "reason", "log_config", "debugger")
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -97,6 +98,7 @@ def attach_audit(request, username, context, manager) -> dict:
         "remote_addr": getattr(request, "remote_addr", None),
         "shell": context.get("context_hash"), "launch_url": request.path, "reason": reason,
         "launch_id": secrets.token_hex(8), "launched_at": utc_now(), "log_config": settings.audit_log_config,
+        "debugger": settings.audit_debugger,
     }
     try:
         running = manager.get_notebook_status(username)
@@ -111,5 +113,5 @@ def attach_audit(request, username, context, manager) -> dict:
             return context
         manager.update_audit(username, info)
     context["audit"] = info
-    logger.info(canonical(dict({k: v for k, v in info.items() if k != "log_config"}, kind="launch")))
+    audit_log(dict({k: v for k, v in info.items() if k != "log_config"}, kind="launch"))
     return context

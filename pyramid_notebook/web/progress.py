@@ -32,6 +32,7 @@ from pyramid_notebook.core.contextparts import same_server
 from pyramid_notebook.core.framing import refuse_framing
 from pyramid_notebook.core.process import pid_alive
 from pyramid_notebook.web import metrics
+from pyramid_notebook.web.preload import preload_tags, send_early_hints
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ HEADER = "X-Pyramid-Notebook-Progress"
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Starting your notebook</title>
+{preload}
 <meta http-equiv="refresh" content="2;url={url}">
 <style>body{{font-family:sans-serif;margin:3em}}#pyramid-notebook-progress{{color:#555}}</style></head>
 <body><h1>Starting your notebook&hellip;</h1>
@@ -129,11 +131,14 @@ def _poll_url(request, start_id) -> str:
     return request.path + "?" + urlencode(params)  # relative: right behind any proxy or alternative domain
 
 
-def _progress_response(request, start_id) -> Response:
+def _progress_response(request, start_id, notebook_path=None) -> Response:
     url = _poll_url(request, start_id)
     if HEADER in request.headers:
         return _json(request, {"state": "starting"})
-    body = PAGE.format(url=html.escape(url), url_json=json.dumps(url).replace("<", "\\u003c"), header=HEADER)
+    # The notebook page's bundles download while the server starts (web/preload.py): the user
+    # reached this page through the shell's view, so may open a shell.
+    body = PAGE.format(url=html.escape(url), url_json=json.dumps(url).replace("<", "\\u003c"), header=HEADER,
+                       preload=preload_tags(request, notebook_path))
     response = Response(body, content_type="text/html", charset="utf-8", cache_control="no-store")
     return refuse_framing(response, others_only=True)
 
@@ -154,6 +159,8 @@ def launch_with_progress(request, username, context, manager, running_url, descr
     """
     from pyramid.httpexceptions import HTTPFound
 
+    if HEADER not in request.headers:
+        send_early_hints(request, context.get("notebook_path"))  # gunicorn: before any answer
     running = manager.get_notebook_status(username)
     if running and (running.get("context_hash") == context["context_hash"] or same_server(running, context)) and \
             manager.answers(running) and not _in_progress(manager, read_record(manager, username)):
@@ -168,7 +175,7 @@ def launch_with_progress(request, username, context, manager, running_url, descr
         return HTTPFound(running_url(running))
     record = read_record(manager, username)
     if _in_progress(manager, record):
-        return _progress_response(request, record["id"])
+        return _progress_response(request, record["id"], context.get("notebook_path"))
     waited_for = request.GET.get(PARAM)
     if record and record.get("state") == "failed" and waited_for:
         if HEADER in request.headers:
@@ -176,4 +183,4 @@ def launch_with_progress(request, username, context, manager, running_url, descr
         return error_response(record["status"], record["title"], record["message"], record.get("details") or "")
     start_id = secrets.token_hex(8)
     _start_in_background(manager, username, context, start_id, describe_error, request.registry)
-    return _progress_response(request, start_id)
+    return _progress_response(request, start_id, context.get("notebook_path"))

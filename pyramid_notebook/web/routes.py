@@ -10,7 +10,10 @@ With ``pyramid_notebook.shell_principals = role:editor alice`` in the site's INI
 Each route's context is a :class:`ShellACL` granting the ``shell`` permission to exactly those
 principals: the site's security policy decides who holds which principal, and only someone
 who can edit the server's INI file hands out shells. Anyone else gets the site's own
-forbidden view (a login page for anonymous users, in most sites).
+forbidden view (a login page for anonymous users, in most sites). A policy that does not read
+``__acl__`` (a legacy authorization policy of the site's own) is detected at start, and the
+add-on then decides from the request's principals itself (:mod:`pyramid_notebook.web.permission`).
+The routes follow the site's ``route_prefix`` (``/v1/notebook/shell`` under ``v1``).
 
 The routes are moved in front of the site's own at commit time, because Pyramid tries routes
 in registration order and a catch-all such as ``/{pagename:.*}`` or ``/*traverse`` registered
@@ -24,9 +27,11 @@ import logging
 from pyramid.authorization import ALL_PERMISSIONS, Allow, Deny, Everyone
 from pyramid.httpexceptions import HTTPFound, HTTPServiceUnavailable
 from pyramid.interfaces import IRoutesMapper
+from pyramid.security import NO_PERMISSION_REQUIRED
 
 from pyramid_notebook.core import startup
 from pyramid_notebook.core.settings import NotebookNotConfigured, get_notebook_settings, parse_shell_principals
+from pyramid_notebook.web.permission import guard
 from pyramid_notebook.web.views import (
     PROXY_ROUTE_NAME, SHUTDOWN_ROUTE_NAME, error_page, launch_notebook, notebook_proxy, shutdown_notebook,
 )
@@ -108,16 +113,29 @@ def _routes_first(config):
 def includeme(config):
     """The 503 page for missing settings; with ``shell_principals`` set, the three routes."""
     config.add_exception_view(not_configured_view, context=NotebookNotConfigured)
+    config.include("pyramid_notebook.web.permission")
     principals = parse_shell_principals(config.get_settings())
     if not principals:
         return
     factory = type("ShellACL", (ShellACL,), {"principals": principals})
     for name, pattern in ROUTES:
         config.add_route(name, pattern, factory=factory)
-    config.add_view(shell_view, route_name=SHELL_ROUTE_NAME, permission=SHELL_PERMISSION)
-    config.add_view(shutdown_view, route_name=SHUTDOWN_ROUTE_NAME, permission=SHELL_PERMISSION)
-    # The notebook's frontend sends Jupyter's XSRF token, not the site's; the proxy refuses
-    # cross-origin requests itself.
-    config.add_view(proxy_view, route_name=PROXY_ROUTE_NAME, permission=SHELL_PERMISSION, require_csrf=False)
+    # The add-on checks the permission itself (pyramid_notebook.web.permission): the site's policy when
+    # it reads __acl__, the request's principals otherwise; never a 500 from a policy that raises.
+    for view, route in ((shell_view, SHELL_ROUTE_NAME), (shutdown_view, SHUTDOWN_ROUTE_NAME),
+                        (proxy_view, PROXY_ROUTE_NAME)):
+        # No CSRF check for the proxy only: the notebook's frontend sends Jupyter's XSRF token, not
+        # the site's, and the proxy refuses cross-origin requests itself.
+        config.add_view(guard(_context_view(view), SHELL_PERMISSION), route_name=route,
+                        permission=NO_PERMISSION_REQUIRED, require_csrf=False if route == PROXY_ROUTE_NAME else None)
     config.action(("pyramid_notebook.routes-first",), lambda: _routes_first(config), order=_ROUTE_ORDER)
     logger.debug("Notebook shell at /notebook/shell for %s", ", ".join(principals))
+
+
+def _context_view(view):
+    """``view(request)`` as a ``(context, request)`` view."""
+    def context_view(context, request):
+        return view(request)
+
+    context_view.__doc__, context_view.__name__ = view.__doc__, view.__name__
+    return context_view

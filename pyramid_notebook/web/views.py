@@ -21,12 +21,13 @@ from pyramid_notebook.backends.base import (
     BackendUnavailable, NoFreePort, NotebookStartError, TooManyNotebooks,
 )
 from pyramid_notebook.core.context import InvalidNotebookContext, validate_notebook_context
-from pyramid_notebook.core.contextparts import HASH_KEYS, SERVER_HASH_KEY, same_server, server_hash
+from pyramid_notebook.core.contextparts import HASH_KEYS, SERVER_HASH_KEY, is_server_only_path, same_server, server_hash
 from pyramid_notebook.core.framing import framing_context
 from pyramid_notebook.core.names import BadUsername, make_dict_hash, normalize_username
 from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin, \
     route_to_alt_domain
 from pyramid_notebook.core.pages import PAGE, error_page  # noqa: F401 (PAGE: part of this module's API)
+from pyramid_notebook.core.recipes import team_folder
 from pyramid_notebook.core.settings import get_notebook_settings
 from pyramid_notebook.relays.base import RELAY_KIND_KEY
 from pyramid_notebook.relays.http import drop_pool
@@ -39,6 +40,7 @@ from pyramid_notebook.web import metrics
 from pyramid_notebook.web.intent import require_intent
 from pyramid_notebook.web.limits import check_request_size
 from pyramid_notebook.web.progress import launch_with_progress, wants_progress_page
+from pyramid_notebook.web.preload import bundle_response, send_early_hints
 from pyramid_notebook.web.registry import get_notebook_manager, get_relay
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,9 @@ def fill_context_defaults(request, notebook_context) -> dict:
     context.setdefault("kernel_idle_timeout", settings.kernel_idle_timeout)
     context.setdefault("spare_kernel", settings.spare_kernel)
     context.setdefault("shutdown_url", _shutdown_url(request, settings))
+    if team_folder(settings):  # the team's recipes: read-only in the file browser, the File menu's publish
+        context.setdefault("team_recipes", team_folder(settings))
+        context.setdefault("recipes_url", request.route_path("notebook_recipes"))
     if settings.memory_limit:  # enforced on the user's kernels (server/kernel_limits.py)
         context.setdefault("memory_limit", settings.memory_limit)
         context.setdefault("memory_cgroup", settings.memory_cgroup)
@@ -238,6 +243,8 @@ def launch_notebook(request, username, notebook_context, path=None, progress=Non
                                         describe_launch_error, launch_error_page)
         except (BadUsername, OSError, BackendUnavailable) as e:
             raise launch_error_page(*describe_launch_error(e)) from None
+    if username and "text/html" in (request.headers.get("Accept") or ""):
+        send_early_hints(request)  # the page's bundles while the server starts (gunicorn: web/preload.py)
     return HTTPFound(notebook_url(request, username, notebook_context, path=path))
 
 
@@ -294,6 +301,11 @@ def notebook_proxy(request, username):
         raise error_page(HTTPBadRequest, "Unusable username", str(e)) from None
     except BackendUnavailable as e:
         raise _unavailable(username, e) from None
+    if not context or not context.get("static_files"):
+        # The page's bundles, preloaded while the server starts (web/preload.py), from the same files.
+        bundle = bundle_response(request, (context or {}).get("notebook_path"))
+        if bundle is not None:
+            return bundle
     if not context or not context.get("http_port") or not context.get("token"):
         raise error_page(HTTPBadGateway, "Your notebook is not running",
                          "It may have been shut down or timed out. Launch it again from the site.")
@@ -301,7 +313,15 @@ def notebook_proxy(request, username):
     # own pages share the upstream address (the user's token is refused there as well).
     if not request.path.startswith(context.get("notebook_path") or "/"):
         raise error_page(HTTPNotFound, "Not your notebook", "This address is not part of your notebook.")
+    # The library's own endpoints in the server answer the site's calls, never a browser's: every relay
+    # mode (site, uWSGI, ASGI, nginx accel's auth_request) decides here.
+    if is_server_only_path(request.script_name + request.path_info, context.get("notebook_path") or "/"):
+        raise error_page(HTTPNotFound, "Not part of your notebook",
+                         "This address is used by the web site itself and is not reachable from a browser.")
     relay = get_relay(request)
+    if request.path.startswith((context.get("notebook_path") or "/") + "notebooks/") and \
+            "text/html" in (request.headers.get("Accept") or ""):
+        send_early_hints(request, context.get("notebook_path"))  # while Jupyter renders the page
     response = relay.websocket(request, context) if is_websocket_upgrade(request) else relay.http(request, context)
     metrics.count_proxied(request.registry, request.environ.get(RELAY_KIND_KEY, "http"))
     return response

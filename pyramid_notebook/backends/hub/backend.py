@@ -23,6 +23,7 @@ The site's service token (``pyramid_notebook.hub_api_token``) needs the scopes `
 shipped ``hub/jupyterhub_config.py`` grants exactly those.
 """
 import json
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +90,10 @@ class HubBackend(HubRestClient, NotebookBackend):
         options = site_context(context, self.kill_timeout, self.idle_timeout)
         options["notebook_name"] = default_notebook_name(context)
         options["username"] = name
+        # The key of the site's proof when it opens another shell in this server (backends/shells.py):
+        # per start, known to the hub and the site, never sent to a browser (the proxy adds the user's
+        # hub token to every request, so that token proves nothing there).
+        options["shell_key"] = secrets.token_urlsafe(32)
         return options
 
     def _running_context(self, hub_user, model):
