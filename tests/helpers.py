@@ -376,6 +376,15 @@ class KernelChannel:
         self.ws.close()
 
 
+def pserve_kernel_channel(session, server, kernel, username="user"):
+    """The kernel's channels as the browser's notebook page opens them in pserve mode: straight to
+    the notebook's port, with the cookies the site's proxy gave the browser."""
+    context = server.manager.get_notebook_status(username)
+    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies if c.path.startswith("/notebook"))
+    return KernelChannel(f"ws://127.0.0.1:{context['http_port']}/notebook/api/kernels/{kernel}/channels",
+                         origin=server.url, cookie=cookie, timeout=120)
+
+
 #: The user's files a browser may fetch through files/, each as Jupyter answers it: name -> body.
 USER_FILES = {
     "page.html": b"<script>parent.document.title = 'pwned'</script>",

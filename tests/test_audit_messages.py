@@ -14,11 +14,10 @@ import uuid
 
 import pytest
 
+from pyramid_notebook.core import audit
 from pyramid_notebook.server import kernel_messages
 from tests.helpers import KernelChannel
 from tests.test_audit import open_kernel, records, stream_of, ws_base
-
-from pyramid_notebook.core import audit
 
 
 def _channel(server, notebook_folder, username="user"):
@@ -123,7 +122,7 @@ def test_the_debugger_is_refused_by_default_and_shown_off(demo_server, notebook_
     assert not os.path.exists(marker)
     refused = records(notebook_folder, "refused")
     assert [r["msg_type"] for r in refused] == ["debug_request", "debug_request"]
-    assert all("debugger is off" in r["reason"] and r["kernel"] == kernel for r in refused)
+    assert all("debugger is off" in r["refusal"] and r["kernel"] == kernel for r in refused)
 
 
 def test_with_audit_debugger_record_code_bearing_requests_are_recorded_first(make_demo_server, notebook_folder):

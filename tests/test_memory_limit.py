@@ -9,7 +9,7 @@ import sys
 import requests
 
 from pyramid_notebook.server import limit_exec
-from tests.helpers import CLICK, KernelChannel, login
+from tests.helpers import CLICK, login, pserve_kernel_channel
 
 LIMIT = 400 * 2 ** 20
 
@@ -23,11 +23,7 @@ def start_kernel(session, base_url, path):
     return r.json()["kernel"]["id"]
 
 
-def channel(session, server, kernel):
-    context = server.manager.get_notebook_status("user")
-    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies if c.path.startswith("/notebook"))
-    return KernelChannel(f"ws://127.0.0.1:{context['http_port']}/notebook/api/kernels/{kernel}/channels",
-                         origin=server.url, cookie=cookie, timeout=120)
+channel = pserve_kernel_channel
 
 
 def run(ch, code):

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from pyramid_notebook.core.contextparts import SHELLS_PROOF_HEADER, notebook_part
-from tests.helpers import CLICK, KernelChannel, login, login_form_token, wait_for
+from tests.helpers import CLICK, KernelChannel, login, login_form_token, pserve_kernel_channel, wait_for
 
 #: The other account's Python: the system's, which ``nobody`` can read (the project's may live under /root).
 NOBODY_PYTHON = "/usr/bin/python3"
@@ -41,12 +41,7 @@ def start_kernel(session, base_url, path):
     return r.json()["kernel"]["id"]
 
 
-def channel(session, server, kernel):
-    """The kernel's channels, as the browser's notebook page opens them (pserve mode)."""
-    context = server.manager.get_notebook_status("user")
-    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies if c.path.startswith("/notebook"))
-    return KernelChannel(f"ws://127.0.0.1:{context['http_port']}/notebook/api/kernels/{kernel}/channels",
-                         origin=server.url, cookie=cookie, timeout=120)
+channel = pserve_kernel_channel
 
 
 def put_file(session, base_url, name, text):

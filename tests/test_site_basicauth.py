@@ -12,7 +12,6 @@ sites with their own runner.
 import os
 import re
 import shutil
-import signal
 import subprocess
 import textwrap
 
@@ -20,8 +19,10 @@ import pytest
 import requests
 
 from pyramid_notebook.core import audit
-from tests.helpers import CLICK, KernelChannel, free_port, random_port_base, stop_all_notebooks, wait_for
-from tests.test_site_wiki import MARKER, ROOT, merge_ini, readme_blocks, wheel_venv  # noqa: F401 (a fixture)
+from tests.helpers import CLICK, KernelChannel, free_port, random_port_base, wait_for
+from tests.test_site_wiki import (  # noqa: F401 (wheel_venv: a fixture)
+    MARKER, ROOT, merge_ini, readme_blocks, serving_site, wheel_venv,
+)
 
 SITE = os.path.join(ROOT, "tests", "sites", "accounts")
 ADMIN = ("admin", "s3cret")
@@ -77,25 +78,8 @@ def accounts_server(wheel_venv, tmp_path_factory):  # noqa: F811 (the imported f
         proc = subprocess.Popen([wheel_venv[1], "-m", "accounts.serve", "--port", str(port), "development.ini"],
                                 cwd=site, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-
-    def answers():
-        try:
-            return requests.get(base + "/v1/", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_for(lambda: proc.poll() is not None or answers(), timeout=90, message="the accounts site to serve")
-        assert proc.poll() is None, open(log_path).read()[-3000:]
+    with serving_site(proc, base + "/v1/", site, log_path, "the accounts site"):
         yield base, site, log_path
-    finally:
-        stop_all_notebooks(os.path.join(site, "notebooks"))
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def site_log(log_path):

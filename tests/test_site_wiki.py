@@ -6,6 +6,7 @@ The wheel goes into a venv of its own that sees this venv's dependencies through
 (fast: no dependency is installed), so the site runs the wheel's copy, not the checkout.
 """
 import configparser
+import contextlib
 import glob
 import os
 import re
@@ -170,17 +171,25 @@ def wiki_server(wheel_venv, tmp_path_factory):
                                 env=dict(env, PYRAMID_NOTEBOOK_DEMO_PORT=str(port)), stdout=log,
                                 stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    with serving_site(proc, base + "/login", site, log_path, "the wiki"):
+        yield base, site, log_path
+
+
+@contextlib.contextmanager
+def serving_site(proc, probe_url, site, log_path, name):
+    """Wait until the site started as ``proc`` answers ``probe_url``; afterwards stop its notebooks
+    (in ``<site>/notebooks``) and then the site itself (SIGINT, as a developer's Ctrl-C)."""
 
     def answers():
         try:
-            return requests.get(base + "/login", timeout=2).status_code == 200
+            return requests.get(probe_url, timeout=2).status_code == 200
         except requests.ConnectionError:
             return False
 
     try:
-        wait_for(lambda: proc.poll() is not None or answers(), timeout=90, message="the wiki to serve")
+        wait_for(lambda: proc.poll() is not None or answers(), timeout=90, message=f"{name} to serve")
         assert proc.poll() is None, open(log_path).read()[-3000:]
-        yield base, site, log_path
+        yield
     finally:
         stop_all_notebooks(os.path.join(site, "notebooks"))
         proc.send_signal(signal.SIGINT)

@@ -137,11 +137,26 @@ class Row:
             where, what = record.get("notebook") or "-", record.get("code")
         elif kind == "terminal":
             where, what = f"terminal {record.get('terminal')}", record.get("line")
+        elif kind in KIND_SUMMARIES:
+            where, what = KIND_SUMMARIES[kind](record)
         else:
             where, what = f"[{kind}]", self.text()
         lines = str(what or "").split("\n") if kind != TERMINAL_INPUT else [what]
         text = escape(lines[0]) + (f"  [+{len(lines) - 1} lines]" if len(lines) > 1 else "")
         return f"{record.get('time', '')}  {escape(record.get('user') or '-')}  {escape(where)}  {text}"
+
+
+#: How ``show`` prints the other kinds of the notebook server's records: ``record -> (where, what)``.
+KIND_SUMMARIES = {
+    "stdin": lambda r: (f"[input{' (password)' if r.get('password') else ''}] {r.get('notebook') or '-'}",
+                        f"{r.get('prompt') or ''}{r.get('value') or ''}"),
+    "debug": lambda r: (f"[debugger {r.get('command')}] {r.get('notebook') or '-'}", r.get("code") or r.get("arguments")),
+    "comm": lambda r: (f"[{r.get('msg_type')} {r.get('target_name') or r.get('comm_id')}]", r.get("data")),
+    "refused": lambda r: (f"[refused {r.get('msg_type') or '?'} on {r.get('channel') or '?'}]", r.get("refusal")),
+    "file": lambda r: (f"[file {r.get('op')}]", " ".join(str(x) for x in (
+        f"{r.get('from')} ->" if r.get("from") else "", r.get("path"),
+        f"{r.get('size')} bytes sha256:{str(r.get('sha256'))[:12]}" if r.get("sha256") else "") if x)),
+}
 
 
 def _extra(record) -> dict:

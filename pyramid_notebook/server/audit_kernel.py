@@ -158,7 +158,7 @@ class AuditingKernelWebsocketConnection(NoDelayKernelWebsocketConnection):
         if auditor is not None:
             try:
                 auditor.record({"kind": "refused", "msg_type": str(msg_type or ""), "channel": channel,
-                                "reason": reason, "notebook": self.notebook_path, "kernel": self.kernel_id,
+                                "refusal": reason, "notebook": self.notebook_path, "kernel": self.kernel_id,
                                 "peer": self.websocket_handler.request.remote_ip})
             except AuditError:
                 pass  # refused either way
