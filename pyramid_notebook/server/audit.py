@@ -19,7 +19,6 @@ unwritable or full) means the cell is answered with an error the notebook shows,
 input is not passed on, so nothing unrecorded runs. The format and the stream's place are
 :mod:`pyramid_notebook.core.audit`'s. This module loads the parts and shows the launch's reason.
 """
-import json
 import logging
 import logging.config
 import os
