@@ -68,6 +68,8 @@ test_requires = demo_requires + hub_requires + [
     "import-linter>=2.1",
     # Test files run on two workers (scripts/test): most of a test's time is waiting on real servers.
     "pytest-xdist>=3.5",
+    # A test that fails is run again (twice at most) and reported as rerun: see scripts/test.
+    "pytest-rerunfailures>=14",
     # tests/sites/wiki: a site as Pyramid's cookiecutter writes it (pyramid_tm in explicit mode, its
     # own WebTest suite), and pyramid_debugtoolbar under the uvicorn runner.
     "pyramid_tm>=2.5",

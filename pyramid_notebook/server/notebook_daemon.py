@@ -147,8 +147,12 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
 
 def run_notebook(pid_file: str, work_folder: str, port: int, kill_timeout: int, extra_args: list) -> None:
     """The daemon's worker: complete the context, then run Jupyter until stopped."""
+    import faulthandler
     import signal
 
+    # A server that dies of a fatal signal (a crash in a C extension) leaves its Python stack in
+    # notebook.stderr.log instead of vanishing without a word.
+    faulthandler.enable()
     context = read_context(pid_file) or {}
     context.setdefault("token", secrets.token_urlsafe(32))
     context.setdefault("notebook_name", default_notebook_name(context))
