@@ -23,6 +23,7 @@ import termios
 import threading
 import time
 
+import pytest
 import websocket
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -33,6 +34,13 @@ from tests.helpers import CLICK, login, wait_for
 CLI = os.path.join(os.path.dirname(sys.executable), "pyramid-notebook")
 #: Keys that make bash leave the line editor (run or drop the line): a new prompt follows each.
 LINE_ENDS = "\r\x0f\x03"
+
+
+@pytest.fixture(autouse=True)
+def no_shell_variable(monkeypatch):
+    """The site runs as a service would (systemd, cron, a CI runner): no ``SHELL`` in its
+    environment. Its terminals still run the account's login shell (bash here), not ``sh``."""
+    monkeypatch.delenv("SHELL", raising=False)
 
 
 def cli(*args, text=True):

@@ -108,3 +108,25 @@ def culling_config(context: dict) -> dict:
         return {}
     return {"cull_idle_timeout": timeout, "cull_interval": max(1, min(60, timeout // 4)),
             "cull_connected": connected, "cull_busy": False}
+
+
+def terminal_shell(environ=None):
+    """The shell a notebook terminal runs: ``$SHELL``, else the account's login shell.
+
+    Jupyter falls back to ``sh`` when ``SHELL`` is unset, as it is for a site run by systemd, cron
+    or a CI runner: the user would get dash without line editing or history. The account's login
+    shell is what logging in would give; an account that may not log in (``nologin``, ``false``)
+    keeps Jupyter's ``sh``. None: leave the choice to Jupyter.
+    """
+    import pwd
+
+    environ = os.environ if environ is None else environ
+    if environ.get("SHELL"):
+        return None
+    try:
+        shell = pwd.getpwuid(os.getuid()).pw_shell
+    except KeyError:
+        return None
+    if not shell or os.path.basename(shell) in ("nologin", "false") or not os.access(shell, os.X_OK):
+        return None
+    return shell

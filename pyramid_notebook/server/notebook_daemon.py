@@ -40,7 +40,7 @@ from pyramid_notebook.core.statefolder import STDERR_LOG, STDOUT_LOG, make_priva
 from pyramid_notebook.core.process import get_daemon_process, remove_stale_pid_file, terminate_daemon  # noqa: E402
 from pyramid_notebook.server import shells, static_files  # noqa: E402
 from pyramid_notebook.server.config import (  # noqa: E402,F401 (WELCOME...: this module's names before)
-    LABEXTENSION_FOLDER, WELCOME, site_server_config, write_default_notebook, write_private,
+    LABEXTENSION_FOLDER, WELCOME, site_server_config, terminal_shell, write_default_notebook, write_private,
 )
 from pyramid_notebook.server.shells import spare_policy  # noqa: E402
 from pyramid_notebook.server import kernel_limits, resource_usage, team_recipes  # noqa: E402
@@ -142,6 +142,9 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         IPYTHONDIR=os.path.join(state_folder, ".ipython"),
     )
     env.pop("JUPYTER_TOKEN", None)
+    shell = terminal_shell(env)
+    if shell:
+        env["SHELL"] = shell
     return env
 
 
