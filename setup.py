@@ -32,6 +32,9 @@ install_requires = [
     "nh3>=0.2",
     "nbdime>=4",
     "Jinja2>=3",
+    # Live shared sessions (issue 31): real-time co-editing in the notebook servers
+    # (pyramid_notebook.collaboration; server/collaboration.py guards a watcher's document websocket).
+    "jupyter-collaboration>=4,<6",
 ]
 
 # ASGI (pyramid_notebook.asgi): the site under uvicorn, notebook websockets relayed on the event loop.
@@ -79,6 +82,8 @@ test_requires = demo_requires + hub_requires + [
     "pyramid_debugtoolbar>=4.10",
     # The audit logger's records under a site's JSON formatter (issue 35).
     "python-json-logger>=3.1",
+    # Live sessions' grants on a real PostgreSQL, two web nodes (tests/test_shares.py).
+    "psycopg[binary]>=3.1",
 ]
 
 setup(
@@ -119,6 +124,10 @@ setup(
         "paste.app_factory": ["demo = pyramid_notebook.demo:main"],
         # The factory is found first: it checks the asgi extra before pserve loads the site.
         "paste.server_factory": ["uvicorn = pyramid_notebook.relays.asgi_runner:server_factory"],
+        # Kernels forked from the kernel zygote (pyramid_notebook.kernel_fork, server/kernel_provisioner.py).
+        "jupyter_client.kernel_provisioners": [
+            "pyramid-notebook-zygote = pyramid_notebook.server.kernel_provisioner:ZygoteProvisioner",
+        ],
         "paste.server_runner": [
             "demo_server = pyramid_notebook.demo.server:serve",
             "uvicorn = pyramid_notebook.relays.asgi_runner:serve_paste",

@@ -17,6 +17,10 @@ Rows, each on ``slow`` (20 Mbit/s down, 5 up, 40 ms) and ``fast`` (100 Mbit/s, 1
   same browser (start, page, kernel, ``1 + 1``).
 * ``ws``: a 1 MB HTML table output over the kernel websocket, site under uvicorn with
   ``ws_per_message_deflate`` on and off, on the emulated link and on loopback.
+* ``floor`` (issue 34, ``bench/browser_floor.py``): a cold click on a site up for ``--settle``
+  seconds against the same profile's warm second visit, the first click ``--first-after`` seconds
+  after a fresh site started, a warm visit straight to Jupyter, bytes; ``--floor-sides`` adds the
+  first click without the warm-up and a lighter page (``disabled_extensions``).
 
 Every comparison runs interleaved in one run; medians are printed with the ratio. The machine is
 shared: absolute times drift, ratios less.
@@ -292,6 +296,8 @@ def main():
     parser.add_argument("--networks", default="slow,fast")
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--first-after", type=float, default=8.0)
+    parser.add_argument("--settle", type=float, default=120.0, help="floor: seconds the long-running site runs first")
+    parser.add_argument("--floor-sides", default="", help="floor: extra sides, warmup-off,light")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "browser-results.json"))
     args = parser.parse_args()
     rows, networks = args.rows.split(","), args.networks.split(",")
@@ -304,11 +310,20 @@ def main():
             measure_first(results, workdir, networks, args.samples, args.first_after)
         if "ws" in rows:
             measure_ws(results, workdir, networks + ["loopback"], args.samples)
+        if "floor" in rows:
+            from bench.browser_floor import measure_floor
+
+            measure_floor(results, workdir, networks, args.samples, args.first_after, args.settle,
+                          [side for side in args.floor_sides.split(",") if side])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         with open(args.output, "w") as f:
             json.dump({"load": os.getloadavg(), "results": results}, f, indent=1)
     print("\n".join(summary(results)))
+    if "floor" in rows:
+        from bench.browser_floor import floor_summary
+
+        print("\n".join(floor_summary(results)))
     print(textwrap.dedent(f"""
         load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a shared machine: ratios
         between interleaved sides are the figures to read)"""))

@@ -1,6 +1,6 @@
 """Benchmark pyramid_notebook against direct access, side by side in one run.
 
-    bench/run [--quick] [--output bench/results.json] [--only cold,click,warm,forked,http,ws,idle,scale,accel,hub]
+    bench/run [--quick] [--output bench/results.json] [--only cold,click,warm,forked,kernels,http,ws,idle,scale,accel,hub]
               [--servers waitress,uwsgi,uvicorn] [--sizes 10,25,50] [--samples 10]
 
 Prints one table (metric, proxied, direct/baseline, ratio, target, pass) and writes it as JSON.
@@ -30,13 +30,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="each measurement briefly (CI keeps it working)")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results.json"))
-    parser.add_argument("--only", default="cold,click,warm,forked,http,ws,idle,scale,accel,hub",
+    parser.add_argument("--only", default="cold,click,warm,forked,kernels,http,ws,idle,scale,accel,hub",
                         help="accel: nginx accel mode's HTTP and websocket rows (needs nginx); "
                              "hub: the JupyterHub backend's rows")
     parser.add_argument("--servers", default="waitress,uwsgi,uvicorn",
                         help="web servers for the http and ws rows (cold, warm and scale use waitress)")
     parser.add_argument("--sizes", default="10,25,50", help="user counts of the scale rows")
     parser.add_argument("--samples", type=int, default=10, help="launches measured by the cold and click rows")
+    parser.add_argument("--users", type=int, default=20, help="idle users of the kernels rows' memory")
     args = parser.parse_args()
     only = set(args.only.split(","))
     servers = set(args.servers.split(","))
@@ -67,6 +68,10 @@ def main():
             from bench.forked import measure_forked
 
             measure_forked(results, workdir, 50 if q else 400)
+        if "kernels" in only:  # kernels forked from the zygote vs plain (issue 33)
+            from bench.kernels import measure_kernels
+
+            measure_kernels(results, workdir, 3 if q else 10, 3 if q else args.users)
         if "http" in only:
             if "waitress" in servers:
                 measure_http(results, waitress_site, 80 if q else 800)

@@ -62,8 +62,12 @@ def includeme(config):
     # The operator console at /notebook-admin/, when pyramid_notebook.admin_principals names who may see it.
     config.include("pyramid_notebook.web.admin")
     config.include("pyramid_notebook.web.recipes")
+    # Live shared sessions' grants (/notebook/shares), when pyramid_notebook.share_principals (or shell_principals) is set.
+    config.include("pyramid_notebook.web.shares")
     # The notebook page's bundles compressed at start, in the background (web/preload.py).
     config.include("pyramid_notebook.web.preload")
+    # What a fresh site's first click pays once (imports, the kernel's interpreter), at start (web/warmup.py).
+    config.include("pyramid_notebook.web.warmup")
 
 
 def preload_links(request, permission="shell", context=None) -> str:

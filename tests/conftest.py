@@ -104,6 +104,8 @@ def write_demo_ini(tmp_path, notebook_folder, **extra_settings):
         # Likewise compressing Notebook's whole static folder at each site's start (default on):
         # minutes of CPU per test site. test_preload tests it, with the default.
         "pyramid_notebook.precompress": "false",
+        # Likewise the warm-up's kernel interpreter import at each site's start: test_warmup tests it.
+        "pyramid_notebook.warm_up": "false",
     }
     settings.update(extra_settings)
     lines = "\n".join(f"{k} = {v}" for k, v in settings.items())

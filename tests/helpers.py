@@ -457,3 +457,34 @@ def received_close_code(channel) -> int:
         opcode, frame = channel.ws.recv_data_frame(True)
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             return struct.unpack("!H", frame.data[:2])[0]
+
+
+def run_cell(ch, code):
+    """``(error name or None, everything printed or returned)`` of running ``code`` on a kernel channel
+    (:func:`pserve_kernel_channel`)."""
+    msg_id = ch.send("shell", "execute_request", {"code": code, "silent": False, "store_history": False,
+                                                   "user_expressions": {}, "allow_stdin": False,
+                                                   "stop_on_error": True})
+    error, out = None, ""
+    for kind, content, _, _ in ch.replies(msg_id):
+        if kind == "error":
+            error = content["ename"]
+        elif kind == "stream":
+            out += content["text"]
+        elif kind == "execute_result":
+            out += content["data"]["text/plain"]
+        elif kind == "status" and content["execution_state"] == "idle":
+            return error, out
+
+
+def socket_inodes(pid) -> set:
+    """The sockets (``socket:[inode]``) process ``pid`` holds open."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            inodes.add(target)
+    return inodes

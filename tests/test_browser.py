@@ -248,6 +248,28 @@ def open_file_menu(browser):
     return wait_for(opened, timeout=60, interval=0.5, message="the File menu")
 
 
+def click_palette_command(browser, query, matches):
+    """Open JupyterLab's command palette, search ``query`` and click the first item whose text
+    ``matches`` (a predicate); waits for it (the palette fills as the extensions activate)."""
+    from selenium.common.exceptions import WebDriverException
+
+    driver = browser.driver
+
+    def palette_item():
+        try:
+            ActionChains(driver).key_down(Keys.CONTROL).key_down(Keys.SHIFT).send_keys("c").key_up(Keys.SHIFT) \
+                .key_up(Keys.CONTROL).perform()
+            search = driver.find_element(By.CSS_SELECTOR, ".lm-CommandPalette-input")
+            search.clear()
+            search.send_keys(query)
+            items = [e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-CommandPalette-item") if matches(e.text)]
+            return items[0] if items else None
+        except WebDriverException:
+            return None
+
+    wait_for(palette_item, timeout=60, interval=1, message="the command in JupyterLab's palette").click()
+
+
 def test_the_file_menu_item_shuts_down_and_returns_to_site(browser, demo_server):
     """The original's File menu item, now the extension's: "Shut down and return to site"."""
     log_in(browser, demo_server.url)

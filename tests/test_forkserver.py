@@ -15,7 +15,7 @@ from pyramid_notebook.backends.local.manager import NotebookManager
 from pyramid_notebook.core import paths
 from pyramid_notebook.core.process import get_daemon_process
 from tests.helpers import KernelChannel, daemons_under, fork_servers_under, random_port_base, stop_all_notebooks, \
-    wait_for
+    socket_inodes, wait_for
 
 CONTEXT = {"context_hash": "fs", "greeting": "forked", "startup": "x = 42\n", "notebook_path": "/notebook/"}
 
@@ -24,18 +24,6 @@ def forked(pid) -> bool:
     """True if ``pid`` runs under the fork server's setproctitle title (one string, no NUL inside)."""
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return b"\0" not in f.read().rstrip(b"\0")
-
-
-def socket_inodes(pid) -> set:
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:"):
-            inodes.add(target)
-    return inodes
 
 
 def answers(context):

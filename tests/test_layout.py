@@ -121,7 +121,8 @@ def test_the_entry_points_resolve():
 
     names = {(ep.group, ep.name): ep for ep in distribution("pyramid_notebook").entry_points}
     for key in [("console_scripts", "pyramid-notebook"), ("paste.server_runner", "uvicorn"),
-                ("paste.app_factory", "demo"), ("paste.server_runner", "demo_server")]:
+                ("paste.app_factory", "demo"), ("paste.server_runner", "demo_server"),
+                ("jupyter_client.kernel_provisioners", "pyramid-notebook-zygote")]:
         assert callable(names[key].load()), key
 
 

@@ -9,7 +9,7 @@ import sys
 import requests
 
 from pyramid_notebook.server import limit_exec
-from tests.helpers import CLICK, login, pserve_kernel_channel
+from tests.helpers import CLICK, login, pserve_kernel_channel, run_cell
 
 LIMIT = 400 * 2 ** 20
 
@@ -26,23 +26,6 @@ def start_kernel(session, base_url, path):
 channel = pserve_kernel_channel
 
 
-def run(ch, code):
-    """``(error name or None, everything printed)`` of running ``code``."""
-    msg_id = ch.send("shell", "execute_request", {"code": code, "silent": False, "store_history": False,
-                                                   "user_expressions": {}, "allow_stdin": False,
-                                                   "stop_on_error": True})
-    error, out = None, ""
-    for kind, content, _, _ in ch.replies(msg_id):
-        if kind == "error":
-            error = content["ename"]
-        elif kind == "stream":
-            out += content["text"]
-        elif kind == "execute_result":
-            out += content["data"]["text/plain"]
-        elif kind == "status" and content["execution_state"] == "idle":
-            return error, out
-
-
 def test_allocation_past_the_limit_fails_cleanly(make_demo_server):
     server = make_demo_server(**{"pyramid_notebook.memory_limit": "400M"})
     s = login(server.url)
@@ -54,14 +37,14 @@ def test_allocation_past_the_limit_fails_cleanly(make_demo_server):
     kernel = start_kernel(s, server.url, context["notebook_name"])
     ch = channel(s, server, kernel)
     try:
-        error, out = run(ch, "import os, resource; resource.getrlimit(resource.RLIMIT_DATA), "
+        error, out = run_cell(ch, "import os, resource; resource.getrlimit(resource.RLIMIT_DATA), "
                              "os.environ['PYRAMID_NOTEBOOK_MEMORY_LIMIT_MODE']")
         assert error is None and out == f"((419430400, 419430400), 'rlimit')", out
-        error, out = run(ch, "big = bytearray(1200 * 1024 * 1024)")
+        error, out = run_cell(ch, "big = bytearray(1200 * 1024 * 1024)")
         assert error == "MemoryError", (error, out)
         assert "stopped at the 400 MiB limit" in out, out
         # The same kernel carries on, with its variables; the site answers.
-        error, out = run(ch, "x = 41\nx + 1")
+        error, out = run_cell(ch, "x = 41\nx + 1")
         assert (error, out) == (None, "42")
         assert requests.get(server.url + "/login", timeout=10).status_code == 200
         assert s.get(server.url + "/notebook/api/status").status_code == 200
@@ -73,7 +56,7 @@ def test_allocation_past_the_limit_fails_cleanly(make_demo_server):
     assert r.status_code == 204
     ch = channel(s, server, start_kernel(s, server.url, "second.ipynb"))
     try:
-        error, out = run(ch, "len(bytearray(100 * 1024 * 1024))")
+        error, out = run_cell(ch, "len(bytearray(100 * 1024 * 1024))")
         assert (error, out) == (None, str(100 * 1024 * 1024))
     finally:
         ch.close()
@@ -91,7 +74,7 @@ def test_no_limit_without_the_setting(demo_server):
     assert "memory_limit" not in context
     ch = channel(s, demo_server, start_kernel(s, demo_server.url, context["notebook_name"]))
     try:
-        error, out = run(ch, "import resource; resource.getrlimit(resource.RLIMIT_DATA)[0] == resource.RLIM_INFINITY")
+        error, out = run_cell(ch, "import resource; resource.getrlimit(resource.RLIMIT_DATA)[0] == resource.RLIM_INFINITY")
         assert (error, out) == (None, "True")
     finally:
         ch.close()

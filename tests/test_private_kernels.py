@@ -98,7 +98,10 @@ def test_a_planted_launcher_or_config_does_not_run_at_kernel_start(demo_server, 
     kernel = channel(s, demo_server, kernel_id)
     try:
         check_kernel_in_notebook_folder(kernel, work, markers)
-        assert kernel.execute("sys.flags.safe_path") == "True"
+        # -P: a plain start's flag; a kernel forked from the zygote (pyramid_notebook.kernel_fork) starts
+        # from a process whose sys.path never held the working folder (server/kernel_zygote.py).
+        parent = psutil.Process(int(kernel.execute("os.getpid()"))).parent()
+        assert kernel.execute("sys.flags.safe_path") == "True" or "kernel zygote" in " ".join(parent.cmdline())
     finally:
         kernel.close()
     # A restart starts the same way.
@@ -292,7 +295,8 @@ def test_kernels_use_private_unix_sockets_that_another_account_cannot_reach(demo
     wait_for(lambda: kernel_processes(server.pid), timeout=60, message="the warm kernel runs")
     kernels = kernel_processes(server.pid)
     for p in kernels:
-        assert p.cmdline()[1] == "-P" and p.cmdline()[2].endswith("private_ipykernel.py"), p.cmdline()
+        command = " ".join(p.cmdline())  # a forked kernel's is one string (setproctitle), a plain one's a list
+        assert " -P " in command and "private_ipykernel.py -f " in command, p.cmdline()
         listening = [c for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
         assert listening == [], f"kernel {p.pid} listens on TCP: {listening}"
     # The server's own listening ports (its HTTP port, secret-protected) and the kernels' Unix sockets.

@@ -12,7 +12,7 @@ from selenium.webdriver.common.by import By
 from pyramid_notebook.core.recipes import RecipeLibrary
 from tests.browser import CHROMEDRIVER, CHROMIUM
 from tests.helpers import login, wait_for
-from tests.test_browser import log_in, open_file_menu, output_text, run_in_last_cell
+from tests.test_browser import click_palette_command, log_in, open_file_menu, output_text, run_in_last_cell
 
 pytestmark = pytest.mark.skipif(
     not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
@@ -104,20 +104,7 @@ def test_jupyterlab_file_menu_and_command_palette_publish(browser, demo_server, 
     ActionChains(browser.driver).send_keys(Keys.ESCAPE).perform()
     driver = browser.driver
 
-    def palette_item():
-        try:
-            ActionChains(driver).key_down(Keys.CONTROL).key_down(Keys.SHIFT).send_keys("c").key_up(Keys.SHIFT) \
-                .key_up(Keys.CONTROL).perform()
-            search = driver.find_element(By.CSS_SELECTOR, ".lm-CommandPalette-input")
-            search.clear()
-            search.send_keys("Publish to team")
-            items = [e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-CommandPalette-item")
-                     if "Publish to team recipes" in e.text]
-            return items[0] if items else None
-        except WebDriverException:
-            return None
-
-    wait_for(palette_item, timeout=60, interval=1, message="the command in JupyterLab's palette").click()
+    click_palette_command(browser, "Publish to team", lambda text: "Publish to team recipes" in text)
     name_input = browser.find_by_id("pyramid-notebook-recipe-name", wait_time=30).first
     name_input.clear()
     name_input.type("from-lab")

@@ -66,10 +66,13 @@ def test_missing_settings_answer_503_naming_them_and_the_site_works(caplog):
         app = make_app({})
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "notebook_folder" in r.getMessage()]
     assert len(warnings) == 1, "one warning at start"
-    # (The team recipes' routes, /notebook/recipes..., go first of all: web/recipes.py.)
-    names = [route.name for route in app.routes_mapper.get_routes() if not route.name.startswith("notebook_recipe")]
+    # (The team recipes' and the shares' routes, /notebook/recipes... and /notebook/share..., go first
+    # of all: web/recipes.py, web/shares.py.)
+    names = [route.name for route in app.routes_mapper.get_routes()
+             if not route.name.startswith(("notebook_recipe", "notebook_share"))]
     assert names[:3] == ["notebook_shell", "shutdown_notebook", "notebook_proxy"], names
-    for path in ("/notebook/shell", "/notebook/shutdown", "/notebook/tree", "/notebook/api/kernels"):
+    for path in ("/notebook/shell", "/notebook/shutdown", "/notebook/tree", "/notebook/api/kernels", "/notebook/shares",
+                 "/notebook/shared/x/api/contents"):
         response = get(app, path, "int")
         assert response.status_int == 503, (path, response.status)
         assert "pyramid_notebook.notebook_folder is missing" in response.text
@@ -135,7 +138,9 @@ def test_an_empty_user_id_is_403_saying_what_is_wrong(shell_site):
     r = requests.get(shell_site.url + "/notebook/shell", headers={"X-User": "empty"}, allow_redirects=False)
     assert r.status_code == 403
     assert "authenticated_userid is empty" in r.text
-    assert not os.path.exists(os.path.join(shell_site.manager.notebook_folder, ".state"))
+    state = os.path.join(shell_site.manager.notebook_folder, ".state")
+    # No user's state folder (the site's own, .site, holds the sharing grants' database from start).
+    assert not [name for name in (os.listdir(state) if os.path.isdir(state) else []) if name != ".site"]
 
 
 SITE_MODULE = '''

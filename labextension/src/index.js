@@ -15,6 +15,14 @@
 //    (default: the file's) and a one-line message, saves the notebook, and POSTs
 //    {path, name, message} as JSON to the site's recipes URL (pyramidNotebookRecipesUrl, a path on
 //    the page's own origin, so the request is same-origin). Without that page config: no command.
+// 4. "Share…" (File menu and command palette, the notebook's owner only): a dialog to share the
+//    running notebook with a team mate (a user id or a principal such as role:editor), to
+//    collaborate or to watch, for a while. It POSTs {with, mode, expires_in, path} as JSON to the
+//    site's shares URL (pyramidNotebookSharesUrl, same origin), shows the link to send, and lists
+//    the shares given (GET) with who is connected now, each with a Revoke button (DELETE). Errors
+//    are the site's own words (the 4xx JSON's "error"). With pyramid_notebook.collaboration = auto
+//    a page that does not co-edit yet (pyramidNotebookCollaboration "dormant") tells the server it
+//    is shared and offers to reload, after which both people's edits are live.
 import { Dialog, ICommandPalette, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { IMainMenu } from '@jupyterlab/mainmenu';
@@ -287,4 +295,186 @@ const publishPlugin = {
   }
 };
 
-export default [shutdownPlugin, bridgePlugin, publishPlugin];
+const SHARE_COMMAND = 'pyramid-notebook:share';
+const SHARE_LABEL = 'Share…';
+//: Choices of how long a share lasts: [seconds, label]; the site caps it (share_max_seconds).
+const DURATIONS = [[900, '15 minutes'], [3600, '1 hour'], [4 * 3600, '4 hours'], [86400, '1 day']];
+
+function element(tag, props, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props || {});
+  for (const child of children) {
+    node.append(child);
+  }
+  return node;
+}
+
+async function sharesRequest(url, method, body) {
+  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(url, init);
+  let answer = {};
+  if (response.status !== 204) {
+    try {
+      answer = await response.json();
+    } catch (e) {
+      // not JSON: the status says enough
+    }
+  }
+  if (!response.ok) {
+    throw new Error(answer.error || `The site answered ${response.status} ${response.statusText}.`);
+  }
+  return answer;
+}
+
+function xsrfToken() {
+  const match = document.cookie.match('\\b_xsrf=([^;]*)\\b');
+  return match ? decodeURIComponent(match[1]) : '';
+}
+
+// With collaboration "auto", tell this notebook server it is shared: its pages co-edit from now on.
+async function markShared() {
+  const response = await fetch(PageConfig.getBaseUrl() + 'api/pyramid-notebook/collaboration', {
+    method: 'PUT', credentials: 'same-origin', headers: { 'X-XSRFToken': xsrfToken() }
+  });
+  return response.ok;
+}
+
+// The dialog's body: the form, the last link made, any error, and the shares given with Revoke.
+class ShareForm extends Widget {
+  constructor(url, path, app) {
+    super({ node: element('div', { className: 'pyramid-notebook-share' }) });
+    this.url = url;
+    this.path = path;
+    this.app = app;
+    const node = this.node;
+    const label = (text, input) => element('label', { style: 'display:block;margin-bottom:0.6em' }, text, input);
+    this.withInput = element('input', { id: 'pyramid-notebook-share-with', className: 'jp-mod-styled',
+      placeholder: 'user id, or a principal such as role:editor', style: 'display:block;width:100%' });
+    this.modeSelect = element('select', { id: 'pyramid-notebook-share-mode', className: 'jp-mod-styled' },
+      element('option', { value: 'collaborate', textContent: 'Collaborate: edit and run together' }),
+      element('option', { value: 'watch', textContent: 'Watch: see it live, change nothing' }));
+    this.expirySelect = element('select', { id: 'pyramid-notebook-share-expires', className: 'jp-mod-styled' },
+      ...DURATIONS.map(([seconds, text]) => element('option', { value: String(seconds), textContent: text })));
+    this.expirySelect.value = '3600';
+    const button = element('button', { id: 'pyramid-notebook-share-submit', type: 'button',
+      className: 'jp-Dialog-button jp-mod-accept jp-mod-styled', textContent: 'Share' });
+    button.addEventListener('click', () => this.share());
+    this.error = element('p', { id: 'pyramid-notebook-share-error', className: 'pyramid-notebook-share-error',
+      style: 'color:var(--jp-error-color1)' });
+    this.result = element('div', { id: 'pyramid-notebook-share-result' });
+    this.list = element('ul', { id: 'pyramid-notebook-share-list', style: 'padding-left:1.2em' });
+    node.append(label('Share with', this.withInput), label('Mode ', this.modeSelect),
+      label('For ', this.expirySelect), button, this.error, this.result,
+      element('h3', { textContent: 'Shared now' }), this.list);
+    this.refresh();
+  }
+
+  async share() {
+    this.error.textContent = '';
+    const body = { with: this.withInput.value.trim(), mode: this.modeSelect.value,
+      expires_in: Number(this.expirySelect.value) };
+    if (this.path) {
+      body.path = this.path;
+    }
+    let answer;
+    try {
+      answer = await sharesRequest(this.url, 'POST', body);
+    } catch (e) {
+      this.error.textContent = String((e && e.message) || e);
+      return;
+    }
+    const link = element('input', { id: 'pyramid-notebook-share-link', className: 'jp-mod-styled', readOnly: true,
+      value: answer.url, style: 'display:block;width:100%' });
+    link.addEventListener('focus', () => link.select());
+    this.result.replaceChildren(element('p', {
+      textContent: `Send this link to ${answer.with} (${answer.mode}, until ${new Date(answer.expires).toLocaleString()}):`
+    }), link);
+    if (answer.note) {
+      this.result.append(element('p', { textContent: answer.note }));
+    }
+    if (PageConfig.getOption('pyramidNotebookCollaboration') === 'dormant' && await markShared()) {
+      const reload = element('button', { id: 'pyramid-notebook-share-reload', type: 'button',
+        className: 'jp-Dialog-button jp-mod-styled', textContent: 'Save and reload to edit together live' });
+      reload.addEventListener('click', async () => {
+        const panel = currentDocument(this.app);
+        if (panel) {
+          await panel.context.save();
+        }
+        window.location.reload();
+      });
+      this.result.append(reload);
+    }
+    await this.refresh();
+  }
+
+  async refresh() {
+    let answer;
+    try {
+      answer = await sharesRequest(this.url, 'GET');
+    } catch (e) {
+      this.error.textContent = String((e && e.message) || e);
+      return;
+    }
+    const given = answer.given || [];
+    if (!given.length) {
+      this.list.replaceChildren(element('li', { textContent: 'Nobody: this notebook is yours alone.' }));
+      return;
+    }
+    this.list.replaceChildren(...given.map(grant => {
+      const revoke = element('button', { type: 'button', className: 'jp-mod-styled pyramid-notebook-share-revoke',
+        textContent: 'Revoke' });
+      revoke.dataset.id = grant.id;
+      revoke.addEventListener('click', async () => {
+        try {
+          await sharesRequest(`${this.url}/${encodeURIComponent(grant.id)}`, 'DELETE');
+        } catch (e) {
+          this.error.textContent = String((e && e.message) || e);
+        }
+        await this.refresh();
+      });
+      const who = grant.with_name && grant.with_name !== grant.with ? `${grant.with_name} (${grant.with})` : grant.with;
+      const active = (grant.active || []).length ? `connected now: ${grant.active.join(', ')}` : 'not connected';
+      const item = element('li', { className: 'pyramid-notebook-share-item' },
+        `${who}: ${grant.mode}, until ${new Date(grant.expires).toLocaleString()}, ${active} `, revoke);
+      item.dataset.with = grant.with;
+      return item;
+    }));
+  }
+}
+
+const sharePlugin = {
+  id: 'pyramid-notebook-shutdown:share',
+  description: 'Shares the running notebook with a team mate, to work in it together or to watch.',
+  autoStart: true,
+  optional: [IMainMenu, ICommandPalette],
+  activate: (app, mainMenu, palette) => {
+    const url = PageConfig.getOption('pyramidNotebookSharesUrl');
+    // Only the owner shares: a guest's page in the same server has no such command.
+    const role = PageConfig.getOption('pyramidNotebookRole') || 'owner';
+    if (!url || role !== 'owner') {
+      return;
+    }
+    app.commands.addCommand(SHARE_COMMAND, {
+      label: SHARE_LABEL,
+      caption: 'Share this running notebook with a team mate: to work in it together, or to watch',
+      execute: async () => {
+        const panel = currentDocument(app);
+        const path = panel && /\.ipynb$/i.test(panel.context.path) ? panel.context.path : '';
+        await showDialog({ title: 'Share this notebook', body: new ShareForm(url, path, app),
+          focusNodeSelector: 'input', buttons: [Dialog.okButton({ label: 'Close' })] });
+      }
+    });
+    if (palette) {
+      palette.addItem({ command: SHARE_COMMAND, category: 'Sharing' });
+    }
+    if (mainMenu) {
+      mainMenu.fileMenu.addGroup([{ command: SHARE_COMMAND }], 998);
+    }
+  }
+};
+
+export default [shutdownPlugin, bridgePlugin, publishPlugin, sharePlugin];

@@ -24,7 +24,7 @@ TERMINAL_INPUT = "terminal-input"
 #: also end what the shell edits (Ctrl-C, Ctrl-D, Ctrl-O). Presentation only: the row is the keys.
 ROW_ENDS = "\r\n\x03\x04\x0f"
 #: Fields every record has; ``show`` prints the others of kinds it has no layout for.
-COMMON = {"time", "user", "client", "shell", "reason", "launch_url", "seq", "prev", "hash", "kind"}
+COMMON = {"time", "user", "owner", "role", "client", "shell", "reason", "launch_url", "seq", "prev", "hash", "kind"}
 NAMED_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\r": "\\r", "\n": "\\n", "\x1b": "\\e"}
 
 
@@ -56,7 +56,7 @@ def make_parser():
         return p
 
     show = add("show", "the records (cells, terminal input, ...), oldest first, escaped")
-    show.add_argument("--user", help="only this site user's records")
+    show.add_argument("--user", help="only what this site user sent, in any notebook (theirs or one shared with them)")
     show.add_argument("--since", help="only records since this time (ISO 8601, or 30m, 2h, 7d ago)")
     show.add_argument("--grep", help="only records (rows of terminal input) containing this text")
     show.add_argument("--json", action="store_true", help="one JSON object per line, every field, unescaped")
@@ -143,7 +143,14 @@ class Row:
             where, what = f"[{kind}]", self.text()
         lines = str(what or "").split("\n") if kind != TERMINAL_INPUT else [what]
         text = escape(lines[0]) + (f"  [+{len(lines) - 1} lines]" if len(lines) > 1 else "")
-        return f"{record.get('time', '')}  {escape(record.get('user') or '-')}  {escape(where)}  {text}"
+        return f"{record.get('time', '')}  {escape(who(record))}  {escape(where)}  {text}"
+
+
+def who(record) -> str:
+    """Who sent it (``user``), and whose notebook it was when that is someone else's (``owner``)."""
+    user, owner = record.get("user") or "-", record.get("owner")
+    role = f"{record['role']} " if record.get("role") else ""
+    return f"{user} ({role}in {owner}'s notebook)" if owner and owner != user else user
 
 
 #: How ``show`` prints the other kinds of the notebook server's records: ``record -> (where, what)``.
@@ -152,7 +159,8 @@ KIND_SUMMARIES = {
                         f"{r.get('prompt') or ''}{r.get('value') or ''}"),
     "debug": lambda r: (f"[debugger {r.get('command')}] {r.get('notebook') or '-'}", r.get("code") or r.get("arguments")),
     "comm": lambda r: (f"[{r.get('msg_type')} {r.get('target_name') or r.get('comm_id')}]", r.get("data")),
-    "refused": lambda r: (f"[refused {r.get('msg_type') or '?'} on {r.get('channel') or '?'}]", r.get("refusal")),
+    "refused": lambda r: (f"[refused {r.get('request')}]" if r.get("request") else
+                          f"[refused {r.get('msg_type') or '?'} on {r.get('channel') or '?'}]", r.get("refusal")),
     "file": lambda r: (f"[file {r.get('op')}]", " ".join(str(x) for x in (
         f"{r.get('from')} ->" if r.get("from") else "", r.get("path"),
         f"{r.get('size')} bytes sha256:{str(r.get('sha256'))[:12]}" if r.get("sha256") else "") if x)),

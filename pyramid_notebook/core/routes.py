@@ -26,3 +26,17 @@ def notebook_path_prefixes(registry) -> tuple:
         if route is not None:
             prefixes.append(_static_prefix(route.pattern))
     return tuple(prefixes) or DEFAULT_PREFIXES
+
+
+def routes_first(registry, names) -> None:
+    """Move the routes called ``names`` to the front of the site's route table, in that order.
+
+    The site's own catch-all routes (and the notebook proxy's ``/notebook/*remainder``) would otherwise
+    answer ``/notebook/shares`` or ``/notebook/recipes`` first. Run as a config action, after the site's
+    routes are added.
+    """
+    mapper = registry.queryUtility(IRoutesMapper)
+    if mapper is None:
+        return
+    ours = [route for route in (mapper.get_route(name) for name in names) if route is not None]
+    mapper.routelist[:] = ours + [route for route in mapper.routelist if route not in ours]

@@ -8,8 +8,11 @@ from typing import Callable, Optional
 from pyramid.exceptions import ConfigurationError
 
 from pyramid_notebook.core.recipes import parse_recipe_settings
+from pyramid_notebook.core.settingkernels import parse_kernel_settings
+from pyramid_notebook.core.shares import parse_share_settings
 from pyramid_notebook.core.settingvalues import (  # noqa: F401 (parse_*: importable from here as before)
-    PREFIX, _bool, _float, _frame_ancestors, _int, parse_principals, parse_shell_principals,
+    PREFIX, _bool, _float, _frame_ancestors, _int, parse_collaboration, parse_page_settings, parse_principals,
+    parse_shell_principals,
 )
 logger = logging.getLogger(__name__)
 
@@ -131,17 +134,29 @@ class NotebookSettings:
     #: A cgroup v2 folder the site may create groups in (one per user, ``memory.max``); empty:
     #: per-kernel resource limits instead.
     memory_cgroup: str = ""
+    #: IPython kernels forked from a zygote that preloaded them (issue 33); the modules it preloads.
+    kernel_fork: bool = True
+    kernel_preload: tuple = ()
     # --- perceived speed (issue 24) ---
     #: Folder of the compressed copies of static files; empty: ``<notebook_folder>/.compress-cache``;
     #: ``off``: static files are sent uncompressed.
     compress_cache: str = ""
     #: Compress the notebook page's bundles into that cache at site start, in the background (issue 34).
     precompress: bool = True
-    # --- team recipes (issue 36): the library's git folder, who publishes, outputs kept, size cap ---
+    #: Pay a first click's one-off costs at start (issue 34); extensions left out of the notebook's pages.
+    warm_up: bool = True
+    disabled_extensions: tuple = ()
+    # --- team recipes (issue 36): git folder, publishers, outputs, size cap; then live sessions (issue 31) ---
     recipes_folder: str = ""
     recipe_principals: tuple = ()
     recipe_strip_outputs: bool = False
     recipe_max_bytes: int = 20 << 20
+    sqlalchemy_url: str = ""
+    share_max_seconds: int = 86400
+    share_principals: tuple = ()
+    user_lookup: Optional[Callable] = None
+    #: Real-time collaboration in the notebook servers: ``auto`` (pages of shared servers), ``always``, ``off``.
+    collaboration: str = "auto"
 
 
 def _spare_kernel(settings):
@@ -226,7 +241,10 @@ def parse_settings(settings: dict, maybe_dotted=None) -> NotebookSettings:
         **_console_settings(settings),
         compress_cache=_compress_cache(settings),
         precompress=_bool(settings, "precompress", NotebookSettings.precompress),
+        **parse_page_settings(settings),
         **parse_recipe_settings(settings, folder),
+        **parse_share_settings(settings, folder), user_lookup=_callable(settings, "user_lookup", maybe_dotted),
+        collaboration=parse_collaboration(settings),
     )
     if missing is not None:
         raise missing
@@ -294,25 +312,10 @@ def _audit_settings(settings) -> dict:
 
 
 def _console_settings(settings) -> dict:
-    """``admin_principals``, ``metrics_token``, ``memory_limit``, ``memory_cgroup`` (issue 23)."""
-    from pyramid_notebook.core.sizes import parse_size
-
+    """``admin_principals``, ``metrics_token`` (issue 23), and the kernels' (core/settingkernels.py)."""
     principals = parse_principals(settings.get(PREFIX + "admin_principals"))
-    raw_limit = (str(settings.get(PREFIX + "memory_limit") or "")).strip()
-    try:
-        memory_limit = parse_size(raw_limit) if raw_limit else 0
-    except ValueError:
-        raise ConfigurationError(f"{PREFIX}memory_limit must be a size such as 2G or 400M, got {raw_limit!r}") \
-            from None
-    if memory_limit and memory_limit < 64 << 20:
-        raise ConfigurationError(f"{PREFIX}memory_limit must be at least 64M (a kernel needs that to start), "
-                                 f"got {raw_limit!r}")
-    cgroup = (settings.get(PREFIX + "memory_cgroup") or "").strip()
-    if cgroup and not os.path.isabs(cgroup):
-        raise ConfigurationError(f"{PREFIX}memory_cgroup must be an absolute path under /sys/fs/cgroup, "
-                                 f"got {cgroup!r}")
     return {"admin_principals": principals, "metrics_token": (settings.get(PREFIX + "metrics_token") or "").strip(),
-            "memory_limit": memory_limit, "memory_cgroup": cgroup}
+            **parse_kernel_settings(settings)}
 
 
 #: Values of ``pyramid_notebook.backend``.

@@ -9,6 +9,9 @@ section of the README.
 import dataclasses
 import textwrap
 
+from pyramid_notebook.core.settingstable_kernels import KERNEL_SETTINGS
+from pyramid_notebook.core.settingstable_shares import SHARE_SETTINGS
+
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
@@ -334,6 +337,28 @@ SETTINGS = (
         are made on the first requests, as for every other file.
         """),
     _entry(
+        '``pyramid_notebook.warm_up`` (default ``true``)',
+        """
+        At site start, one background thread (daemonic, nice 19) pays what the first click after a
+        start or a deploy would otherwise pay once: the web process's first imports of the launch's
+        code, the notebook page's bundle list (read from Notebook's files), and the kernel's
+        interpreter importing ipykernel once (its bytecode compiled and its files read into the
+        system's cache). Start-up never waits for it. ``false``: the first click pays it. See
+        "Cold visits at the warm floor" in ``docs/performance.rst``.
+        """),
+    _entry(
+        '``pyramid_notebook.disabled_extensions`` (default empty)',
+        """
+        Lab extensions (``@jupyterlab/pdf-extension``) or single plugins
+        (``@jupyterlab/notebook-extension:toc``), separated by spaces or commas, left out of the
+        notebook's pages (Jupyter's ``page_config`` ``disabledExtensions``; an installed lab
+        extension named here is not even fetched). For a page that loads only what your users need.
+        Empty by default: leaving out 21 extensions and plugins a notebook page can spare did not
+        cut a warm visit measurably (1.01 ×; a default needed 10 %): Notebook's core bundle is most
+        of the page's work (``docs/performance.rst``). The ``local`` backend; a ``jupyterhub``
+        deployment sets it in its own configuration.
+        """),
+    _entry(
         '``pyramid_notebook.recipes_folder`` (default: ``<notebook_folder>/.recipes``)',
         """
         The team's recipe library: a git repository the site creates and commits to (one commit per
@@ -359,7 +384,7 @@ SETTINGS = (
         The largest notebook the library takes (``20M``, ``500K`` or bytes); a larger one is refused
         with 400.
         """),
-)
+) + tuple(_entry(term, doc) for term, doc in SHARE_SETTINGS + KERNEL_SETTINGS)  # issues 31, 33
 
 def setting_names() -> frozenset:
     """Every known setting name, without ``pyramid_notebook.``."""

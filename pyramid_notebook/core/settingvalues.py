@@ -90,3 +90,37 @@ def _frame_ancestors(settings) -> tuple:
 def parse_principals(raw) -> tuple:
     """``admin_principals``: principals separated by spaces or commas, in order, once each."""
     return tuple(dict.fromkeys(str(raw or "").replace(",", " ").split()))
+
+
+#: A lab extension's package name or one of its plugins' ids (``@scope/name``, ``name:plugin``).
+_EXTENSION = re.compile(r"^[@A-Za-z0-9_.][A-Za-z0-9_./:@-]*$")
+
+
+def parse_page_settings(settings) -> dict:
+    """``warm_up`` and ``disabled_extensions`` (issue 34): what a fresh site pays at start, what the
+    notebook's pages leave out."""
+    return {"warm_up": _bool(settings, "warm_up", True), "disabled_extensions": parse_disabled_extensions(settings)}
+
+
+def parse_disabled_extensions(settings) -> tuple:
+    """``disabled_extensions``: lab extension names or plugin ids, separated by spaces or commas."""
+    names = tuple(dict.fromkeys(str(settings.get(PREFIX + "disabled_extensions") or "").replace(",", " ").split()))
+    for name in names:
+        if not _EXTENSION.match(name):
+            raise ConfigurationError(f"{PREFIX}disabled_extensions takes lab extension names or plugin ids such "
+                                     f"as @jupyterlab/debugger-extension, got {name!r}")
+    return names
+
+
+#: Values of ``pyramid_notebook.collaboration`` (issue 31), and its default (docs/sharing.rst says why).
+COLLABORATION_MODES = ("auto", "always", "off")
+COLLABORATION = "auto"
+
+
+def parse_collaboration(settings) -> str:
+    """``collaboration``: real-time co-editing in the notebook servers, ``auto``, ``always`` or ``off``."""
+    value = str(settings.get(PREFIX + "collaboration") or COLLABORATION).strip().lower()
+    if value not in COLLABORATION_MODES:
+        raise ConfigurationError(f"{PREFIX}collaboration must be one of {', '.join(COLLABORATION_MODES)}, "
+                                 f"got {settings.get(PREFIX + 'collaboration')!r}")
+    return value

@@ -49,8 +49,11 @@ def main(global_config, **settings):
             settings[key] = os.environ[variable]
     # The operator console at /notebook-admin/ for the demo's administrators (demo/security.py: "user").
     settings.setdefault("pyramid_notebook.admin_principals", "role:admin")
-    # Team recipes (issue 36): every logged-in user may publish; recipes open with pshell's namespace.
-    settings.setdefault("pyramid_notebook.recipe_principals", "system.Authenticated")
+    # Team recipes (issue 36): every user with a shell may publish; recipes open with pshell's namespace.
+    settings.setdefault("pyramid_notebook.recipe_principals", "role:shell")
+    # Live shared sessions (issue 31): users with a shell share it; user ids named as demo/security.py says.
+    settings.setdefault("pyramid_notebook.share_principals", "role:shell")
+    settings.setdefault("pyramid_notebook.user_lookup", "pyramid_notebook.demo.security.user_lookup")
     if settings["pyramid_notebook.demo.config_file"]:
         settings.setdefault("pyramid_notebook.config_file", settings["pyramid_notebook.demo.config_file"])
     settings.setdefault("sqlalchemy.url", f"sqlite:///{os.path.join(here, 'demo.sqlite')}")

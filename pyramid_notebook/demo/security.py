@@ -1,13 +1,17 @@
-"""Demo security: two fixed users, a login form (auth ticket cookie) or HTTP Basic auth."""
+"""Demo security: three fixed users, a login form (auth ticket cookie) or HTTP Basic auth."""
 import hmac
 
 from pyramid.authentication import AuthTktCookieHelper, extract_http_basic_credentials
 from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
 
 #: The demo's users and their passwords. Never do this in a real site.
-USERS = {"user": "password", "user2": "password"}
+USERS = {"user": "password", "user2": "password", "viewer": "password"}
 #: Demo users with the ``role:admin`` principal: they see the operator console (/notebook-admin/).
 ADMINS = {"user"}
+#: Demo users with the ``role:shell`` principal (a shell of their own); ``viewer`` only watches what is shared.
+SHELL_USERS = {"user", "user2"}
+#: Display names, as the site's ``user_lookup`` gives them.
+NAMES = {"user": "Demo User", "user2": "Second User", "viewer": "Viewer"}
 
 
 def check_password(username, password) -> bool:
@@ -16,10 +20,27 @@ def check_password(username, password) -> bool:
     return expected is not None and hmac.compare_digest(expected.encode(), (password or "").encode())
 
 
-class Root:
-    """Every logged-in user may open a shell."""
+def principals_of(userid) -> list:
+    """The demo user's principals (``userid`` known and logged in)."""
+    principals = [Everyone, Authenticated, "user:" + userid]
+    if userid in SHELL_USERS:
+        principals.append("role:shell")
+    if userid in ADMINS:
+        principals.append("role:admin")
+    return principals
 
-    __acl__ = [(Allow, Authenticated, "shell")]
+
+def user_lookup(request, userid):
+    """``pyramid_notebook.user_lookup``: the demo user's name and principals, None for an unknown id."""
+    if userid not in USERS:
+        return None
+    return {"name": NAMES[userid], "principals": principals_of(userid)}
+
+
+class Root:
+    """Users with ``role:shell`` may open a shell."""
+
+    __acl__ = [(Allow, "role:shell", "shell")]
 
     def __init__(self, request):
         self.request = request
@@ -50,12 +71,8 @@ class DemoSecurityPolicy:
 
     def permits(self, request, context, permission):
         """ACL check with the user's principals."""
-        principals = [Everyone]
         userid = self.identity(request)
-        if userid:
-            principals += [Authenticated, "user:" + userid]
-            if userid in ADMINS:
-                principals.append("role:admin")
+        principals = principals_of(userid) if userid else [Everyone]
         return ACLHelper().permits(context, principals, permission)
 
     def remember(self, request, userid, **kw):

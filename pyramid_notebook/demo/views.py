@@ -53,7 +53,8 @@ LOGIN = """<h1>Log in</h1>
 <label>Password <input type="password" name="password" id="password"></label>
 <button type="submit" id="login">Log in</button>
 </form>
-<p>Users: <code>user</code> / <code>password</code> and <code>user2</code> / <code>password</code>.</p>
+<p>Users: <code>user</code> / <code>password</code> and <code>user2</code> / <code>password</code>;
+<code>viewer</code> / <code>password</code> has no shell and only watches notebooks shared with it.</p>
 """
 
 

@@ -27,7 +27,11 @@ PRELOAD = ("notebook.app", "jupyter_server.serverapp", "jupyter_server.services.
 #: node for its yarn configuration at import, a second on a small machine).
 PRELOAD_OPTIONAL = ("jupyterlab.labapp", "jupyterlab.handlers.announcements", "jupyter_lsp.serverextension",
                     "jupyter_server_terminals.app", "terminado", "notebook_shim.shim", "jupyter_server.gateway.managers",
-                    "IPython.core.completer", "httpx", "jinja2", "pygments.lexers.python")
+                    "IPython.core.completer", "httpx", "jinja2", "pygments.lexers.python",
+                    # What kernels import: the kernel zygote each server forks (server/kernel_zygote.py)
+                    # then shares these pages with every user's server (pyramid_notebook.kernel_fork).
+                    "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger", "debugpy",
+                    "sqlite3", "pdb", "pydoc", "pyramid_notebook.server.kernel_provisioner")
 
 def check_pristine() -> list:
     """Reasons why forking now could share state between users (empty when safe)."""
@@ -78,6 +82,8 @@ def serve(folder: str) -> int:
     import importlib
 
     started = time.monotonic()
+    # As ipykernel sets it for its kernels: debugpy (preloaded for them) otherwise warns at import.
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     for name in PRELOAD:
         importlib.import_module(name)
     for name in PRELOAD_OPTIONAL:

@@ -5,8 +5,10 @@ checked everything it checks in any mode (the site's own view authenticated and 
 user, the Origin check, the owner's running notebook), does not relay the request. It answers
 with an empty ``200`` carrying the *grant*::
 
-    X-Accel-Redirect: /_pyramid_notebook/<host>:<port>/<secret>
+    X-Accel-Redirect: /_pyramid_notebook/<host>:<port>/<secret>/<person>
 
+``<person>`` is the signed person the site vouches for (:mod:`pyramid_notebook.core.person`), which
+nginx sends upstream as ``X-Pyramid-Notebook-Person`` in place of any the browser sent.
 nginx never passes ``X-Accel-Redirect`` on to a client, so the secret never leaves nginx. The
 shipped ``nginx-accel.conf`` uses the grant in two ways:
 
@@ -41,6 +43,7 @@ import os
 from pyramid.response import Response
 
 from pyramid_notebook.core.context import upstream_host
+from pyramid_notebook.core.person import person_header_value
 from pyramid_notebook.relays.base import RELAY_KIND_KEY, Relay, notebook_unreachable
 from pyramid_notebook.relays.static import static_file_plan
 
@@ -70,13 +73,20 @@ def upstream_address(context: dict) -> str:
     return f"{host}:{int(context['http_port'])}"
 
 
-def grant_uri(prefix: str, context: dict) -> str:
-    """The internal URI nginx relays through: ``<prefix><host>:<port>/<secret>``."""
+def grant_uri(prefix: str, context: dict, person: str = None) -> str:
+    """The internal URI nginx relays through: ``<prefix><host>:<port>/<secret>``, and ``/<person>``
+    when the site vouches for one (the signed :data:`~pyramid_notebook.core.person.PERSON_HEADER`
+    value, URI-safe by design), which nginx sends upstream as that header."""
     token = context["token"]
     if not token or any(c in token for c in "/?#% \t\r\n"):
         # token_urlsafe() secrets never do this; a hand-edited context must not bend the URI.
         raise ValueError("the notebook's secret cannot be put in an nginx internal URI")
-    return f"{prefix}{upstream_address(context)}/{token}"
+    uri = f"{prefix}{upstream_address(context)}/{token}"
+    if person:
+        if any(c in person for c in "/?#% \t\r\n"):
+            raise ValueError("the signed person cannot be put in an nginx internal URI")
+        uri += f"/{person}"
+    return uri
 
 
 def is_fallback(request) -> bool:
@@ -91,7 +101,7 @@ def grant_response(request, context: dict, prefix: str, static=None) -> Response
     nginx then sends that file from disk instead of asking the notebook.
     """
     response = Response(status=200, body=b"", content_type=None)
-    response.headers[ACCEL_HEADER] = grant_uri(prefix, context)
+    response.headers[ACCEL_HEADER] = grant_uri(prefix, context, person_header_value(request.environ, context["token"]))
     if static is not None:
         file_path, content_type, headers = static
         # The file name's own bytes (UTF-8 or not), each as one latin-1 character: how WSGI servers

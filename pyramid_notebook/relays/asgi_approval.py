@@ -118,7 +118,7 @@ def serve_websocket(request, port):
         return error_page(HTTPForbidden, "Cross-origin websocket refused",
                           "This websocket to your notebook was opened by another web site and was refused.")
     context = request.environ.get(CONTEXT_ENVIRON_KEY) or {}
-    headers = forwarded_headers(request)
+    headers = forwarded_headers(request, context.get("token", ""))
     upstream = Upstream(host=upstream_host(context), port=int(port),
                         token=context.get("token", ""), path_qs=request.path_qs, headers=tuple(headers))
     return WebsocketApproved(handshake, upstream)

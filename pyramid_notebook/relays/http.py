@@ -21,6 +21,7 @@ import urllib3
 from pyramid.response import FileIter, Response
 
 from pyramid_notebook.relays.compress import ON_THE_FLY_MIN_SIZE, StreamCompressor, accepted_codings, cache_for
+from pyramid_notebook.core.person import PERSON_HEADER, person_header_value
 from pyramid_notebook.core.pools import close_idle
 
 # Large enough that big static bundles cost few Python-level iterations.
@@ -31,8 +32,9 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
     "transfer-encoding", "upgrade",
 })
-# Replaced by the proxy: the browser's credentials for the site are not the notebook's.
-REPLACED_REQUEST_HEADERS = frozenset({"host", "authorization", "content-length"})
+# Replaced by the proxy: the browser's credentials for the site are not the notebook's, and only the
+# site says who the person is (core/person.py).
+REPLACED_REQUEST_HEADERS = frozenset({"host", "authorization", "content-length", PERSON_HEADER.lower()})
 TIMEOUT = urllib3.Timeout(connect=5.0, read=300.0)
 #: Pools kept at most (one per notebook address); the least recently used one is closed beyond it.
 MAX_POOLS = 128
@@ -125,6 +127,9 @@ def upstream_headers(request, port: int, token: str, host: str = "127.0.0.1") ->
     headers["X-Forwarded-Proto"] = request.scheme
     headers["Host"] = f"{host}:{port}"
     headers["Authorization"] = f"token {token}"
+    person = person_header_value(request.environ, token)
+    if person:
+        headers[PERSON_HEADER] = person
     return headers
 
 

@@ -65,7 +65,7 @@ def _open_upstream(request, port, token, host="127.0.0.1"):
     sock = socket.create_connection((host, port), timeout=HANDSHAKE_TIMEOUT)
     _no_delay(sock)
     ws = WSConnection(ConnectionType.CLIENT)
-    headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in forwarded_headers(request)]
+    headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in forwarded_headers(request, token)]
     headers.append((b"authorization", f"token {token}".encode()))
     sock.sendall(ws.send(Request(host=f"{host}:{port}", target=request.path_qs,
                                  subprotocols=_subprotocols(request), extra_headers=headers)))

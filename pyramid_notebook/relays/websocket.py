@@ -10,6 +10,7 @@ import binascii
 from pyramid.httpexceptions import HTTPBadRequest, HTTPClientError
 
 from pyramid_notebook.core.pages import error_page
+from pyramid_notebook.core.person import PERSON_HEADER, person_header_value
 
 #: Key in ``request.environ`` under which a websocket relay finds the notebook's context.
 CONTEXT_ENVIRON_KEY = "pyramid_notebook.context"
@@ -27,12 +28,16 @@ def sendable_close_code(code) -> int:
     return _UNSENDABLE.get(code, code)
 
 
-def forwarded_headers(request) -> list:
-    """``[(name, value)]`` for the notebook's handshake: the browser's headers that go on, and the
-    ``X-Forwarded-*`` headers saying where the browser is (as the site saw it)."""
+def forwarded_headers(request, token: str = "") -> list:
+    """``[(name, value)]`` for the notebook's handshake: the browser's headers that go on, the
+    ``X-Forwarded-*`` headers saying where the browser is (as the site saw it), and the person the
+    site vouches for, signed with the notebook's secret ``token`` (never the browser's copy)."""
     headers = [(name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers]
     headers += [("X-Forwarded-For", request.remote_addr or ""), ("X-Forwarded-Host", request.host),
                 ("X-Forwarded-Proto", request.scheme)]
+    person = person_header_value(request.environ, token)
+    if person:
+        headers.append((PERSON_HEADER, person))
     return headers
 
 

@@ -9,6 +9,10 @@ notebook's saves, uploads, new files, copies, renames — whatever the browser s
 files up to :data:`MAX_TEXT` characters. A record that cannot be stored means the write is
 refused (503), never done unrecorded.
 
+Real-time collaboration's rooms save through the same contents manager, outside the contents
+API's handlers: their saves are recorded here too, with ``via: collaboration`` and the persons who
+edited (:mod:`.collaboration`).
+
 Files written by code the kernel or a terminal runs are not seen here: that code is recorded
 itself, before it runs.
 """
@@ -77,8 +81,11 @@ def _record(serverapp, record: dict) -> None:
     auditor = recorder.AUDITOR or recorder.get_auditor(serverapp)
     if not auditor.enabled:
         return
+    from pyramid_notebook.server.collaboration_guard import save_attribution
+
+    user, extra = save_attribution() or (None, {})
     try:
-        auditor.record(record)
+        auditor.record(dict(record, **extra), user)
     except AuditError as e:
         from tornado import web
 

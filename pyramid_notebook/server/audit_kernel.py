@@ -5,7 +5,10 @@ is parsed once here, in the notebook server, whatever relayed it (pserve's direc
 uWSGI and ASGI relays, nginx in accel mode, a JupyterHub's proxy) and in both kernel websocket
 protocols, and :mod:`.kernel_messages` decides: record it and then pass it on, pass it on, or
 refuse it (an error reply the notebook shows, and a ``refused`` record). Fail closed: a record
-that cannot be stored means the message never reaches the kernel.
+that cannot be stored means the message never reaches the kernel. A watcher (the person the site
+vouched for has role ``watch``, :mod:`.identity`) is refused everything but what showing the kernel
+needs (:data:`~.kernel_messages.WATCH_ALLOWED`), audit trail or not; records name the person as
+``user`` beside the notebook's ``owner``.
 
 On the way back it notes each ``input_request`` (so the ``input_reply`` answering it is recorded
 with its prompt, a password masked) and, with the debugger refused, says in ``kernel_info_reply``
@@ -19,7 +22,9 @@ from jupyter_server.services.kernels.connection.base import (
 )
 
 from pyramid_notebook.core.audit import AuditError
+from pyramid_notebook.core.person import WATCH
 from pyramid_notebook.server import kernel_messages, recorder
+from pyramid_notebook.server.identity import role_of
 from pyramid_notebook.server.kernel_messages import RECORD, Refusal
 from pyramid_notebook.server.websocket import NoDelayKernelWebsocketConnection
 
@@ -82,15 +87,21 @@ class AuditingKernelWebsocketConnection(NoDelayKernelWebsocketConnection):
         if not self.channels:
             return super().handle_incoming_message(incoming_msg)  # closed: Jupyter ignores it
         auditor, enabled, debugger, broken = self._auditor()
-        if not enabled:
+        user = self._user()
+        role = role_of(user)
+        if not enabled and role != WATCH:
             return super().handle_incoming_message(incoming_msg)
+        if not enabled:  # no trail to keep, but a watcher still changes nothing
+            auditor = None
         try:
             channel, header, content, message = self._parse(incoming_msg)
         except ValueError as e:
             self._refused(auditor, "", {}, None, str(e))
             return
         try:
-            action = kernel_messages.decide(channel, header, content, debugger)
+            action = kernel_messages.decide(channel, header, content, debugger, role)
+            if not enabled:
+                return self._send(channel, header, message)
             record = kernel_messages.record_for(channel, header, content, self._prompt(header)) \
                 if action == RECORD else None
         except Refusal as e:
@@ -103,13 +114,17 @@ class AuditingKernelWebsocketConnection(NoDelayKernelWebsocketConnection):
             try:
                 if auditor is None:
                     raise broken
-                auditor.record(record)
+                auditor.record(record, user)
             except AuditError as e:
                 self._answer_refusal(channel, header, content, recorder.refusal_text(e))
                 return
             if header["msg_type"] == "input_reply":
                 self._pending_input = None
         self._send(channel, header, message)
+
+    def _user(self):
+        """Who this websocket is: the person the site vouched for when it opened (:mod:`.identity`)."""
+        return getattr(self.websocket_handler, "current_user", None)
 
     def _parse(self, ws_msg):
         """``(channel, header, content, message to send)``; :class:`ValueError` if unparsable.
@@ -159,7 +174,7 @@ class AuditingKernelWebsocketConnection(NoDelayKernelWebsocketConnection):
             try:
                 auditor.record({"kind": "refused", "msg_type": str(msg_type or ""), "channel": channel,
                                 "refusal": reason, "notebook": self.notebook_path, "kernel": self.kernel_id,
-                                "peer": self.websocket_handler.request.remote_ip})
+                                "peer": self.websocket_handler.request.remote_ip}, self._user())
             except AuditError:
                 pass  # refused either way
         if isinstance(header, dict):

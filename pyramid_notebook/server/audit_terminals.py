@@ -89,7 +89,7 @@ def patch_terminals() -> bool:
         try:
             if auditor is None:
                 raise broken
-            auditor.record(input_record(self, data))
+            auditor.record(input_record(self, data), self.current_user)
         except audit.AuditError as e:
             self.write_message(json.dumps(["stdout", f"\r\n[pyramid_notebook] {recorder.refusal_text(e)}\r\n"]))
             return None

@@ -81,6 +81,8 @@ def site_server_config(context: dict, base_url: str):
                 "pyramidNotebookParentOrigins": " ".join(context.get("parent_origins") or []),
                 # The File menu's "Publish to team recipes…" (issue 36) posts here; empty: no command.
                 "pyramidNotebookRecipesUrl": context.get("recipes_url") or "",
+                # The File menu's "Share…" (issue 31) posts to and lists here; empty: no command.
+                "pyramidNotebookSharesUrl": context.get("shares_url") or "",
             },
             # Who may frame notebook pages (pyramid_notebook.frame_ancestors); replaces Jupyter's
             # default "frame-ancestors 'self'" (JupyterHub's 'none') on every page and API answer.

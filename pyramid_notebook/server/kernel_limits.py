@@ -17,6 +17,8 @@ from pyramid_notebook.core.sizes import format_size
 
 #: The kernel manager class of every server (imports Jupyter, so it has a module of its own).
 KERNEL_MANAGER_CLASS = "pyramid_notebook.server.kernel_start.SiteKernelManager"
+#: The kernel provisioner of ``pyramid_notebook.kernel_fork`` (the entry point ``setup.py`` registers).
+PROVISIONER_NAME = "pyramid-notebook-zygote"
 #: Name of the IPython startup file; sorts before the site's ``00-pyramid-notebook.py``.
 STARTUP_FILE = "000-pyramid-notebook-memory.py"
 
@@ -42,13 +44,17 @@ del _pyramid_notebook_memory_limit
 
 
 def server_config(context) -> dict:
-    """Jupyter config entries: the site's kernel manager, with the context's ``memory_limit`` (0: none)."""
+    """Jupyter config entries: the site's kernel manager, with the context's ``memory_limit`` (0: none),
+    and the zygote's provisioner when the context's ``kernel_fork`` is on."""
     limit = max(0, int(context.get("memory_limit") or 0))
-    return {
+    config = {
         "MappingKernelManager": {"kernel_manager_class": KERNEL_MANAGER_CLASS},
         "SiteKernelManager": {"memory_limit": limit, "memory_cgroup": context.get("memory_cgroup") or "",
                               "memory_user": context.get("username") or ""},
     }
+    if context.get("kernel_fork"):  # IPython kernels forked from the kernel zygote (server/kernel_provisioner.py)
+        config["KernelProvisionerFactory"] = {"default_provisioner_name": PROVISIONER_NAME}
+    return config
 
 
 def write_startup_file(startup_dir, context) -> None:

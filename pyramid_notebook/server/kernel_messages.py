@@ -68,14 +68,31 @@ DEBUG_CODE_FIELDS = ("expression", "value", "code", "condition", "hitCondition",
 MAX_TEXT = 64 * 1024
 
 
+#: What a watcher (role ``watch``, :mod:`pyramid_notebook.core.person`) may send on a kernel websocket:
+#: only what Notebook 7 and JupyterLab ask to show a kernel's state. Code, input, comms, completion
+#: and inspection (which can run a property's code), interrupts, restarts and the debugger are refused.
+WATCH_ALLOWED = {"shell": frozenset({"kernel_info_request", "comm_info_request"}),
+                 "control": frozenset({"kernel_info_request"})}
+
+
 class Refusal(Exception):
     """The message must not reach the kernel; ``str()`` says why (shown to the user)."""
 
 
-def decide(channel: str, header, content, debugger: str = "refuse") -> str:
-    """:data:`RECORD`, :data:`PASS` or raise :class:`Refusal` for one parsed client message."""
+def check_watcher(channel: str, header) -> None:
+    """Raise :class:`Refusal` unless a watcher may send this message (:data:`WATCH_ALLOWED`)."""
+    msg_type = header.get("msg_type") if isinstance(header, dict) else None
+    if not isinstance(msg_type, str) or msg_type not in WATCH_ALLOWED.get(channel, ()):
+        raise Refusal(f"you are watching this notebook: {msg_type or 'this message'} is not allowed")
+
+
+def decide(channel: str, header, content, debugger: str = "refuse", role: str = "owner") -> str:
+    """:data:`RECORD`, :data:`PASS` or raise :class:`Refusal` for one parsed client message from a
+    person of ``role`` (a watcher may send only :data:`WATCH_ALLOWED`)."""
     if not isinstance(header, dict) or not isinstance(header.get("msg_type"), str):
         raise Refusal("a kernel message without a header naming its type")
+    if role == "watch":
+        check_watcher(channel, header)
     msg_type = header["msg_type"]
     action = ALLOWED.get(channel, {}).get(msg_type)
     if action is None:

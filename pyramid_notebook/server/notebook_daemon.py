@@ -43,7 +43,7 @@ from pyramid_notebook.server.config import (  # noqa: E402,F401 (WELCOME...: thi
     LABEXTENSION_FOLDER, WELCOME, site_server_config, terminal_shell, write_default_notebook, write_private,
 )
 from pyramid_notebook.server.shells import spare_policy  # noqa: E402
-from pyramid_notebook.server import kernel_limits, resource_usage, team_recipes  # noqa: E402
+from pyramid_notebook.server import collaboration, kernel_limits, resource_usage, team_recipes  # noqa: E402
 
 ACTIONS = ("start", "stop", "status", "restart", "fg")
 USAGE = __doc__.split("Usage::")[1].split("``context.json``")[0].strip()
@@ -78,16 +78,22 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         "base_url": base_url,
         "websocket_url": context.get("websocket_url") or "",
         "identity_provider_class": "pyramid_notebook.server.identity.ProxyIdentityProvider",
+        # A watcher reads only (server/authorizer.py); the owner and collaborators do everything.
+        "authorizer_class": "pyramid_notebook.server.authorizer.PersonAuthorizer",
         # Publishes where the static files are, so the site can send them from disk; starts the
         # default notebook's kernel before the browser asks for it (see server/warm_kernel.py);
         # opens other contexts' shells beside it (see server/shells.py).
         "jpserver_extensions": {"pyramid_notebook.server.static_files": True,
                                 "pyramid_notebook.server.warm_kernel": True,
                                 "pyramid_notebook.server.shells": True,
+                                # Guests of a shared notebook, under their grant's prefix (server/guests.py).
+                                "pyramid_notebook.server.guests": True,
                                 "pyramid_notebook.server.audit": True,
                                 "pyramid_notebook.server.team_recipes": True,
                                 team_recipes.NBDIME_SERVER_EXTENSION: False,
-                                resource_usage.EXTENSION: True},
+                                resource_usage.EXTENSION: True,
+                                # Real-time collaboration, as pyramid_notebook.collaboration says.
+                                **collaboration.server_extensions(context)},
         "cookie_secret_file": cookie_secret_file,
         # permessage-deflate for a browser that offers it (straight or through nginx): a 1 MB HTML
         # output is 0.08 of its size deflated, 0.47 s less on 20 Mbit/s for ~15 ms of CPU
@@ -110,8 +116,12 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
         # Memory in the top bar (jupyter-resource-usage) and the user's memory limit on kernels.
         "ResourceUseDisplay": resource_usage.display_config(context),
         **kernel_limits.server_config(context),
+        # Collaboration's stores in the state folder, out of the user's file browser.
+        **collaboration.store_config(jupyter_dir),
         "ProxyIdentityProvider": {
             "proxy_token": context["token"],
+            # Who the site's own calls (the secret without a person) are: the notebook's owner.
+            "owner": str(context.get("username") or ""),
             "cookie_name": f"pyramid-notebook-{port}",
         },
     }
@@ -163,6 +173,12 @@ def run_notebook(pid_file: str, work_folder: str, port: int, kill_timeout: int, 
         pid=os.getpid(), http_port=port, kill_timeout=kill_timeout, started_at=time.time(), state="running"
     )
     write_context(pid_file, context)
+    if context.get("kernel_fork"):
+        # Forked now, while this process has no thread and no zmq context yet (server/kernel_zygote.py), and
+        # before the environment changes (setproctitle finds argv's memory from it, to name the zygote).
+        from pyramid_notebook.server import kernel_provisioner
+
+        kernel_provisioner.start(context)
     os.environ.update(prepare_work_folder(work_folder, port, context, state_folder_of(pid_file)))
     os.environ[static_files.PID_FILE_ENV] = pid_file
     os.chdir(work_folder)

@@ -11,6 +11,7 @@ import threading
 
 from pyramid_notebook.core import audit
 from pyramid_notebook.core.contextfile import get_context_file, read_context
+from pyramid_notebook.server.identity import person_of
 from pyramid_notebook.server.static_files import PID_FILE_ENV
 
 #: Context keys copied into every record (the web site fills them at launch).
@@ -52,19 +53,42 @@ class Auditor:
                 self._context_key = key
         return self._session
 
-    def record(self, record: dict) -> dict:
-        """Store ``record`` with the launch's who/where/why; raises :class:`~pyramid_notebook.core.audit.AuditError`."""
+    def record(self, record: dict, user=None) -> dict:
+        """Store ``record`` with the launch's who/where/why; raises :class:`~pyramid_notebook.core.audit.AuditError`.
+
+        ``owner`` is whose notebook this is (the launch's user); ``user`` is who sent it: the person
+        the site vouched for on that request or websocket (``user``, a Jupyter user; see
+        :mod:`.identity`) with their ``role``, else, as before, the owner.
+        """
         session = self.session()
         with self._lock:
             launch = session.get("launch_id")
+            owner = session.get("user")
             if launch != self._recorded_launch:
                 # A new launch (maybe with a new reason) of this running server: say so once.
-                self.store.append(dict({k: session.get(k) for k in SESSION_KEYS}, kind="session",
+                self.store.append(dict({k: session.get(k) for k in SESSION_KEYS}, kind="session", owner=owner,
                                        launched_at=session.get("launched_at")))
                 self._recorded_launch = launch
             full = {k: session.get(k) for k in SESSION_KEYS}
+            full["owner"] = owner
+            person = person_of(user if user is not None else current_user())
+            if person is not None:  # the site vouched for who sent it on this request or websocket
+                full["user"] = person.username
+                full["role"] = person.role
             full.update(record)
             return self.store.append(full)
+
+
+def current_user():
+    """The user of the request being handled (Jupyter's call context), or ``None``: how a record made
+    below a handler (a contents manager's save) learns who asked."""
+    try:
+        from jupyter_server.base.call_context import CallContext
+
+        handler = CallContext.get(CallContext.JUPYTER_HANDLER)
+    except Exception:  # noqa: BLE001 - no handler, no person: the owner, as before
+        return None
+    return getattr(handler, "current_user", None) if handler is not None else None
 
 
 #: The auditor of this server, made when the extension loads (or by the first message to record).

@@ -26,7 +26,6 @@ from pyramid.httpexceptions import (
     HTTPBadRequest, HTTPCreated, HTTPForbidden, HTTPNotFound, HTTPSeeOther, HTTPServiceUnavailable,
     HTTPUnsupportedMediaType,
 )
-from pyramid.interfaces import IRoutesMapper
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from markupsafe import Markup
@@ -36,6 +35,7 @@ from pyramid_notebook.core.origin import route_to_alt_domain
 from pyramid_notebook.core.pages import error_page
 from pyramid_notebook.core.recipenb import BadNotebook, check_name, name_from_path, normalize, title_and_description
 from pyramid_notebook.core.recipes import LibraryUnavailable, NotAllowed, RecipeNotFound, library
+from pyramid_notebook.core.routes import routes_first
 from pyramid_notebook.core.settings import PREFIX, get_notebook_settings, parse_principals, parse_shell_principals
 from pyramid_notebook.web import contents, permission, recipes_io, recipes_pages
 from pyramid_notebook.web.intent import browser_intent, get_csrf_token, has_valid_csrf_token
@@ -306,11 +306,7 @@ def unavailable_view(exc, request):
 
 def _routes_first(config):
     """Our routes before every other (the notebook proxy's ``/notebook/*remainder`` above all)."""
-    mapper = config.registry.queryUtility(IRoutesMapper)
-    if mapper is None:
-        return
-    ours = [route for route in (mapper.get_route(name) for name, _ in ROUTES) if route is not None]
-    mapper.routelist[:] = ours + [route for route in mapper.routelist if route not in ours]
+    routes_first(config.registry, [name for name, _ in ROUTES])
 
 
 def includeme(config):

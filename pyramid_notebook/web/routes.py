@@ -26,10 +26,10 @@ import logging
 
 from pyramid.authorization import ALL_PERMISSIONS, Allow, Deny, Everyone
 from pyramid.httpexceptions import HTTPFound, HTTPServiceUnavailable
-from pyramid.interfaces import IRoutesMapper
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from pyramid_notebook.core import startup
+from pyramid_notebook.core.routes import routes_first
 from pyramid_notebook.core.settings import NotebookNotConfigured, get_notebook_settings, parse_shell_principals
 from pyramid_notebook.web.permission import guard
 from pyramid_notebook.web.views import (
@@ -102,12 +102,7 @@ def not_configured_view(exc, request):
 
 def _routes_first(config):
     """Move the notebook's routes to the front of the site's routes, keeping their own order."""
-    mapper = config.registry.queryUtility(IRoutesMapper)
-    if mapper is None:
-        return
-    ours = [mapper.get_route(name) for name, _ in ROUTES]
-    ours = [route for route in ours if route is not None]
-    mapper.routelist[:] = ours + [route for route in mapper.routelist if route not in ours]
+    routes_first(config.registry, [name for name, _ in ROUTES])
 
 
 def includeme(config):

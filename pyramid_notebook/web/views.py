@@ -27,8 +27,10 @@ from pyramid_notebook.core.names import BadUsername, make_dict_hash, normalize_u
 from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin, \
     route_to_alt_domain
 from pyramid_notebook.core.pages import PAGE, error_page  # noqa: F401 (PAGE: part of this module's API)
+from pyramid_notebook.core.person import OWNER, PERSON_ENVIRON_KEY, Person
 from pyramid_notebook.core.recipes import team_folder
 from pyramid_notebook.core.settings import get_notebook_settings
+from pyramid_notebook.core.shares import end_owner_grants
 from pyramid_notebook.relays.base import RELAY_KIND_KEY
 from pyramid_notebook.relays.http import drop_pool
 from pyramid_notebook.relays.websocket import CONTEXT_ENVIRON_KEY  # noqa: F401 (part of this module's API)
@@ -96,6 +98,14 @@ def fill_context_defaults(request, notebook_context) -> dict:
     if team_folder(settings):  # the team's recipes: read-only in the file browser, the File menu's publish
         context.setdefault("team_recipes", team_folder(settings))
         context.setdefault("recipes_url", request.route_path("notebook_recipes"))
+    context.setdefault("collaboration", settings.collaboration)  # real-time co-editing (server/collaboration.py)
+    if settings.share_principals:  # the File menu's "Share…" (labextension), when the shares' routes exist
+        try:
+            context.setdefault("shares_url", request.route_path("notebook_shares"))
+        except KeyError:
+            pass
+    if settings.disabled_extensions:  # left out of the notebook's pages (server/page_config.py)
+        context.setdefault("disabled_extensions", list(settings.disabled_extensions))
     if settings.memory_limit:  # enforced on the user's kernels (server/kernel_limits.py)
         context.setdefault("memory_limit", settings.memory_limit)
         context.setdefault("memory_cgroup", settings.memory_cgroup)
@@ -271,6 +281,7 @@ def shutdown_notebook(request, username):
         raise _folder_error_page(username, e) from None
     except BackendUnavailable as e:
         raise _unavailable(username, e) from None
+    end_owner_grants(get_notebook_settings(request.registry), username)  # a stopped notebook is shared no more
     if running and running.get("http_port") and not running.get("http_host"):
         # A local notebook's own port: its pooled sockets would linger in CLOSE_WAIT. (A hub's
         # proxy stays up for the other users; the sweeper in relays/http.py covers the rest.)
@@ -318,6 +329,9 @@ def notebook_proxy(request, username):
     if is_server_only_path(request.script_name + request.path_info, context.get("notebook_path") or "/"):
         raise error_page(HTTPNotFound, "Not part of your notebook",
                          "This address is used by the web site itself and is not reachable from a browser.")
+    # Who is asking, as the site vouches for it: every relay signs it for the notebook server (the
+    # browser's own X-Pyramid-Notebook-Person is never relayed). Today the owner is the only person.
+    request.environ[PERSON_ENVIRON_KEY] = Person(id=username, name=username, role=OWNER)
     relay = get_relay(request)
     if request.path.startswith((context.get("notebook_path") or "/") + "notebooks/") and \
             "text/html" in (request.headers.get("Accept") or ""):

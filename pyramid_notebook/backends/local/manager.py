@@ -62,7 +62,8 @@ class NotebookManager(StartWait, NotebookBackend):
         return port_is_listening(context["http_port"])
 
     def __init__(self, notebook_folder, min_port=29000, port_range=100, kill_timeout=3600, python=None,
-                 startup_timeout=60.0, max_notebooks=None, idle_timeout=0, fork_server=NotebookSettings.fork_server, warm_kernel=True):
+                 startup_timeout=60.0, max_notebooks=None, idle_timeout=0, fork_server=NotebookSettings.fork_server, warm_kernel=True,
+                 kernel_fork=NotebookSettings.kernel_fork, kernel_preload=()):
         self.notebook_folder = os.path.abspath(notebook_folder)
         self.min_port = int(min_port)
         self.port_range = int(port_range)
@@ -76,6 +77,8 @@ class NotebookManager(StartWait, NotebookBackend):
         self.fork_server = ForkServerClient(self.notebook_folder, self.python) if fork_server else None
         #: Start the default notebook's kernel with the server (see ``server/warm_kernel.py``).
         self.warm_kernel = bool(warm_kernel)
+        #: Kernels forked from a zygote, and what it preloads (``server/kernel_zygote.py``): each context's default.
+        self.kernel_fork, self.kernel_preload = bool(kernel_fork), list(kernel_preload)
         # pid file -> ((pid file mtime, context mtime), context): the proxy asks on every request.
         self._status_cache = {}
         # Readiness polls reuse connections; one pool per port, made on demand.
@@ -88,7 +91,8 @@ class NotebookManager(StartWait, NotebookBackend):
                    kill_timeout=settings.kill_timeout, python=settings.python,
                    startup_timeout=settings.startup_timeout, max_notebooks=settings.max_notebooks,
                    idle_timeout=settings.idle_timeout, fork_server=settings.fork_server,
-                   warm_kernel=settings.warm_kernel)
+                   warm_kernel=settings.warm_kernel, kernel_fork=settings.kernel_fork,
+                   kernel_preload=settings.kernel_preload)
 
     def start_fork_server(self, respawn_only=False) -> None:
         """Spawn the fork server now (if enabled and not running) so that the first launch is fast.
@@ -320,6 +324,8 @@ class NotebookManager(StartWait, NotebookBackend):
 
         context = site_context(context, self.kill_timeout, self.idle_timeout)
         context["warm_kernel"] = self.warm_kernel
+        context.setdefault("kernel_fork", self.kernel_fork)  # a site's context may say otherwise
+        context.setdefault("kernel_preload", self.kernel_preload)
         with self._lock("ports"):
             reserved = self._reserved_ports(state_folder)
             if self.max_notebooks and len(reserved) >= self.max_notebooks:
