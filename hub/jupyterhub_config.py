@@ -54,11 +54,13 @@ c.JupyterHub.cookie_secret_file = os.path.join(state, "jupyterhub_cookie_secret"
 c.JupyterHub.pid_file = os.path.join(state, "jupyterhub.pid")
 c.JupyterHub.authenticator_class = "null"  # nobody logs in to the hub; the site is a service
 
-# The site's service: create users, start/stop/read their servers, make per-user tokens.
+# The site's service: create users, start/stop/read their servers, make per-user tokens; share a
+# user's server with another (shared sessions: a share grants access the sharer must hold itself).
 c.JupyterHub.services = [{"name": "pyramid-notebook",
                           "api_token": env("PYRAMID_NOTEBOOK_HUB_API_TOKEN") or DEVELOPMENT_TOKEN}]
 c.JupyterHub.load_roles = [{"name": "pyramid-notebook", "services": ["pyramid-notebook"],
-                            "scopes": ["admin:users", "servers", "tokens"]}]
+                            "scopes": ["admin:users", "servers", "tokens", "shares", "read:shares",
+                                       "read:users:name", "access:servers"]}]
 # The site calls the hub on every launch. A token from the config is hashed like a password
 # (16384 SHA-512 rounds, ~2 ms of the hub's time per call) unless it is trusted to be a random
 # key; a long one is (make it with `openssl rand -hex 32`), a short one keeps the stretching.

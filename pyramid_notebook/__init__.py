@@ -61,9 +61,13 @@ def includeme(config):
     config.include("pyramid_notebook.web.routes")
     # The operator console at /notebook-admin/, when pyramid_notebook.admin_principals names who may see it.
     config.include("pyramid_notebook.web.admin")
+    # Its audit review at /notebook-admin/audit, for pyramid_notebook.auditor_principals (default: the admins).
+    config.include("pyramid_notebook.web.auditreview")
     config.include("pyramid_notebook.web.recipes")
     # Live shared sessions' grants (/notebook/shares), when pyramid_notebook.share_principals (or shell_principals) is set.
     config.include("pyramid_notebook.web.shares")
+    # The console's Watch (an administrator watches a running notebook), when the console and sharing are on.
+    config.include("pyramid_notebook.web.supervision")
     # The notebook page's bundles compressed at start, in the background (web/preload.py).
     config.include("pyramid_notebook.web.preload")
     # What a fresh site's first click pays once (imports, the kernel's interpreter), at start (web/warmup.py).

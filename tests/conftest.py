@@ -139,9 +139,7 @@ def demo_server(make_demo_server):
     return make_demo_server()
 
 
-@pytest.fixture
-def browser(request):
-    """A fresh headless Chromium; on failure its screenshot and console log are saved."""
+def _fresh_browser(request, name):
     import shutil
 
     from tests.browser import make_browser, save_artifacts
@@ -150,10 +148,22 @@ def browser(request):
     yield b
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
-        folder = save_artifacts(b, request.node.name)
+        folder = save_artifacts(b, request.node.name + name)
         print(f"\nScreenshot, console log and page source saved in {folder}")
     b.quit()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def browser(request):
+    """A fresh headless Chromium; on failure its screenshot and console log are saved."""
+    yield from _fresh_browser(request, "")
+
+
+@pytest.fixture
+def browser2(request):
+    """A second fresh headless Chromium, its own profile: a second person beside :func:`browser`'s."""
+    yield from _fresh_browser(request, "-second")
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ processes and memory), on loopback. Spawns are slow here, so the tests share the
 nodes; each test launches what it needs itself (a launch of a running context is a reuse), so that
 they pass in any order. Every response a test gets is scanned for secrets after it.
 """
-import html
 import json
 import os
 import re
 
+import markupsafe
 import pytest
 import requests
 import websocket
@@ -205,7 +205,7 @@ def test_failed_spawn_quotes_the_hub(hub, tmp_path):
                           headers={"Authorization": f"token {HUB_TOKEN}"}).text
     failed = [json.loads(line[5:]) for line in events.splitlines() if line.startswith("data:")]
     message = [e for e in failed if e.get("failed")][-1]["message"]
-    assert message.startswith("Spawn failed: ") and html.escape(message) in r.text
+    assert message.startswith("Spawn failed: ") and str(markupsafe.escape(message)) in r.text  # as Jinja2 escapes
 
 
 def test_users_reach_only_their_own_server(hub, nodes):

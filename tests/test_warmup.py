@@ -55,7 +55,7 @@ def ours(modules):
 def test_after_the_warm_up_a_first_launch_imports_nothing_more(tmp_path, notebook_folder):
     warmed = first_launch_imports(tmp_path, notebook_folder, **{"pyramid_notebook.warm_up": "true"})
     assert warmed["errors"] == {}, warmed["errors"]
-    assert set(warmed["timings"]) == {"imports", "recipe library", "bundle list", "kernel interpreter"}
+    assert set(warmed["timings"]) == {"imports", "recipe library", "bundle list", "page templates", "kernel interpreter"}
     assert not ours(warmed["new"]), ours(warmed["new"])
     # The control: without the warm-up, the same first launch imports them (the test above would see it).
     os.rename(notebook_folder, notebook_folder + "-warm")
@@ -97,7 +97,7 @@ def test_a_failing_step_is_recorded_and_never_stops_the_site(make_demo_server, m
     assert state.wait(240)
     assert set(state.errors) == {"kernel interpreter"} and "no_such_module_for_the_warm_up" in \
         state.errors["kernel interpreter"]
-    assert set(state.timings) == {"imports", "recipe library", "bundle list", "kernel interpreter"}
+    assert set(state.timings) == {"imports", "recipe library", "bundle list", "page templates", "kernel interpreter"}
 
 
 def test_disabled_extensions_are_left_out_of_the_notebook_page(make_demo_server):

@@ -23,10 +23,18 @@
 //    are the site's own words (the 4xx JSON's "error"). With pyramid_notebook.collaboration = auto
 //    a page that does not co-edit yet (pyramidNotebookCollaboration "dormant") tells the server it
 //    is shared and offers to reload, after which both people's edits are live.
+// 5. "Watched by …" (the owner's page, top bar): shown while a site administrator watches this
+//    notebook from the operator console. The names come from the page config
+//    (pyramidNotebookWatchers, for a page opened during a watch) and then from the server's event
+//    stream (the supervision schema), which every page keeps open: that open stream is also what
+//    tells the server a watcher's page is still there.
+// 6. "Why do you run this cell?" (sensitive.js): the reason a sensitive cell needs, asked for in a dialog.
 import { Dialog, ICommandPalette, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { IMainMenu } from '@jupyterlab/mainmenu';
 import { Widget } from '@lumino/widgets';
+
+import { sensitivePlugin } from './sensitive';
 
 const COMMAND = 'pyramid-notebook:shutdown';
 const LABEL = 'Shut down and return to site';
@@ -477,4 +485,57 @@ const sharePlugin = {
   }
 };
 
-export default [shutdownPlugin, bridgePlugin, publishPlugin, sharePlugin];
+const WATCH_SCHEMA = 'https://pyramid-notebook.readthedocs.io/events/supervision';
+
+class WatchedNotice extends Widget {
+  constructor() {
+    super({ node: element('div', { className: 'pyramid-notebook-watched',
+      title: 'A site administrator is watching this notebook (read only); the watch is in the audit trail' }) });
+    this.id = 'pyramid-notebook-watched';
+  }
+
+  setNames(names) {
+    // textContent: the names are shown as text, never as markup
+    this.node.textContent = names.length ? `Watched by ${names.join(', ')}` : '';
+    this.setHidden(!names.length);
+  }
+}
+
+function pageList(name) {
+  // the page config keeps the server's JSON values; a string when another server set one
+  let value = PageConfig.getOption(name);
+  if (typeof value === 'string') {
+    try { value = JSON.parse(value); } catch (e) { value = []; }
+  }
+  return Array.isArray(value) ? value.map(String) : [];
+}
+
+const watchedPlugin = {
+  id: 'pyramid-notebook-shutdown:watched',
+  description: 'Shows the notebook\'s owner which site administrators are watching it.',
+  autoStart: true,
+  activate: (app) => {
+    const events = app.serviceManager.events;
+    const role = PageConfig.getOption('pyramidNotebookRole') || 'owner';
+    if (role === 'watch') {
+      // A watcher saves nothing (the server refuses it), so there is nothing to lose on leaving: no
+      // "unsaved changes" prompt, which the page's own refused bookkeeping edits would raise. Capture,
+      // at the window, runs before the document manager's listener.
+      window.addEventListener('beforeunload', event => event.stopImmediatePropagation(), true);
+    }
+    const notice = role === 'owner' ? new WatchedNotice() : null;
+    if (notice) {
+      notice.setNames(pageList('pyramidNotebookWatchers'));
+      app.shell.add(notice, 'top', { rank: 990 });
+    }
+    if (events) {
+      events.stream.connect((_, event) => {
+        if (notice && event && event.schema_id === WATCH_SCHEMA && Array.isArray(event.watching)) {
+          notice.setNames(event.watching.map(String));
+        }
+      });
+    }
+  }
+};
+
+export default [shutdownPlugin, bridgePlugin, publishPlugin, sharePlugin, watchedPlugin, sensitivePlugin];

@@ -124,6 +124,23 @@ class NotebookBackend(abc.ABC):
                  "context_hash": row.get("context_hash"), "kernels": [], "memory": 0, "memory_kind": None,
                  "memory_limit": 0, "cpu_percent": None, "log_tail": []} for row in self.list_notebooks()]
 
+    def sync_shares(self, owner, grants) -> None:
+        """Make what runs the notebooks agree with ``owner``'s live grants of shared sessions (issue 31;
+        ``pyramid_notebook.core.shares.Grant``, all of them), after a grant was made or ended.
+
+        The local backend needs nothing: the site is the only way in. The hub backend makes and deletes
+        JupyterHub shares (:mod:`pyramid_notebook.backends.hub.shares`). Raises :class:`BackendUnavailable`.
+        """
+
+    def guest_context(self, owner, guest, grant, running) -> dict:
+        """The context a guest's request to ``owner``'s running server (``running``) is relayed with.
+
+        The default is ``running`` itself: the local server tells the guest by the person the site signs.
+        The hub backend puts the guest's own token for the owner's server in it. Raises
+        :class:`BackendUnavailable`.
+        """
+        return running
+
     def on_site_start(self) -> None:
         """Called once the site's WSGI app exists (Pyramid's ``ApplicationCreated``): start, in the
         background, whatever makes the first launch fast. Must return at once. Nothing by default."""

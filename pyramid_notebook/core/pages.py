@@ -1,21 +1,17 @@
-"""The library's own small HTML pages: errors, and the frame of the confirmation and progress pages.
+"""The library's error page, the same from whichever layer answers it (a view, a relay).
 
-One template for every page the library answers itself, whichever layer raises it (a view, a relay).
+Rendered from ``error.html`` (:mod:`pyramid_notebook.core.templates`), which extends the shared layout.
 """
-import html
-
 from pyramid_notebook.core.framing import refuse_framing
+from pyramid_notebook.core.templates import render
 
-PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{title}</title></head>
-<body><h1>{title}</h1><p>{message}</p>{details}</body></html>
-"""
+#: The error page's template.
+TEMPLATE = "error.html"
 
 
 def page_html(title, message, details="") -> str:
     """The page's HTML, every part escaped (``details`` goes in a ``<pre>``)."""
-    extra = f"<pre>{html.escape(details)}</pre>" if details else ""
-    return PAGE.format(title=html.escape(title), message=html.escape(message), details=extra)
+    return render(TEMPLATE, title=title, message=message, details=details)
 
 
 def error_page(exc_class, title, message, details=""):

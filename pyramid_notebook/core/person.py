@@ -58,6 +58,9 @@ class Person:
     grant: str = ""
     #: Unix time at which the guest's grant expires: the server refuses and disconnects them then (0: never).
     until: float = 0
+    #: A guest watching as a site administrator (the operator console's Watch), not as a team mate the
+    #: owner invited: the server records the watch's start and end and tells the owner's page.
+    supervisor: bool = False
 
     @property
     def display_name(self) -> str:
@@ -91,6 +94,8 @@ def sign_person(secret: str, person: Person, now=None, ttl: int = TTL) -> str:
             "role": person.role}
     if person.grant:  # a guest: which grant, until when (an owner's value stays as it was)
         body.update(grant=str(person.grant)[:MAX_FIELD], until=round(float(person.until or 0), 3))
+        if person.supervisor:
+            body["sup"] = True
     payload = _b64(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     return f"{payload}.{_signature(secret, payload)}"
 
@@ -106,7 +111,8 @@ def verify_person(secret: str, value, now=None):
     try:
         body = json.loads(_unb64(payload).decode("utf-8"))
         person = Person(id=body["id"], name=body.get("name") or "", role=body["role"], expires=int(body["exp"]),
-                        grant=body.get("grant") or "", until=float(body.get("until") or 0))
+                        grant=body.get("grant") or "", until=float(body.get("until") or 0),
+                        supervisor=body.get("sup") is True and bool(body.get("grant")))
     except (ValueError, KeyError, TypeError, UnicodeError):
         return None
     if not isinstance(person.id, str) or not person.id or not isinstance(person.name, str) or person.role not in ROLES:

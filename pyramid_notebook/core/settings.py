@@ -9,6 +9,7 @@ from pyramid.exceptions import ConfigurationError
 
 from pyramid_notebook.core.recipes import parse_recipe_settings
 from pyramid_notebook.core.settingkernels import parse_kernel_settings
+from pyramid_notebook.core.settingaudit import parse_audit_review_settings
 from pyramid_notebook.core.shares import parse_share_settings
 from pyramid_notebook.core.settingvalues import (  # noqa: F401 (parse_*: importable from here as before)
     PREFIX, _bool, _float, _frame_ancestors, _int, parse_collaboration, parse_page_settings, parse_principals,
@@ -127,6 +128,10 @@ class NotebookSettings:
     # --- operator console (issue 23) ---
     #: Principals (``role:admin``) who may see ``/notebook-admin/``; empty: no console route.
     admin_principals: tuple = ()
+    #: The audit review (issue 32, core/settingaudit.py): who reviews, sensitive patterns, their reason prompt.
+    auditor_principals: tuple = ()
+    audit_sensitive: tuple = ()
+    audit_sensitive_reason: str = "off"
     #: Bearer token a scraper may show for ``/notebook-admin/metrics``; empty: admins only.
     metrics_token: str = ""
     #: Memory each user's kernels may use, in bytes (``2G`` in the INI file); 0: no limit.
@@ -315,7 +320,7 @@ def _console_settings(settings) -> dict:
     """``admin_principals``, ``metrics_token`` (issue 23), and the kernels' (core/settingkernels.py)."""
     principals = parse_principals(settings.get(PREFIX + "admin_principals"))
     return {"admin_principals": principals, "metrics_token": (settings.get(PREFIX + "metrics_token") or "").strip(),
-            **parse_kernel_settings(settings)}
+            **parse_kernel_settings(settings), **parse_audit_review_settings(settings, principals)}
 
 
 #: Values of ``pyramid_notebook.backend``.

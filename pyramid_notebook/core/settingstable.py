@@ -9,6 +9,7 @@ section of the README.
 import dataclasses
 import textwrap
 
+from pyramid_notebook.core.settingstable_audit import AUDIT_REVIEW_SETTINGS
 from pyramid_notebook.core.settingstable_kernels import KERNEL_SETTINGS
 from pyramid_notebook.core.settingstable_shares import SHARE_SETTINGS
 
@@ -384,7 +385,7 @@ SETTINGS = (
         The largest notebook the library takes (``20M``, ``500K`` or bytes); a larger one is refused
         with 400.
         """),
-) + tuple(_entry(term, doc) for term, doc in SHARE_SETTINGS + KERNEL_SETTINGS)  # issues 31, 33
+) + tuple(_entry(term, doc) for term, doc in SHARE_SETTINGS + KERNEL_SETTINGS + AUDIT_REVIEW_SETTINGS)  # 31, 33, 32
 
 def setting_names() -> frozenset:
     """Every known setting name, without ``pyramid_notebook.``."""

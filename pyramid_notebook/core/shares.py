@@ -102,6 +102,11 @@ class Grant:
             return self.ended or REVOKED
         return "expired" if self.expires <= (now or utcnow()) else "live"
 
+    @property
+    def supervision(self) -> bool:
+        """An administrator's watch from the operator console: made by someone else than the owner."""
+        return bool(self.created_by) and self.created_by != self.owner
+
     def is_for(self, user: str, holds) -> bool:
         """Whether the grant names ``user``: their id, or a principal ``holds(principal)`` says they hold."""
         if user == self.owner:

@@ -38,9 +38,9 @@ def user_lookup(request, userid):
 
 
 class Root:
-    """Users with ``role:shell`` may open a shell."""
+    """Users with ``role:shell`` may open a shell; everyone logged in sees the home page."""
 
-    __acl__ = [(Allow, "role:shell", "shell")]
+    __acl__ = [(Allow, "role:shell", "shell"), (Allow, Authenticated, "view")]
 
     def __init__(self, request):
         self.request = request

@@ -17,6 +17,7 @@ from pyramid_notebook.core.framing import refuse_framing
 from pyramid_notebook.web.intent import get_csrf_token
 from pyramid_notebook.demo.models import Base, Item
 from pyramid_notebook.demo.security import check_password
+from pyramid_notebook.demo.sharing import sharing_section
 from pyramid_notebook.web.views import launch_notebook, notebook_proxy, shutdown_notebook
 
 LAYOUT = """<!DOCTYPE html>
@@ -28,7 +29,10 @@ HOME = """<h1>pyramid_notebook demo</h1>
 <p id="whoami">Logged in as <strong>{user}</strong>. <a href="/logout">Log out</a></p>
 <p>The demo database has {count} item(s).</p>
 <ul id="items">{items}</ul>
-<ul>
+{shells}{sharing}"""
+
+#: The shells, for users with the shell permission (``viewer`` has none: it only watches what is shared).
+SHELLS = """<ul>
 <li><a id="shell1" href="/shell1">Shell 1</a>: the site's <code>app</code>, <code>request</code>,
     <code>root</code> and <code>registry</code></li>
 <li><a id="shell2" href="/shell2">Shell 2</a>: also <code>a</code>, <code>b</code>, <code>fn()</code> and the
@@ -80,13 +84,16 @@ def _local_path(url) -> str:
 ITEM = """<li>{name} <a id="item-shell-{id}" class="item-shell" href="/items/{id}/shell">Shell</a></li>"""
 
 
-@view_config(route_name="home", permission="shell")
+@view_config(route_name="home", permission="view")
 def home(request):
-    """The home page with links to the shells, and a shell button on each item."""
+    """The home page with links to the shells (users with a shell), a shell button on each item, and sharing."""
     items = request.dbsession.query(Item).order_by(Item.id).all()
-    listing = "".join(ITEM.format(name=html.escape(item.name), id=item.id) for item in items)
+    shell = bool(request.has_permission("shell"))
+    listing = "".join(ITEM.format(name=html.escape(item.name), id=item.id) if shell else
+                      f"<li>{html.escape(item.name)}</li>" for item in items)
     # The notebook page's bundles, fetched at idle time: the first click on a shell finds them cached.
-    return page(HOME.format(user=html.escape(request.authenticated_userid), count=len(items), items=listing),
+    return page(HOME.format(user=html.escape(request.authenticated_userid), count=len(items), items=listing,
+                            shells=SHELLS if shell else "", sharing=sharing_section(request)),
                 head=preload_links(request))
 
 

@@ -23,8 +23,9 @@ uploads stream to the notebook server chunk by chunk, and the site's view refuse
 request that is not the notebook's owner's before it reads a byte.
 """
 import asyncio
-import html
 import tempfile
+
+from pyramid_notebook.core.pages import page_html
 
 #: Bytes of a body kept in memory; larger bodies go to a temporary file.
 IN_MEMORY = 1024 * 1024
@@ -36,10 +37,6 @@ DEFAULT_MAX_BODY = 100 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT = 120.0
 #: Size of the pieces the buffered body is handed to the WSGI side in.
 CHUNK = 256 * 1024
-
-_PAGE = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>"
-         "<body><h1>{title}</h1><p>{message}</p></body></html>")
-
 
 class _TooLarge(Exception):
     pass
@@ -71,7 +68,7 @@ def announced_length(scope):
 
 async def answer(send, status: int, title: str, message: str):
     """A small HTML error answer that closes the connection (the rest of the body is not read)."""
-    body = _PAGE.format(title=html.escape(title), message=html.escape(message)).encode()
+    body = page_html(title, message).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"), (b"content-security-policy", b"frame-ancestors 'none'")]})

@@ -104,8 +104,10 @@ class AuditingKernelWebsocketConnection(NoDelayKernelWebsocketConnection):
                 return self._send(channel, header, message)
             record = kernel_messages.record_for(channel, header, content, self._prompt(header)) \
                 if action == RECORD else None
+            if record is not None and auditor is not None:  # a sensitive cell needs a reason (if the site says so)
+                kernel_messages.check_sensitive(record, auditor.sensitive_patterns())
         except Refusal as e:
-            self._refused(auditor, channel, header, content, str(e))
+            self._refused(auditor, channel, header, content, str(e), e)
             return
         if record is not None:
             record.update(notebook=self.notebook_path, kernel=self.kernel_id, channel=channel,
@@ -166,26 +168,28 @@ class AuditingKernelWebsocketConnection(NoDelayKernelWebsocketConnection):
         pending = self._pending_input
         return pending if pending and header.get("msg_type") == "input_reply" else None
 
-    def _refused(self, auditor, channel, header, content, reason) -> None:
+    def _refused(self, auditor, channel, header, content, reason, refusal=None) -> None:
         """Refuse a message: a ``refused`` record (best effort) and an answer the client shows."""
         msg_type = header.get("msg_type") if isinstance(header, dict) else None
         self.log.warning("pyramid_notebook audit: refused %s on %s: %s", msg_type, channel or "?", reason)
         if auditor is not None:
             try:
-                auditor.record({"kind": "refused", "msg_type": str(msg_type or ""), "channel": channel,
-                                "refusal": reason, "notebook": self.notebook_path, "kernel": self.kernel_id,
-                                "peer": self.websocket_handler.request.remote_ip}, self._user())
+                details = getattr(refusal, "details", None) or {}  # a sensitive cell's code and patterns
+                auditor.record(dict(details, kind="refused", msg_type=str(msg_type or ""), channel=channel,
+                                    refusal=reason, notebook=self.notebook_path, kernel=self.kernel_id,
+                                    peer=self.websocket_handler.request.remote_ip), self._user())
             except AuditError:
                 pass  # refused either way
         if isinstance(header, dict):
-            self._answer_refusal(channel, header, content, f"Refused: {reason}.")
+            self._answer_refusal(channel, header, content, f"Refused: {reason}.",
+                                 getattr(refusal, "ename", None) or Refusal.ename)
 
-    def _answer_refusal(self, channel, header, content, text) -> None:
+    def _answer_refusal(self, channel, header, content, text, ename="AuditError") -> None:
         """Tell the client its message was not run: as a failed cell, a failed reply, or a notice."""
         msg_type = header.get("msg_type")
         reply_channel = channel if channel in ("shell", "control") else "shell"
         if msg_type == "execute_request":
-            error = {"ename": "AuditError", "evalue": text, "traceback": [f"AuditError: {text}"]}
+            error = {"ename": ename, "evalue": text, "traceback": [f"{ename}: {text}"]}
             reply = dict(error, status="error", execution_count=None, user_expressions={}, payload=[])
             messages = [("iopub", "status", {"execution_state": "busy"}), ("iopub", "error", error),
                         (reply_channel, "execute_reply", reply), ("iopub", "status", {"execution_state": "idle"})]

@@ -40,6 +40,9 @@ REVOKED = set()
 #: Open (or opening) guest websockets: handler -> the person (a :class:`.identity.PersonUser`).
 SOCKETS = weakref.WeakKeyDictionary()
 _SWEEPER = []
+#: Called with the person when a guest's websocket is admitted; and, after each sweep, with the
+#: ``(grant, user id)`` of every open guest websocket and :func:`ended` (``server/supervision.py`` hooks in).
+ADMITTED_HOOKS, SWEEP_HOOKS = [], []
 
 
 def request_grant(request) -> str:
@@ -71,17 +74,47 @@ def admits(handler, person) -> bool:
     if why:
         log.info("pyramid_notebook: refused %r: %s", person.username, REASONS[why])
         return False
+    from tornado.web import StaticFileHandler
     from tornado.websocket import WebSocketHandler
 
-    if isinstance(handler, WebSocketHandler):
+    if not isinstance(handler, WebSocketHandler):
+        if not isinstance(handler, StaticFileHandler):  # the bundles stay cached, as for the owner
+            # No copy of a guest's page or answer in any cache; and a page leaving into the browser's
+            # back-forward cache would keep its websockets open (a watch going on after its page is gone).
+            handler.set_header("Cache-Control", "no-store")
+    else:
+        if handler not in SOCKETS:
+            _notice_close(handler)
         SOCKETS[handler] = person
         _start_sweeper()
+        for hook in ADMITTED_HOOKS:
+            hook(person)
     return True
 
 
 def _is_open(handler) -> bool:
     connection = getattr(handler, "ws_connection", None)
     return connection is not None and not connection.is_closing()
+
+
+#: Attribute set on a guest's websocket handler once it has closed.
+CLOSED_ATTR = "pyramid_notebook_closed"
+
+
+def _notice_close(handler) -> None:
+    """Mark ``handler`` closed when it closes, whatever its class does on close (kernel, events, document)."""
+    on_close = handler.on_close
+
+    def marked_on_close(*args, **kwargs):
+        setattr(handler, CLOSED_ATTR, True)
+        return on_close(*args, **kwargs)
+
+    handler.on_close = marked_on_close
+
+
+def _is_opening(handler) -> bool:
+    """Admitted, its handshake not done yet (tornado drops ``ws_connection`` again once it has closed)."""
+    return getattr(handler, "ws_connection", None) is None and not getattr(handler, CLOSED_ATTR, False)
 
 
 def close_ended(now=None) -> int:
@@ -96,6 +129,11 @@ def close_ended(now=None) -> int:
             closed += 1
         if getattr(handler, "ws_connection", None) is not None and not _is_open(handler):
             SOCKETS.pop(handler, None)  # closed (by us or anyone): nothing more to watch
+    if SWEEP_HOOKS:
+        still_open = {(person.grant, person.username) for handler, person in list(SOCKETS.items())
+                      if _is_open(handler) or _is_opening(handler)}
+        for hook in SWEEP_HOOKS:
+            hook(still_open, ended)
     if not SOCKETS and _SWEEPER:  # no guest connected: no sweep until the next one
         _SWEEPER.pop().stop()
     return closed

@@ -24,10 +24,11 @@ it does what the local daemon does through its config file:
 * kernels start with the site's kernel manager
   (``pyramid_notebook.server.kernel_start.SiteKernelManager``): on Unix sockets in a private
   folder, out of the user's folder until the site's startup ran, under the memory limit if any;
-* the identity provider is JupyterHub's, with two changes (:class:`SiteProxiedIdentityProvider`):
-  the Origin check stays on for token-authenticated requests (every request the site proxies
-  carries the user's token, which JupyterHub would otherwise exempt), and the token is never
-  echoed into the page config.
+* the identity provider is JupyterHub's, with the person the site signs on each request, the Origin
+  check kept on for token-authenticated requests and no token in the page config
+  (:mod:`pyramid_notebook.server.hub_identity`); the authorizer refuses a watcher's writes
+  (:mod:`pyramid_notebook.server.authorizer`), and guests are served under their grant's prefix
+  (``server/guests.py``, enabled beside this extension), as in a local server.
 """
 import json
 import os
@@ -42,6 +43,9 @@ from pyramid_notebook.server import kernel_limits, resource_usage
 
 #: Environment variable carrying the notebook context (JSON) into the single-user server.
 CONTEXT_ENV = "PYRAMID_NOTEBOOK_CONTEXT"
+#: The hub server's identity provider and authorizer (:mod:`.hub_identity`, :mod:`.authorizer`).
+IDENTITY_PROVIDER = "pyramid_notebook.server.hub_identity.SiteProxiedIdentityProvider"
+AUTHORIZER = "pyramid_notebook.server.authorizer.PersonAuthorizer"
 
 
 def _jupyter_server_extension_points():
@@ -55,33 +59,6 @@ def read_context() -> dict:
     except ValueError:
         return {}
     return context if isinstance(context, dict) else {}
-
-
-_provider_class = None
-
-
-def _identity_provider_class():
-    """:class:`SiteProxiedIdentityProvider`, made on first use (it needs jupyterhub importable)."""
-    global _provider_class
-    if _provider_class is not None:
-        return _provider_class
-    from jupyterhub.singleuser.extension import JupyterHubIdentityProvider
-
-    class SiteProxiedIdentityProvider(JupyterHubIdentityProvider):
-        """JupyterHub's identity provider, keeping the Origin check and the token out of pages."""
-
-        def should_check_origin(self, handler) -> bool:
-            """Always: the site adds the token to every request, browsers' included."""
-            return True
-
-        def page_config_hook(self, handler, page_config):
-            """JupyterHub's page config, without the request's token (the site's secret)."""
-            page_config = super().page_config_hook(handler, page_config)
-            page_config["token"] = ""
-            return page_config
-
-    _provider_class = SiteProxiedIdentityProvider
-    return _provider_class
 
 
 def _add_labextension(serverapp):
@@ -107,10 +84,13 @@ def _link_jupyter_server_extension(serverapp):
         serverapp.log.warning("pyramid_notebook: no %s in the environment; nothing to set up", CONTEXT_ENV)
         return
     if os.environ.get("JUPYTERHUB_SERVICE_URL"):  # JupyterHub's single-user server
-        # Set in the config too: extension apps linked before us pass the config on again.
-        provider = _identity_provider_class()
-        serverapp.config.ServerApp.identity_provider_class = provider
-        serverapp.identity_provider_class = provider
+        # Set in the config too: extension apps linked before us pass the config on again. By name: the
+        # audit recorder imports this module, and the authorizer imports the recorder.
+        serverapp.config.ServerApp.identity_provider_class = IDENTITY_PROVIDER
+        serverapp.identity_provider_class = IDENTITY_PROVIDER
+        # A watcher reads only (the person the site signs, as in a local server; the hub checked access).
+        serverapp.config.ServerApp.authorizer_class = AUTHORIZER
+        serverapp.authorizer_class = AUTHORIZER
     # Set before the web app exists: JupyterHub only puts its "frame-ancestors 'none'" where none is.
     base_url = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or serverapp.base_url
     server, kernel_manager = site_server_config(context, base_url)

@@ -43,6 +43,8 @@ class PersonUser(User):
     grant: str = ""
     #: Unix time the guest's grant expires (0: not a guest).
     until: float = 0
+    #: An administrator watching from the operator console (``server/supervision.py``).
+    supervisor: bool = False
 
 
 def person_of(user):
@@ -116,7 +118,7 @@ class ProxyIdentityProvider(IdentityProvider):
                              handler.request.method, handler.request.path)
             return cookie_user, False
         user = PersonUser(username=person.id, name=person.display_name, display_name=person.display_name,
-                          role=person.role, grant=person.grant, until=person.until)
+                          role=person.role, grant=person.grant, until=person.until, supervisor=person.supervisor)
         return user, user != cookie_user
 
     def user_to_cookie(self, user) -> str:
@@ -125,7 +127,7 @@ class ProxyIdentityProvider(IdentityProvider):
         value["role"] = role_of(user)
         person = person_of(user)
         if person is not None and person.grant:
-            value.update(grant=person.grant, until=person.until)
+            value.update(grant=person.grant, until=person.until, supervisor=person.supervisor)
         return json.dumps(value)
 
     def user_from_cookie(self, cookie_value: str):
@@ -136,7 +138,8 @@ class ProxyIdentityProvider(IdentityProvider):
         return PersonUser(username=value["username"], name=value.get("name") or "",
                           display_name=value.get("display_name") or "", initials=value.get("initials"),
                           avatar_url=value.get("avatar_url"), color=value.get("color"), role=value["role"],
-                          grant=str(value.get("grant") or ""), until=float(value.get("until") or 0))
+                          grant=str(value.get("grant") or ""), until=float(value.get("until") or 0),
+                          supervisor=value.get("supervisor") is True and bool(value.get("grant")))
 
     def is_token_authenticated(self, handler) -> bool:
         """Never: keep Jupyter's XSRF and Origin checks on for proxied requests."""

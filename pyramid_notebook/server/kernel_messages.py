@@ -14,9 +14,14 @@ every message, one of three things before it gets there (:func:`decide`):
   debugger when ``audit_debugger = refuse``. The client gets an error reply and the trail a
   ``refused`` record.
 
+With ``pyramid_notebook.audit_sensitive_reason = required``, a cell matching one of the site's
+``audit_sensitive`` patterns is refused unless its first line gives a reason (``# reason: <why>``);
+with one, its record carries the reason (:func:`check_sensitive`).
+
 Pure functions over parsed messages, so the policy is one table, tested without a server.
 """
 import json
+import re
 
 #: ``pyramid_notebook.audit_debugger`` values.
 DEBUGGER_MODES = ("refuse", "record")
@@ -77,6 +82,57 @@ WATCH_ALLOWED = {"shell": frozenset({"kernel_info_request", "comm_info_request"}
 
 class Refusal(Exception):
     """The message must not reach the kernel; ``str()`` says why (shown to the user)."""
+
+    #: The error name of the failed cell the user sees.
+    ename = "AuditError"
+    #: What the ``refused`` record keeps besides why.
+    details: dict = {}
+
+
+#: The error name of a sensitive cell refused for want of a reason: the page's extension asks for one.
+NEEDS_REASON = "SensitiveCodeNeedsReason"
+#: A cell's reason: its first line, ``# reason: <why>`` (a comment, so the kernel runs the cell as written).
+REASON_LINE = re.compile(r"#\s*reason\s*:(.*)", re.IGNORECASE)
+#: Longest reason kept, in characters.
+REASON_MAX = 2000
+
+
+class NeedsReason(Refusal):
+    """A cell matching ``audit_sensitive`` patterns, without the reason the site requires."""
+
+    ename = NEEDS_REASON
+
+    def __init__(self, code: str, patterns: list):
+        super().__init__(f"this cell matches code this site marks sensitive ({', '.join(patterns)}); "
+                         "say why you run it on the cell's first line, as # reason: <why>")
+        self.details = {"sensitive": True, "patterns": patterns, "code": _text(code)}
+
+
+def cell_reason(code: str):
+    """The reason the cell's first line gives (``# reason: <why>``, whitespace folded), or ``None``."""
+    first = code.lstrip("\r\n").splitlines()[0].strip() if code.strip() else ""
+    found = REASON_LINE.fullmatch(first)
+    reason = " ".join(found.group(1).split())[:REASON_MAX] if found else ""
+    return reason or None
+
+
+def check_sensitive(record: dict, patterns=()) -> dict:
+    """Mark an ``execute`` record matching one of ``patterns`` (compiled; none: the check is off) with
+    ``sensitive``, the ``patterns`` and the cell's ``reason``; raise :class:`NeedsReason` if it gives none.
+
+    The cell's code and its ``user_expressions`` (code too) are matched.
+    """
+    if not patterns or record.get("kind") != "execute":
+        return record
+    texts = [record["code"], *(record.get("user_expressions") or {}).values()]
+    matched = [p.pattern for p in patterns if any(p.search(text) for text in texts)]
+    if not matched:
+        return record
+    reason = cell_reason(record["code"])
+    if reason is None:
+        raise NeedsReason(record["code"], matched)
+    record.update(sensitive=True, patterns=matched, reason=reason)
+    return record
 
 
 def check_watcher(channel: str, header) -> None:

@@ -88,6 +88,8 @@ def prepare_work_folder(work_folder: str, port: int, context: dict, state_folder
                                 "pyramid_notebook.server.shells": True,
                                 # Guests of a shared notebook, under their grant's prefix (server/guests.py).
                                 "pyramid_notebook.server.guests": True,
+                                # An administrator's watch: recorded, shown to the owner (server/supervision.py).
+                                "pyramid_notebook.server.supervision": True,
                                 "pyramid_notebook.server.audit": True,
                                 "pyramid_notebook.server.team_recipes": True,
                                 team_recipes.NBDIME_SERVER_EXTENSION: False,

@@ -7,6 +7,7 @@ who/where/why, which come from the ``audit`` key of the notebook's context (writ
 at each launch), never from the browser.
 """
 import os
+import re
 import threading
 
 from pyramid_notebook.core import audit
@@ -28,6 +29,7 @@ class Auditor:
         self._session = (static_context or {}).get("audit") or {}
         self._recorded_launch = None
         self._lock = threading.Lock()
+        self._sensitive = ((), ())  # (the patterns' texts, compiled)
 
     @property
     def enabled(self) -> bool:
@@ -38,6 +40,17 @@ class Auditor:
     def debugger(self) -> str:
         """``refuse`` (the default) or ``record``: the site's ``pyramid_notebook.audit_debugger``."""
         return "record" if self.session().get("debugger") == "record" else "refuse"
+
+    def sensitive_patterns(self) -> tuple:
+        """The site's ``audit_sensitive`` patterns, compiled, when it requires a reason for a cell matching
+        one (``audit_sensitive_reason = required``, from the launch's context); else none."""
+        session = self.session()
+        texts = tuple(p for p in session.get("sensitive") or () if isinstance(p, str)) \
+            if session.get("sensitive_reason") == "required" else ()
+        if texts != self._sensitive[0]:
+            # The site compiled each at start; one that would not compile here is matched literally.
+            self._sensitive = (texts, tuple(_compile(p) for p in texts))
+        return self._sensitive[1]
 
     def session(self) -> dict:
         """The latest launch's audit information, re-read when ``context.json`` changes."""
@@ -75,8 +88,17 @@ class Auditor:
             if person is not None:  # the site vouched for who sent it on this request or websocket
                 full["user"] = person.username
                 full["role"] = person.role
+            if record.get("reason") and full.get("reason") and record["reason"] != full["reason"]:
+                full["launch_reason"] = full["reason"]  # a cell's own reason (a sensitive cell's) comes first
             full.update(record)
             return self.store.append(full)
+
+
+def _compile(pattern: str):
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return re.compile(re.escape(pattern))
 
 
 def current_user():

@@ -20,9 +20,7 @@ forbidden view answers the others (the demo sends anonymous browsers to its logi
 A site that wants the console elsewhere, or under its own checks, calls :func:`admin_console`,
 :func:`admin_stop` and :func:`admin_metrics` from its own views instead.
 """
-import datetime
 import hmac
-import html
 import json
 import logging
 
@@ -33,10 +31,9 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 
 from pyramid_notebook.backends.base import BackendUnavailable
 from pyramid_notebook.core.names import BadUsername
-from pyramid_notebook.core.sizes import format_size
 from pyramid_notebook.core.settings import PREFIX, get_notebook_settings, parse_principals
 from pyramid_notebook.web import metrics, permission
-from pyramid_notebook.web.admin_page import PAGE, REFRESH_SECONDS
+from pyramid_notebook.web.admin_page import console_html
 from pyramid_notebook.web.intent import browser_intent, confirmation_page, get_csrf_token, has_valid_csrf_token
 from pyramid_notebook.web.views import error_page, get_notebook_manager
 
@@ -48,6 +45,8 @@ ROUTE = "notebook_admin"
 STOP_ROUTE = "notebook_admin_stop"
 STOP_IDLE_ROUTE = "notebook_admin_stop_idle"
 METRICS_ROUTE = "notebook_admin_metrics"
+#: The Watch action (:mod:`pyramid_notebook.web.supervision`), when sharing is on too.
+WATCH_ROUTE = "notebook_admin_watch"
 #: Where the console is mounted by ``admin_principals``.
 BASE_PATH = "/notebook-admin/"
 
@@ -80,10 +79,11 @@ def inventory(request) -> list:
 def audit_section(request) -> str:
     """HTML of the audit trail under the table: the place where issue 22's audit shows.
 
-    Returns "" until the audit trail exists; it will render the records here with search by
-    user, text and date (its own query parameters on this page).
+    The audit review's link and counts (``pyramid_notebook.web.auditreview``, found through the
+    registry: it imports this module), or "" without it.
     """
-    return ""
+    section = getattr(request.registry, "pyramid_notebook_audit_section", None)
+    return section(request) if section is not None else ""
 
 
 def wants_json(request) -> bool:
@@ -111,23 +111,12 @@ def admin_console(request, message=""):
     rows = inventory(request)
     if wants_json(request):
         return _no_store(Response(json.dumps(rows), content_type="application/json", charset="utf-8"))
-    running = [r for r in rows if r.get("running")]
-    data = json.dumps(rows).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    token = get_csrf_token(request)
-    stop_url = _route_url(request, STOP_ROUTE, request.path.rstrip("/") + "/stop")
-    body = PAGE.format(
-        running=len(running), total=len(rows), kernels=sum(len(r.get("kernels") or []) for r in running),
-        memory=_size(sum(r.get("memory") or 0 for r in running)),
-        updated=datetime.datetime.now().strftime("%H:%M:%S"),
-        stop_idle_url=html.escape(_route_url(request, STOP_IDLE_ROUTE, request.path.rstrip("/") + "/stop-idle"),
-                                  quote=True),
-        token=html.escape(token, quote=True), token_json=json.dumps(token), stop_url_json=json.dumps(stop_url),
-        refresh=REFRESH_SECONDS, data=data, message=html.escape(message), audit=audit_section(request))
+    body = console_html(
+        rows, get_csrf_token(request), stop_url=_route_url(request, STOP_ROUTE, request.path.rstrip("/") + "/stop"),
+        stop_idle_url=_route_url(request, STOP_IDLE_ROUTE, request.path.rstrip("/") + "/stop-idle"),
+        message=message, audit=audit_section(request), watch_url=_route_url(request, WATCH_ROUTE, ""),
+        me=str(request.authenticated_userid or ""))
     return _no_store(Response(body, content_type="text/html", charset="utf-8"))
-
-
-def _size(size) -> str:
-    return format_size(size) if size else "0"
 
 
 # --- actions -----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ recorded with every following record. ``audit`` is added after the context's has
 taken, so a new launch (or a new reason) never restarts a running notebook; a running one
 gets the new information through :meth:`~pyramid_notebook.backends.base.NotebookBackend.update_audit`.
 """
-import html
 import logging
 import secrets
 
@@ -18,6 +17,7 @@ from pyramid.httpexceptions import HTTPOk
 from pyramid_notebook.core.audit import LOGGER_NAME, utc_now
 from pyramid_notebook.core.audit import log as audit_log
 from pyramid_notebook.core.settings import get_notebook_settings
+from pyramid_notebook.core.templates import render
 from pyramid_notebook.web.intent import CSRF_FIELD, get_csrf_token, has_valid_csrf_token
 
 #: Form field carrying the reason.
@@ -25,24 +25,12 @@ REASON_FIELD = "reason"
 #: Longest reason kept, in characters.
 REASON_MAX = 2000
 #: What makes a launch of a running notebook a new session in the trail.
-CHANGES = ("enabled", "user", "client", "shell", "reason", "log_config", "debugger")
+CHANGES = ("enabled", "user", "client", "shell", "reason", "log_config", "debugger", "sensitive", "sensitive_reason")
 
 logger = logging.getLogger(LOGGER_NAME)
 
-REASON_PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><meta name="referrer" content="same-origin">
-<title>Why do you open the shell?</title></head>
-<body><h1>Why do you open the shell?</h1>
-<p>Everything you run in the notebook is recorded with your name and this reason.</p>
-<p class="error" id="pyramid-notebook-reason-error">{error}</p>
-<form method="post" action="{action}">
-<input type="hidden" name="{field}" value="{token}">
-<textarea name="{reason_field}" id="pyramid-notebook-reason" rows="3" cols="60" maxlength="{maximum}"
- {required}></textarea>
-<button type="submit" id="pyramid-notebook-reason-submit">Open the shell</button>
-</form>
-<p><a href="{cancel}" id="pyramid-notebook-cancel">Cancel</a></p></body></html>
-"""
+#: The reason form's template (``pyramid_notebook/web/templates``).
+REASON_TEMPLATE = "reason.html"
 
 
 class ReasonRequired(HTTPOk):
@@ -55,10 +43,9 @@ class ReasonRequired(HTTPOk):
 
 def reason_page(request, required: bool, error: str = "") -> ReasonRequired:
     """The reason form for ``request``."""
-    body = REASON_PAGE.format(
-        error=html.escape(error), action=html.escape(request.path_qs, quote=True), field=CSRF_FIELD,
-        token=html.escape(get_csrf_token(request), quote=True), reason_field=REASON_FIELD, maximum=REASON_MAX,
-        required="required" if required else "", cancel=html.escape(request.application_url + "/", quote=True))
+    body = render(REASON_TEMPLATE, error=error, action=request.path_qs, csrf_field=CSRF_FIELD,
+                  csrf_token=get_csrf_token(request), reason_field=REASON_FIELD, maximum=REASON_MAX,
+                  required=required, cancel=request.application_url + "/")
     response = ReasonRequired(body=body, content_type="text/html", charset="utf-8")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
@@ -99,6 +86,9 @@ def attach_audit(request, username, context, manager) -> dict:
         "shell": context.get("context_hash"), "launch_url": request.path, "reason": reason,
         "launch_id": secrets.token_hex(8), "launched_at": utc_now(), "log_config": settings.audit_log_config,
         "debugger": settings.audit_debugger,
+        # With audit_sensitive_reason = required, the notebook server refuses a cell matching these
+        # without a reason on its first line (server/kernel_messages.py).
+        "sensitive": list(settings.audit_sensitive), "sensitive_reason": settings.audit_sensitive_reason,
     }
     try:
         running = manager.get_notebook_status(username)

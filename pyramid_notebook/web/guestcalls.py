@@ -1,5 +1,6 @@
-"""The site's side of joining a shared notebook (issue 31): the grant checks' short cache, and telling the
-owner's server that a grant ended or asking who is connected (:mod:`pyramid_notebook.backends.guests`).
+"""The site's side of joining a shared notebook (issue 31): the grant checks' short cache, telling the
+owner's server that a grant ended or asking who is connected (:mod:`pyramid_notebook.backends.guests`),
+and telling the backend that the owner's grants changed (``sync_shares``: JupyterHub shares on the hub).
 
 A guest's every request re-checks its grant (:mod:`pyramid_notebook.web.joining`); the grant's row is read
 from SQL at most once a second per web process (:data:`CACHE_SECONDS`), and at once after a revoke in
@@ -9,9 +10,14 @@ import logging
 import threading
 import time
 
+from pyramid.httpexceptions import HTTPServiceUnavailable
+
 from pyramid_notebook.backends.base import BackendUnavailable
 from pyramid_notebook.backends.guests import GuestsCallError, active_guests, revoke_guests
+from pyramid_notebook.core.guests import guest_prefix
 from pyramid_notebook.core.names import BadUsername
+from pyramid_notebook.core.settings import get_notebook_settings
+from pyramid_notebook.core.shares import share_store
 from pyramid_notebook.web.registry import get_notebook_manager
 
 logger = logging.getLogger(__name__)
@@ -54,9 +60,49 @@ def _running(request, owner):
         return None
 
 
+def shares_changed(request, owner, raising=False) -> None:
+    """The owner's grants changed: the backend makes what runs the notebooks agree (JupyterHub's shares).
+
+    A failure is logged (``raising``: raised, as :class:`BackendUnavailable`); the site's own checks stand.
+    """
+    store = share_store(get_notebook_settings(request.registry).sqlalchemy_url)
+    try:
+        get_notebook_manager(request).sync_shares(owner, store.given(owner))
+    except (BackendUnavailable, BadUsername) as e:
+        if raising:
+            raise BackendUnavailable(str(e)) from e
+        logger.warning("Could not bring the backend's shares of %r's notebook up to date: %s", owner, e)
+
+
+def grant_made(request, grant) -> None:
+    """A grant was stored: the backend shares the owner's notebook. If it cannot, the grant is revoked and
+    a 503 raised (a grant that works on the site only would fail its guest later)."""
+    try:
+        shares_changed(request, grant.owner, raising=True)
+    except BackendUnavailable:
+        share_store(get_notebook_settings(request.registry).sqlalchemy_url).revoke(grant.id)
+        raise HTTPServiceUnavailable(json_body={"error": "What runs the notebooks could not share it; try again "
+                                                         "later."}, headers={"Cache-Control": "no-store"}) from None
+
+
+def join_url(request, grant) -> str:
+    """Where the grant's link sends its guest: the grant's prefix under the owner's server's path
+    (``/notebook/shared/<id>/`` for a local server, ``/notebook/user/<owner>/shared/<id>/`` on a hub)."""
+    running = _running(request, grant.owner) or {}
+    return request.host_url + guest_prefix(running.get("notebook_path") or "/notebook/", grant.id)
+
+
 def notify_ended(request, grant) -> None:
-    """The grant ended: its guests' websockets in the owner's server close now, and it refuses them from now on."""
+    """The grant ended: its guests' websockets in the owner's server close now, and it refuses them from now
+    on; then the backend's shares follow (:func:`shares_changed`)."""
     forget(grant.id)
+    try:
+        _close_guests(request, grant)
+    finally:
+        shares_changed(request, grant.owner)
+
+
+def _close_guests(request, grant) -> None:
     running = _running(request, grant.owner)
     if not running or not running.get("http_port") or not running.get("token"):
         return

@@ -34,14 +34,13 @@ session factory, where Pyramid's default policy cannot work, gets a cookie-based
 policy of this library's own. The page may not be framed (no clickjacking of the
 button).
 """
-import html
-
 from pyramid.csrf import CookieCSRFStoragePolicy, LegacySessionCSRFStoragePolicy
 from pyramid.httpexceptions import HTTPOk
 from pyramid.interfaces import ICSRFStoragePolicy, ISessionFactory
 
 from pyramid_notebook.core.framing import refuse_framing
 from pyramid_notebook.core.origin import allowed_origins, normalize_origin, request_origin
+from pyramid_notebook.core.templates import render
 
 #: Form field of the confirmation page's token: Pyramid's default, so ``require_csrf`` checks pass too.
 CSRF_FIELD = "csrf_token"
@@ -55,16 +54,8 @@ INTENT_DESTINATIONS = frozenset({"document", "empty"})
 
 _FALLBACK_POLICY = CookieCSRFStoragePolicy(cookie_name="pyramid_notebook_csrf", httponly=True, samesite="Lax")
 
-CONFIRM_PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><meta name="referrer" content="same-origin">
-<title>{title}</title></head>
-<body><h1>{title}</h1><p>{message}</p>
-<form method="post" action="{action}">
-<input type="hidden" name="{field}" value="{token}">
-<button type="submit" id="pyramid-notebook-confirm">{button}</button>
-</form>
-<p><a href="{cancel}" id="pyramid-notebook-cancel">Cancel</a></p></body></html>
-"""
+#: The confirmation page's template (``pyramid_notebook/web/templates``).
+CONFIRM_TEMPLATE = "confirm.html"
 
 
 class ConfirmationRequired(HTTPOk):
@@ -128,10 +119,8 @@ def has_intent(request) -> bool:
 
 def confirmation_page(request, title, message, button, cancel_url="/") -> ConfirmationRequired:
     """The confirmation page for ``request``: its button POSTs back to the same URL with a token."""
-    body = CONFIRM_PAGE.format(
-        title=html.escape(title), message=html.escape(message), button=html.escape(button),
-        action=html.escape(request.path_qs, quote=True), field=CSRF_FIELD,
-        token=html.escape(get_csrf_token(request), quote=True), cancel=html.escape(cancel_url, quote=True))
+    body = render(CONFIRM_TEMPLATE, title=title, message=message, button=button, action=request.path_qs,
+                  csrf_field=CSRF_FIELD, csrf_token=get_csrf_token(request), cancel=cancel_url)
     response = ConfirmationRequired(body=body, content_type="text/html", charset="utf-8")
     response.headers["Cache-Control"] = "no-store"
     return refuse_framing(response)

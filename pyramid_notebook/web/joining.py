@@ -1,12 +1,14 @@
 """Joining a shared notebook (issue 31): the guest reaches the owner's running server under the grant's prefix.
 
 ``GET /notebook/shared/<id>`` (the grant's link, :mod:`pyramid_notebook.web.shares`) sends its grantee to
-``/notebook/shared/<id>/notebooks/<path>``; everything under ``/notebook/shared/<id>/`` is relayed to the
-*owner's* server by :func:`join_view`, with the path as it came: the server serves that prefix as its
+``<the owner's server's path>shared/<id>/notebooks/<path>``: ``/notebook/shared/<id>/`` for a local server,
+``/notebook/user/<owner's hub user>/shared/<id>/`` on a hub. Everything under it is relayed to the
+*owner's* server by :func:`join_view`, with the path as it came, and with the credentials the backend gives
+the guest (``guest_context``: on a hub the guest's own token): the server serves that prefix as its
 base URL for the guest (``server/guests.py``), so the page's scripts, API calls and websockets stay under
 it in every relay mode, and the guest's own notebook (under ``/notebook/``) keeps working in another tab.
 
-Each request re-checks the grant (:func:`pyramid_notebook.web.guestcalls.cached_grant`: SQL, a row at
+Each request re-checks the grant (``web.guestcalls.cached_grant``: SQL, a row at
 most a second old): a grant that is forged, expired, revoked, ended or not for the logged-in user gets the
 403 page naming why, and nothing of the owner's notebook. Then the relay signs the person
 (:mod:`pyramid_notebook.core.person`) with the grant's id and expiry and the role the grant gives:
@@ -20,8 +22,10 @@ import logging
 from pyramid.httpexceptions import HTTPForbidden, HTTPNotFound, HTTPServiceUnavailable
 from pyramid.security import NO_PERMISSION_REQUIRED
 
+from pyramid_notebook.backends.base import BackendUnavailable
 from pyramid_notebook.core.contextparts import is_server_only_path
 from pyramid_notebook.core.guests import split_guest_path
+from pyramid_notebook.core.names import BadUsername
 from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upgrade
 from pyramid_notebook.core.pages import error_page
 from pyramid_notebook.core.person import PERSON_ENVIRON_KEY, Person, WATCH
@@ -30,8 +34,10 @@ from pyramid_notebook.relays.base import RELAY_KIND_KEY
 from pyramid_notebook.web import metrics
 from pyramid_notebook.web.guestcalls import cached_grant, forget
 from pyramid_notebook.web.limits import check_request_size
-from pyramid_notebook.web.registry import get_relay
-from pyramid_notebook.web.shares import REFUSALS, _lookup, _running, _store, guest_may_collaborate, holds
+from pyramid_notebook.web.registry import get_notebook_manager, get_relay
+from pyramid_notebook.web.shares import (
+    JOIN_SERVER_ROUTE, REFUSALS, _lookup, _running, _store, guest_may_collaborate, holds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +71,7 @@ def guest_mode(request, grant) -> str:
 
 
 def _owner_server(request, grant):
-    """The owner's running server's context, or the refusal when it stopped (which ends the grant)."""
+    """The owner's running server's context, or the refusal page when it stopped (which ends the grant)."""
     running = _running(request, grant.owner)
     if running is ...:
         raise error_page(HTTPServiceUnavailable, "Notebooks are unavailable",
@@ -74,7 +80,7 @@ def _owner_server(request, grant):
             server_instance(running) != grant.server:
         _store(request).end_owner(grant.owner, keep_server=server_instance(running) if running else None)
         forget(grant.id)
-        raise refusal("stopped")
+        return refusal("stopped")  # returned: raised, a 403 would get the site's forbidden view (its login page)
     return running
 
 
@@ -91,6 +97,8 @@ def join_view(context, request):
         raise error_page(HTTPForbidden, "Cross-origin request refused",
                          "This request to a shared notebook came from another web site and was refused.")
     running = _owner_server(request, grant)
+    if not isinstance(running, dict):
+        return running
     base = running.get("notebook_path") or "/notebook/"
     shared_grant, path = split_guest_path(base, request.script_name + request.path_info)
     if shared_grant != grant.id:
@@ -102,9 +110,16 @@ def join_view(context, request):
     name = _lookup(request, user)[1]
     request.environ[PERSON_ENVIRON_KEY] = Person(
         id=user, name=str(name or user), role=guest_mode(request, grant), grant=grant.id,
-        until=calendar.timegm(grant.expires.timetuple()) + grant.expires.microsecond / 1e6)
+        until=calendar.timegm(grant.expires.timetuple()) + grant.expires.microsecond / 1e6,
+        supervisor=grant.supervision)
+    try:  # the backend's credentials for this guest (on a hub: the guest's own token, never the owner's)
+        upstream = get_notebook_manager(request).guest_context(grant.owner, user, grant, running)
+    except (BackendUnavailable, BadUsername) as e:
+        logger.warning("No way into %r's notebook for guest %r: %s", grant.owner, user, e)
+        raise error_page(HTTPServiceUnavailable, "Notebooks are unavailable",
+                         "The shared notebook cannot be reached right now; try again later.") from None
     relay = get_relay(request)
-    response = relay.websocket(request, running) if is_websocket_upgrade(request) else relay.http(request, running)
+    response = relay.websocket(request, upstream) if is_websocket_upgrade(request) else relay.http(request, upstream)
     metrics.count_proxied(request.registry, request.environ.get(RELAY_KIND_KEY, "http"))
     return response
 
@@ -112,4 +127,5 @@ def join_view(context, request):
 def includeme(config):
     """The view under every grant's prefix (its route: :mod:`pyramid_notebook.web.shares`' ``includeme``)."""
     # Jupyter checks its own XSRF token on the guest's writes, as on the owner's.
-    config.add_view(join_view, route_name=JOIN_ROUTE, permission=NO_PERMISSION_REQUIRED, require_csrf=False)
+    for route in (JOIN_ROUTE, JOIN_SERVER_ROUTE):
+        config.add_view(join_view, route_name=route, permission=NO_PERMISSION_REQUIRED, require_csrf=False)

@@ -17,7 +17,6 @@ restarted mid-start) or that overran ``startup_timeout`` is simply started again
 request.
 """
 import contextlib
-import html
 import json
 import logging
 import os
@@ -25,12 +24,14 @@ import secrets
 import threading
 import time
 
+from markupsafe import Markup
 from pyramid.response import Response
 
 from pyramid_notebook.core.files import read_json, write_json_atomic
 from pyramid_notebook.core.contextparts import same_server
 from pyramid_notebook.core.framing import refuse_framing
 from pyramid_notebook.core.process import pid_alive
+from pyramid_notebook.core.templates import render
 from pyramid_notebook.web import metrics
 from pyramid_notebook.web.preload import preload_tags, send_early_hints
 
@@ -42,34 +43,8 @@ PARAM = "pyramid_notebook_start"
 HEADER = "X-Pyramid-Notebook-Progress"
 
 
-PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Starting your notebook</title>
-{preload}
-<meta http-equiv="refresh" content="2;url={url}">
-<style>body{{font-family:sans-serif;margin:3em}}#pyramid-notebook-progress{{color:#555}}</style></head>
-<body><h1>Starting your notebook&hellip;</h1>
-<p id="pyramid-notebook-progress">This takes a moment. The notebook opens by itself when it is ready.</p>
-<script>
-(function () {{
-  var url = {url_json}, started = Date.now();
-  function poll() {{
-    fetch(url, {{headers: {{"{header}": "1"}}, credentials: "same-origin", cache: "no-store"}})
-      .then(function (r) {{ return r.json(); }})
-      .then(function (s) {{
-        if (s.state === "starting") {{
-          document.getElementById("pyramid-notebook-progress").textContent =
-            "Starting, " + Math.round((Date.now() - started) / 1000) + " s\u2026";
-          setTimeout(poll, 250);
-        }} else {{
-          window.location.replace(s.url || url);
-        }}
-      }})
-      .catch(function () {{ setTimeout(poll, 1000); }});
-  }}
-  setTimeout(poll, 250);
-}})();
-</script></body></html>
-"""
+#: The progress page's template (``pyramid_notebook/web/templates``).
+TEMPLATE = "progress.html"
 
 
 def wants_progress_page(request) -> bool:
@@ -137,8 +112,7 @@ def _progress_response(request, start_id, notebook_path=None) -> Response:
         return _json(request, {"state": "starting"})
     # The notebook page's bundles download while the server starts (web/preload.py): the user
     # reached this page through the shell's view, so may open a shell.
-    body = PAGE.format(url=html.escape(url), url_json=json.dumps(url).replace("<", "\\u003c"), header=HEADER,
-                       preload=preload_tags(request, notebook_path))
+    body = render(TEMPLATE, url=url, header=HEADER, preload=Markup(preload_tags(request, notebook_path)))
     response = Response(body, content_type="text/html", charset="utf-8", cache_control="no-store")
     return refuse_framing(response, others_only=True)
 

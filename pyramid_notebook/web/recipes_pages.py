@@ -13,7 +13,6 @@ A render is cached per blob id (a version's notebook never changes): in memory, 
 """
 import collections
 import contextlib
-import html
 import logging
 import os
 import tempfile
@@ -22,6 +21,7 @@ import threading
 from pyramid.response import Response
 
 from pyramid_notebook.core.framing import refuse_framing
+from pyramid_notebook.core.templates import render
 
 #: Every recipe page: no script at all, styles only inline (ours), images from the page or data: URLs.
 CSP = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
@@ -35,25 +35,14 @@ EXTRA_ATTRIBUTES = {"*": {"class", "id", "title", "data-mime-type"}, "img": {"sr
                     "a": {"href", "title"}, "td": {"colspan", "rowspan"}, "th": {"colspan", "rowspan"}}
 
 logger = logging.getLogger(__name__)
-_env = None
 _cache = collections.OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def environment():
-    """The Jinja2 environment of :mod:`pyramid_notebook.web`'s templates, autoescaping everything."""
-    global _env
-    if _env is None:
-        import jinja2
-
-        _env = jinja2.Environment(loader=jinja2.PackageLoader("pyramid_notebook.web", "templates"),
-                                  autoescape=True, undefined=jinja2.StrictUndefined)
-    return _env
-
-
 def page(template: str, status: int = 200, **values) -> Response:
-    """A recipe page from ``template`` (HTML, autoescaped), with the pages' CSP, never framed."""
-    text = environment().get_template(template).render(**values)
+    """A recipe page from ``template`` (extending ``recipes_base.html``, autoescaped), with the pages' CSP,
+    never framed."""
+    text = render(template, **values)
     response = Response(text, status=status, content_type="text/html", charset="utf-8")
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -104,8 +93,7 @@ def cached_notebook_html(folder: str, blob_id: str, data_of) -> str:
             body = render_notebook(data_of())
         except Exception as e:  # noqa: BLE001 - a notebook nbconvert cannot render: say so, keep the page
             logger.exception("Recipe blob %s could not be rendered", blob_id)
-            return f"<p class=\"note\">This version cannot be shown here ({html.escape(type(e).__name__)}); " \
-                   "open it in your shell.</p>"
+            return render("recipe_unrenderable.html", error=type(e).__name__)
         with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
             os.makedirs(cache_folder, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=cache_folder, prefix=".tmp-")

@@ -48,8 +48,10 @@ logger = logging.getLogger(__name__)
 
 LIST_ROUTE, ITEM_ROUTE, SHARED_ROUTE = "notebook_shares", "notebook_share", "notebook_shared"
 JOIN_ROUTE = "notebook_shared_in"  # everything under a grant's prefix (web/joining.py)
+JOIN_SERVER_ROUTE = "notebook_shared_in_server"  # on a hub, under the owner's server's path (web/guestcalls.py)
 ROUTES = ((ITEM_ROUTE, "/notebook/shares/{id}"), (LIST_ROUTE, "/notebook/shares"),
-          (SHARED_ROUTE, "/notebook/shared/{id}"), (JOIN_ROUTE, "/notebook/shared/{id}/*remainder"))
+          (SHARED_ROUTE, "/notebook/shared/{id}"), (JOIN_ROUTE, "/notebook/shared/{id}/*remainder"),
+          (JOIN_SERVER_ROUTE, "/notebook/user/{owner}/shared/{id}/*remainder"))
 SHARE, ADMIN, RECEIVE, SHELL = "shares.give", "shares.admin", "shares.receive", "shell"
 #: A grant without ``expires_in`` lasts an hour.
 DEFAULT_SECONDS = 3600
@@ -190,6 +192,7 @@ def end_if_stopped(request, owner) -> None:
     ended = _store(request).end_owner(owner, keep_server=keep)
     if ended:
         logger.info("Ended %d grant(s) of %r: the notebook they shared stopped", ended, owner)
+        guestcalls.shares_changed(request, owner)
 
 
 def _json_body(request) -> dict:
@@ -269,6 +272,7 @@ def create_view(context, request):
     grant = store.create(user, values["recipient"], mode, values["seconds"],
                          path=values["path"] or running.get("notebook_name") or "", created_by=user,
                          server=server_instance(running))
+    guestcalls.grant_made(request, grant)  # on a hub, a JupyterHub share (503 and no grant if it cannot be made)
     url = request.route_url(SHARED_ROUTE, id=grant.id)
     answer = {"id": grant.id, "url": url, "mode": grant.mode, "expires": iso(grant.expires), "with": grant.recipient,
               "path": grant.path}
@@ -285,7 +289,8 @@ def list_view(context, request):
         end_if_stopped(request, user)
     given = [{"id": g.id, "with": g.recipient, "with_name": _name(request, g.recipient), "mode": g.mode,
               "path": g.path, "created": iso(g.created), "expires": iso(g.expires),
-              "url": request.route_url(SHARED_ROUTE, id=g.id), "active": active_guests(request, g)}
+              "url": request.route_url(SHARED_ROUTE, id=g.id), "active": active_guests(request, g),
+              "supervision": g.supervision}
              for g in store.given(user)]
     received = store.received(user, holds(request))
     for owner in {g.owner for g in received}:
@@ -309,6 +314,8 @@ def delete_view(context, request):
     if grant.owner != user and not grant.is_for(user, holds(request)) and \
             not permission.permits(request, context, ADMIN):
         raise _refuse(HTTPForbidden, "Only the share's owner, its grantee or an administrator may revoke it.")
+    if grant.supervision and user == grant.owner and not permission.permits(request, context, ADMIN):
+        raise _refuse(HTTPForbidden, "An administrator is watching: only an administrator may end it.")
     store.revoke(grant.id)
     guestcalls.notify_ended(request, grant)  # the guest's open websockets close now
     logger.info("Share %s of %r revoked by %r", grant.id[:6], grant.owner, user)
@@ -330,7 +337,7 @@ def shared_view(context, request):
         response.headers["Cache-Control"] = "no-store"
         return response
     target = "notebooks/" + quote(grant.path) if grant.path else "tree"
-    return HTTPFound(request.route_url(JOIN_ROUTE, id=grant.id, remainder="") + target,
+    return HTTPFound(guestcalls.join_url(request, grant) + target,
                      headers={"Cache-Control": "no-store"})
 
 

@@ -26,7 +26,7 @@ from pyramid_notebook.core.framing import framing_context
 from pyramid_notebook.core.names import BadUsername, make_dict_hash, normalize_username
 from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upgrade, normalize_origin, \
     route_to_alt_domain
-from pyramid_notebook.core.pages import PAGE, error_page  # noqa: F401 (PAGE: part of this module's API)
+from pyramid_notebook.core.pages import error_page
 from pyramid_notebook.core.person import OWNER, PERSON_ENVIRON_KEY, Person
 from pyramid_notebook.core.recipes import team_folder
 from pyramid_notebook.core.settings import get_notebook_settings

@@ -10,9 +10,8 @@ recipes' git library, the server API client; under uvicorn the ASGI relay's webs
 first kernel websocket), created the recipe library, read Notebook's files for
 the bundle list, and its kernel was the first process in a while to import ipykernel (after a deploy
 into a new environment: the first to compile its bytecode). Nothing else on a launch's path is done
-once per process: the site's pages are formatted strings (the Jinja2 templates are the recipe
-pages', compiled when first shown, never on a click), and every notebook server, forked or not,
-pays its own start alike.
+once per process but the pages' Jinja2 templates (the progress page is a first launch's answer),
+compiled here too, and every notebook server, forked or not, pays its own start alike.
 
 :func:`includeme` subscribes ``_on_site_start`` to ``ApplicationCreated``: start-up never waits
 (one daemonic thread at nice 19); nothing happens with ``pyramid_notebook.warm_up = false`` or before
@@ -84,12 +83,13 @@ def _kernel_interpreter(python: str):
 def steps(registry) -> list:
     """``[(name, callable)]``: the warm-up's steps for this site, in order."""
     from pyramid_notebook.core.recipes import team_folder
+    from pyramid_notebook.core.templates import compile_all
     from pyramid_notebook.web.preload import notebook_bundles
 
     settings = registry.pyramid_notebook_settings
     found = [("imports", _import_first_click_modules),
              ("recipe library", lambda: team_folder(settings)),
-             ("bundle list", lambda: notebook_bundles(registry))]
+             ("bundle list", lambda: notebook_bundles(registry)), ("page templates", compile_all)]
     if settings.backend != "jupyterhub":  # the hub's kernels run elsewhere
         found.append(("kernel interpreter", lambda: _kernel_interpreter(settings.python)))
     return found

@@ -19,10 +19,13 @@ nodes agree without talking to each other:
   sees it, and never needs a hub login or the hub's address.
 
 The site's service token (``pyramid_notebook.hub_api_token``) needs the scopes ``admin:users``
-(create users), ``servers`` (start, stop, read servers) and ``tokens`` (per-user tokens); the
-shipped ``hub/jupyterhub_config.py`` grants exactly those.
+(create users), ``servers`` (start, stop, read servers) and ``tokens`` (per-user tokens), and for
+shared sessions ``shares``, ``read:shares``, ``read:users:name`` and ``access:servers`` (a share
+grants access the sharer must hold: :mod:`pyramid_notebook.backends.hub.shares`); the shipped
+``hub/jupyterhub_config.py`` grants exactly those.
 """
 import json
+import logging
 import secrets
 import threading
 import time
@@ -35,13 +38,14 @@ from pyramid_notebook.backends.base import BackendUnavailable, NotebookBackend, 
 from pyramid_notebook.backends.hub.api import (  # noqa: F401 (names of this module before the split)
     OPTIONS_KEY, TIMEOUT, HubError, HubRestClient, HubUnavailable, hub_username, options_context, server_state,
 )
+from pyramid_notebook.backends.hub.shares import HubShares
 from pyramid_notebook.backends.shells import ShellOpenError, open_shell
 from pyramid_notebook.backends.status import get_status
 from pyramid_notebook.core.context import site_context
 from pyramid_notebook.core.contextparts import default_notebook_name, same_server
 
 
-class HubBackend(HubRestClient, NotebookBackend):
+class HubBackend(HubShares, HubRestClient, NotebookBackend):
     """Run users' notebooks as JupyterHub servers (see the module docstring).
 
     :param hub_url: the hub's public URL through its proxy, with its ``base_url``, e.g.
@@ -71,6 +75,7 @@ class HubBackend(HubRestClient, NotebookBackend):
         self._locks_lock = threading.Lock()
         # A warm launch probes the server while it reads the hub's model (see _warm_probe).
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pyramid-notebook-hub-probe")
+        self._init_shares()
 
     @classmethod
     def from_settings(cls, settings):
@@ -163,6 +168,7 @@ class HubBackend(HubRestClient, NotebookBackend):
                 elif state == "stopping":
                     self._wait_until_stopped(hub_user)
                 elif self._spawn(hub_user, options):
+                    self._end_shares(hub_user)  # shares of a server that stopped without us (the culler)
                     return self._started(hub_user, self._wait_until_ready(hub_user, deadline))
                 probe = None  # only the first look at the model may use the early probe
                 if time.monotonic() > deadline:
@@ -267,7 +273,15 @@ class HubBackend(HubRestClient, NotebookBackend):
         if status not in (202, 204):
             raise HubError(status, self._message(status, data))
         self._wait_until_stopped(hub_user)
+        self._end_shares(hub_user)
         return True
+
+    def _end_shares(self, hub_user) -> None:
+        """The server stopped, which ends its grants: delete its shares (a failure is logged, the stop stands)."""
+        try:
+            self.delete_all_shares(hub_user)
+        except BackendUnavailable as e:
+            logging.getLogger(__name__).warning("Could not delete the shares of %r's stopped server: %s", hub_user, e)
 
     def _wait_until_stopped(self, hub_user, timeout=60.0):
         deadline = time.monotonic() + timeout
