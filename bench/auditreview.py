@@ -16,10 +16,8 @@ demo app runs in waitress in this process, on loopback; the demo's admin (an aud
 This machine is shared: read the medians, not single samples.
 """
 import argparse
-import json
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -28,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from recipes import login, p50_ms, timed  # noqa: E402
+from recipes import login, p50_ms, report, stop, timed  # noqa: E402
 
 from pyramid_notebook.core import audit  # noqa: E402
 from pyramid_notebook.core.auditindex import audit_index, index_path  # noqa: E402
@@ -110,20 +108,10 @@ def main():
             "list_json_p50": p50_ms(list_json), "list_html_p50": p50_ms(list_html), "search_p50": p50_ms(search),
             "append_then_list_p50": p50_ms(appended), "samples": args.samples, "load_average": os.getloadavg(),
         }
-        for key, target in TARGETS_MS.items():
-            results[key + "_verdict"] = "met" if results[key] <= target else "missed"
-        print(json.dumps(results, indent=2))
-        if args.output:
-            with open(args.output, "w") as f:
-                json.dump(results, f, indent=2)
+        report(results, TARGETS_MS, args.output)
         session.close()
     finally:
-        if server is not None:
-            server.close()
-        manager = getattr(getattr(app, "registry", None), "pyramid_notebook_manager", None)
-        if manager is not None:
-            manager.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        stop(server, app, folder)
 
 
 def serve(folder):

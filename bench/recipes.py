@@ -88,6 +88,26 @@ def serve(folder):
     return app, server, f"http://127.0.0.1:{server.effective_port}"
 
 
+def report(results: dict, targets_ms: dict, output: str) -> None:
+    """Add each target's verdict to ``results``, print them as JSON, and write them to ``output`` if named."""
+    for key, target in targets_ms.items():
+        results[key + "_verdict"] = "met" if results[key] <= target else "missed"
+    print(json.dumps(results, indent=2))
+    if output:
+        with open(output, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def stop(server, app, folder) -> None:
+    """Stop the in-process site (its server, its notebooks) and remove its folder."""
+    if server is not None:
+        server.close()
+    manager = getattr(getattr(app, "registry", None), "pyramid_notebook_manager", None)
+    if manager is not None:
+        manager.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def login(base) -> requests.Session:
     import re
 
@@ -145,20 +165,10 @@ def main():
             "big_first_render_ms": round(first[0] * 1000, 1), "big_cached_p50": p50_ms(cached),
             "publish_p50": p50_ms(publish), "samples": args.samples, "load_average": os.getloadavg(),
         }
-        for key, target in TARGETS_MS.items():
-            results[key + "_verdict"] = "met" if results[key] <= target else "missed"
-        print(json.dumps(results, indent=2))
-        if args.output:
-            with open(args.output, "w") as f:
-                json.dump(results, f, indent=2)
+        report(results, TARGETS_MS, args.output)
         session.close()
     finally:
-        if server is not None:
-            server.close()
-        manager = getattr(getattr(app, "registry", None), "pyramid_notebook_manager", None)
-        if manager is not None:
-            manager.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        stop(server, app, folder)
 
 
 if __name__ == "__main__":

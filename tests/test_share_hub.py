@@ -160,6 +160,12 @@ def test_a_grant_is_a_hub_share_and_its_guest_works_in_the_owners_server(hub, no
     me = guest.get(prefix + "api/me").json()["identity"]
     assert (me["username"], me["name"], me["role"]) == ("user2", "Second User", "collaborate")
     assert guest.get(prefix + "api/contents/" + collaborate["path"]).json()["type"] == "notebook"
+    # Real-time co-editing, loaded into the owner's hub server once it is shared (collaboration = auto).
+    page = guest.get(prefix + "notebooks/" + collaborate["path"], headers={"Accept": "text/html"})
+    assert '"pyramidNotebookCollaboration": "live"' in page.text
+    room = guest.write("PUT", prefix + "api/collaboration/session/" + collaborate["path"],
+                       {"format": "json", "type": "notebook"})
+    assert room.status_code in (200, 201) and room.json()["fileId"], room.text
     assert [t["note"] for t in guest_tokens(hub, "user2")] == [GUEST_TOKEN_NOTE]
     # The guest's token: their own, reaching the owner's server only (and naming its user, as every token).
     assert [[s for s in t["scopes"] if not s.startswith("read:users:")] for t in guest_tokens(hub, "user2")] == \

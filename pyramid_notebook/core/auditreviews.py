@@ -12,7 +12,7 @@ import hashlib
 import threading
 
 from pyramid_notebook.core.audit import canonical
-from pyramid_notebook.core.shares import iso, share_store, utcnow
+from pyramid_notebook.core.shares import iso, process_store, share_store, utcnow
 
 #: The table of the reviews.
 TABLE = "pyramid_notebook_audit_reviews"
@@ -139,14 +139,6 @@ def _make_table():
     )
 
 
-_STORES = {}
-_STORES_LOCK = threading.Lock()
-
-
 def review_store(url: str) -> ReviewStore:
     """The process's review store for ``url`` (``NotebookSettings.sqlalchemy_url``)."""
-    with _STORES_LOCK:
-        store = _STORES.get(url)
-        if store is None:
-            store = _STORES[url] = ReviewStore(url)
-        return store
+    return process_store(ReviewStore, url)

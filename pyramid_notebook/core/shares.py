@@ -266,13 +266,18 @@ _STORES = {}
 _STORES_LOCK = threading.Lock()
 
 
+def process_store(cls, url: str):
+    """The process's one ``cls(url)`` (a store of the team's database at ``url``), made on first use."""
+    with _STORES_LOCK:
+        store = _STORES.get((cls, url))
+        if store is None:
+            store = _STORES[(cls, url)] = cls(url)
+        return store
+
+
 def share_store(url: str) -> ShareStore:
     """The process's store for ``url`` (``NotebookSettings.sqlalchemy_url``)."""
-    with _STORES_LOCK:
-        store = _STORES.get(url)
-        if store is None:
-            store = _STORES[url] = ShareStore(url)
-        return store
+    return process_store(ShareStore, url)
 
 
 def end_owner_grants(settings, owner) -> int:

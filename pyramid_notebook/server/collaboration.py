@@ -191,12 +191,9 @@ def _hide(page_config: dict) -> dict:
 
 def install_page_hook(serverapp) -> None:
     """Chain a ``page_config_hook`` leaving the collaboration lab extensions out of pages that do not co-edit."""
-    settings = serverapp.web_app.settings
-    previous = settings.get("page_config_hook")
+    from pyramid_notebook.server.page_config import chain_page_config
 
     def page_config_hook(handler, page_config):
-        if previous is not None:
-            page_config = previous(handler, page_config)
         live = live_in_page(handler)
         # The Share dialog is the owner's: a guest's page in this server has none.
         page_config[ROLE_KEY] = _role(handler)
@@ -205,7 +202,7 @@ def install_page_hook(serverapp) -> None:
         page_config["disableRTC"] = not live
         return page_config if live else _hide(page_config)
 
-    settings["page_config_hook"] = page_config_hook
+    chain_page_config(serverapp, page_config_hook)
 
 
 # --- the owner's "I am sharing" -----------------------------------------------------------------
@@ -246,10 +243,16 @@ def _load_jupyter_server_extension(serverapp):
     from pyramid_notebook.server.static_files import PID_FILE_ENV
 
     pid_file = os.environ.get(PID_FILE_ENV)
-    context = (read_context(pid_file) or {}) if pid_file else {}
+    if pid_file:
+        context = read_context(pid_file) or {}
+    else:  # a JupyterHub single-user server: the context the site gave the hub
+        from pyramid_notebook.server.hub_extension import read_context as hub_context
+
+        context = hub_context()
     mode = mode_of(context) if installed() else "off"
     if mode == "always" and not serverapp.jpserver_extensions.get("jupyter_server_ydoc", False):
-        mode = "off"  # a server whose configuration left it out
+        # A server whose configuration leaves it out at start (the hub's): loaded when first shared.
+        mode = "auto"
     STATE.mode, STATE.serverapp = mode, serverapp
     if mode == "always":
         _hook()

@@ -266,15 +266,10 @@ def _jupyter_server_extension_points():
 def _load_jupyter_server_extension(serverapp):
     from jupyter_server.utils import url_path_join
 
+    from pyramid_notebook.server.page_config import chain_page_config
+
     web_app = serverapp.web_app
     _per_request_urls()
     _serve_prefixes(web_app)
-    previous = web_app.settings.get("page_config_hook")
-
-    def page_config_hook(handler, page_config):
-        if previous is not None:
-            page_config = previous(handler, page_config)
-        return guest_page_config(handler, page_config)
-
-    web_app.settings["page_config_hook"] = page_config_hook
+    chain_page_config(serverapp, guest_page_config)
     web_app.add_handlers(".*$", [(url_path_join(web_app.settings["base_url"], GUESTS_ENDPOINT), _handler_class())])

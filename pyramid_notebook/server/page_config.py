@@ -40,15 +40,21 @@ def site_disabled_extensions() -> tuple:
     return tuple(name for name in names or () if isinstance(name, str))
 
 
-def install(serverapp) -> None:
-    """Chain :func:`hide_labextensions` after any ``page_config_hook`` the server already has."""
+def chain_page_config(serverapp, hook) -> None:
+    """Make ``hook(handler, page_config) -> page_config`` the server's ``page_config_hook``, after the one it
+    already has (each extension adds its part of the pages' config)."""
     settings = serverapp.web_app.settings
     previous = settings.get("page_config_hook")
-    extra = site_disabled_extensions()
 
     def page_config_hook(handler, page_config):
         if previous is not None:
             page_config = previous(handler, page_config)
-        return hide_labextensions(page_config, extra)
+        return hook(handler, page_config)
 
     settings["page_config_hook"] = page_config_hook
+
+
+def install(serverapp) -> None:
+    """Chain :func:`hide_labextensions` after any ``page_config_hook`` the server already has."""
+    extra = site_disabled_extensions()
+    chain_page_config(serverapp, lambda handler, page_config: hide_labextensions(page_config, extra))

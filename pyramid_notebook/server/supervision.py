@@ -17,6 +17,7 @@ extension of its own, enabled beside ``server/guests.py``.
 import logging
 
 from pyramid_notebook.server import guests
+from pyramid_notebook.server.page_config import chain_page_config
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +119,4 @@ def _load_jupyter_server_extension(serverapp):
     if opened not in guests.ADMITTED_HOOKS:
         guests.ADMITTED_HOOKS.append(opened)
         guests.SWEEP_HOOKS.append(sweep)
-    web_app = serverapp.web_app
-    previous = web_app.settings.get("page_config_hook")
-
-    def page_config_hook(handler, config):
-        if previous is not None:
-            config = previous(handler, config)
-        return page_config(handler, config)
-
-    web_app.settings["page_config_hook"] = page_config_hook
+    chain_page_config(serverapp, page_config)
