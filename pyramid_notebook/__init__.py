@@ -53,6 +53,10 @@ def includeme(config):
     from pyramid.events import ApplicationCreated
 
     config.add_subscriber(_on_site_start, ApplicationCreated)
+    # A view's Refusal is answered as it is (a 403 of ours is not the site's forbidden view's login page).
+    from pyramid_notebook.core.pages import Refusal, refusal_view
+
+    config.add_exception_view(refusal_view, context=Refusal)
     # The parent-page half of the save bridge: <site>/pyramid_notebook/notebook-bridge.js.
     config.include("pyramid_notebook.web.assets")
     # 400, not a 500 traceback, for addresses under the notebook routes that are not UTF-8.

@@ -21,3 +21,18 @@ def error_page(exc_class, title, message, details=""):
     """
     return refuse_framing(exc_class(body=page_html(title, message, details), content_type="text/html",
                                     charset="utf-8"), others_only=True)
+
+
+class Refusal(Exception):
+    """Raised by a view with the error answer to send as it is: a 403 of ours is not the site's forbidden
+    view's (which sends browsers to its login page). ``config.include("pyramid_notebook")`` registers
+    :func:`refusal_view` for it."""
+
+    def __init__(self, response):
+        super().__init__(response.status)
+        self.response = response
+
+
+def refusal_view(exc, request):
+    """A :class:`Refusal`'s response."""
+    return exc.response

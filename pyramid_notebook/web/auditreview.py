@@ -33,7 +33,7 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid_notebook.core import auditquery
 from pyramid_notebook.core.auditindex import audit_index
 from pyramid_notebook.core.auditreviews import NOTE_MAX, REVIEW_STATUSES, review_store
-from pyramid_notebook.core.pages import error_page
+from pyramid_notebook.core.pages import Refusal, error_page
 from pyramid_notebook.core.settingaudit import parse_audit_review_settings
 from pyramid_notebook.core.settings import PREFIX, get_notebook_settings, parse_principals
 from pyramid_notebook.web import auditreview_pages as pages
@@ -65,26 +65,12 @@ class BadFilter(ValueError):
         self.field = field
 
 
-class Refusal(Exception):
-    """A refusal raised by a view, answered with its own response: a 403 of ours is not the site's
-    forbidden view's (which sends browsers to the login page)."""
-
-    def __init__(self, response):
-        super().__init__(response.status)
-        self.response = response
-
-
 def refuse(request, status_class, title, message, field=None) -> Refusal:
     """The error as JSON (``{"error", "field"}``) for a JSON client, else the library's error page."""
     if wants_json(request) or request.content_type == "application/json":
         body = {"error": message, **({"field": field} if field else {})}
         return Refusal(status_class(json_body=body, headers={"Cache-Control": "no-store"}))
     return Refusal(error_page(status_class, title, message))
-
-
-def refusal_view(exc, request):
-    """A :class:`Refusal`'s response."""
-    return exc.response
 
 
 def parse_filters(params, allowed=FILTERS) -> dict:
@@ -318,7 +304,6 @@ def includeme(config):
     # The review checks intent itself (same-origin JSON, or the form's CSRF token), to answer JSON refusals.
     config.add_view(permission.guard(review_view, PERMISSION), route_name=REVIEW_ROUTE, permission=anyone,
                     request_method="POST", require_csrf=False)
-    config.add_exception_view(refusal_view, context=Refusal)
     config.include("pyramid_notebook.web.audittrails")  # every trail verified in the background
     from sqlalchemy.exc import SQLAlchemyError
 

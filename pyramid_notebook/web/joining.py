@@ -27,7 +27,7 @@ from pyramid_notebook.core.contextparts import is_server_only_path
 from pyramid_notebook.core.guests import split_guest_path
 from pyramid_notebook.core.names import BadUsername
 from pyramid_notebook.core.origin import is_cross_site_request, is_websocket_upgrade
-from pyramid_notebook.core.pages import error_page
+from pyramid_notebook.core.pages import Refusal, error_page
 from pyramid_notebook.core.person import PERSON_ENVIRON_KEY, Person, WATCH
 from pyramid_notebook.core.shares import server_instance
 from pyramid_notebook.relays.base import RELAY_KIND_KEY
@@ -71,7 +71,8 @@ def guest_mode(request, grant) -> str:
 
 
 def _owner_server(request, grant):
-    """The owner's running server's context, or the refusal page when it stopped (which ends the grant)."""
+    """The owner's running server's context; :class:`Refusal` with the refusal page when it stopped (which
+    ends the grant)."""
     running = _running(request, grant.owner)
     if running is ...:
         raise error_page(HTTPServiceUnavailable, "Notebooks are unavailable",
@@ -80,7 +81,7 @@ def _owner_server(request, grant):
             server_instance(running) != grant.server:
         _store(request).end_owner(grant.owner, keep_server=server_instance(running) if running else None)
         forget(grant.id)
-        return refusal("stopped")  # returned: raised, a 403 would get the site's forbidden view (its login page)
+        raise Refusal(refusal("stopped"))  # as it is: a raised 403 would get the site's forbidden view (its login page)
     return running
 
 
@@ -97,8 +98,6 @@ def join_view(context, request):
         raise error_page(HTTPForbidden, "Cross-origin request refused",
                          "This request to a shared notebook came from another web site and was refused.")
     running = _owner_server(request, grant)
-    if not isinstance(running, dict):
-        return running
     base = running.get("notebook_path") or "/notebook/"
     shared_grant, path = split_guest_path(base, request.script_name + request.path_info)
     if shared_grant != grant.id:

@@ -35,7 +35,7 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 
 from pyramid_notebook.backends.base import BackendUnavailable
 from pyramid_notebook.core.names import BadUsername
-from pyramid_notebook.core.pages import error_page
+from pyramid_notebook.core.pages import Refusal, error_page
 from pyramid_notebook.core.routes import routes_first
 from pyramid_notebook.core.settings import PREFIX, get_notebook_settings, parse_principals, parse_shell_principals
 from pyramid_notebook.core.shares import MODES, UNSHAREABLE, iso, is_principal, server_instance, share_store
@@ -86,14 +86,6 @@ class _ACL:
 
     def __init__(self, acl):
         self.__acl__ = acl
-
-
-class Refusal(Exception):
-    """Raised with the error answer to send as it is (not the site's forbidden view, for a 403)."""
-
-    def __init__(self, response):
-        super().__init__(response.status)
-        self.response = response
 
 
 def _refuse(status_class, message, field=None) -> Refusal:
@@ -341,11 +333,6 @@ def shared_view(context, request):
                      headers={"Cache-Control": "no-store"})
 
 
-def refusal_view(exc, request):
-    """A :class:`Refusal` raised by a view: its response."""
-    return exc.response
-
-
 def unavailable_view(exc, request):
     """The grants' database cannot be reached: 503 (the rest of the site works)."""
     logger.error("The grants' database is unavailable: %s", exc)
@@ -389,7 +376,6 @@ def includeme(config):
     config.add_view(delete_view, route_name=ITEM_ROUTE, request_method="DELETE", permission=anyone,
                     require_csrf=False)
     config.add_view(shared_view, route_name=SHARED_ROUTE, request_method=("GET", "HEAD"), permission=anyone)
-    config.add_exception_view(refusal_view, context=Refusal)
     for name, _ in ROUTES:
         config.add_exception_view(unavailable_view, context=SQLAlchemyError, route_name=name)
     config.include("pyramid_notebook.web.joining")
