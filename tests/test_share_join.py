@@ -149,14 +149,21 @@ def test_a_guest_runs_a_cell_in_the_owners_kernel_and_keeps_their_own_shell(demo
     guest.assert_never_saw(context["token"], *[c.value for c in owner.cookies if c.name.startswith("pyramid")])
 
 
-def test_revoke_closes_the_guests_websocket_and_refuses_the_next_request(demo_server, notebook_folder):
-    base = demo_server.url
-    owner, kernel = owner_kernel(base)
-    grant = share(owner, base, **{"with": "user2", "mode": "collaborate", "expires_in": 600})
+def joined_channel(base, kernel, owner, **grant_fields):
+    """Share the owner's notebook with user2, join it, open the guest's kernel channel: (grant, guest,
+    prefix, config, channel)."""
+    grant = share(owner, base, **dict({"with": "user2", "mode": "collaborate"}, **grant_fields))
     guest = Guest(base, "user2")
     prefix, config = guest.join(grant)
     channel = KernelChannel(ws_root(base, config) + f"api/kernels/{kernel}/channels", origin=base,
                             cookie=guest.cookie_header())
+    return grant, guest, prefix, config, channel
+
+
+def test_revoke_closes_the_guests_websocket_and_refuses_the_next_request(demo_server, notebook_folder):
+    base = demo_server.url
+    owner, kernel = owner_kernel(base)
+    grant, guest, prefix, config, channel = joined_channel(base, kernel, owner, expires_in=600)
     try:
         assert channel.execute("'joined'") == "'joined'"
         # The owner's listing says who is connected now.
@@ -181,11 +188,7 @@ def test_revoke_closes_the_guests_websocket_and_refuses_the_next_request(demo_se
 def test_expiry_closes_the_guests_websocket(demo_server, notebook_folder):
     base = demo_server.url
     owner, kernel = owner_kernel(base)
-    grant = share(owner, base, **{"with": "user2", "mode": "collaborate", "expires_in": 4})
-    guest = Guest(base, "user2")
-    prefix, config = guest.join(grant)
-    channel = KernelChannel(ws_root(base, config) + f"api/kernels/{kernel}/channels", origin=base,
-                            cookie=guest.cookie_header())
+    grant, guest, prefix, config, channel = joined_channel(base, kernel, owner, expires_in=4)
     try:
         assert channel.execute("'until expiry'") == "'until expiry'"
         expires = grant["expires"]
