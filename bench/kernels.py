@@ -1,12 +1,12 @@
 """Kernels forked from the kernel zygote against plain ones: ``bench/run --only kernels``.
 
 * kernel start: three users' servers in one notebook folder (from the fork server, as the default
-  settings run): ``kernel_fork`` on (the default: the zygote preloads IPython, ipykernel and what
-  the startup imports), on with ``kernel_preload`` naming the demo site's modules, and off; all with
-  the demo site's startup (what ``pshell demo.ini`` gives: Pyramid's bootstrap of the site,
-  SQLAlchemy). Each sample starts a kernel on each (``POST api/kernels``, interleaved) and times it
-  to ``1 + 1``'s result, which the kernel answers only once its startup ran; then shuts it down.
-  Target: forked <= 0.25 of plain.
+  settings run): ``kernel_fork`` on (the default: the site's zygote preloads IPython, ipykernel, what
+  the startup imports and what building the site's app imports), on with ``kernel_preload`` naming
+  19 of the demo site's modules as well, and off; all with the demo site's startup (what
+  ``pshell demo.ini`` gives: Pyramid's bootstrap of the site, SQLAlchemy). Each sample starts a
+  kernel on each (``POST api/kernels``, interleaved) and times it to ``1 + 1``'s result, which the
+  kernel answers only once its startup ran; then shuts it down. Target: forked <= 0.25 of plain.
 * memory: ``users`` idle users of each configuration in turn, with the default settings otherwise
   (fork server, warm kernel, spare kernel, the site's startup), each server with its kernels (and
   zygote) — everything counted: the fork server's PSS is split among the users too. Target: 40 MB

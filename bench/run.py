@@ -1,6 +1,6 @@
 """Benchmark pyramid_notebook against direct access, side by side in one run.
 
-    bench/run [--quick] [--output bench/results.json] [--only cold,click,warm,forked,kernels,http,ws,idle,scale,accel,hub]
+    bench/run [--quick] [--output bench/results.json] [--only cold,click,warm,forked,kernels,http,ws,idle,scale,accel,hub,hundred]
               [--servers waitress,uwsgi,uvicorn] [--sizes 10,25,50] [--samples 10]
 
 Prints one table (metric, proxied, direct/baseline, ratio, target, pass) and writes it as JSON.
@@ -38,6 +38,8 @@ def main():
     parser.add_argument("--sizes", default="10,25,50", help="user counts of the scale rows")
     parser.add_argument("--samples", type=int, default=10, help="launches measured by the cold and click rows")
     parser.add_argument("--users", type=int, default=20, help="idle users of the kernels rows' memory")
+    parser.add_argument("--hundred", type=int, default=100,
+                        help="idle users of the hundred rows (--only hundred; not in the default run)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     servers = set(args.servers.split(","))
@@ -52,7 +54,7 @@ def main():
 
         measure_hub(results, q)
         only = set()
-    waitress_site = Site("waitress", workdir) if only - {"accel"} else None
+    waitress_site = Site("waitress", workdir) if only - {"accel", "hundred"} else None
     accel_site = AccelSite(workdir) if "accel" in only and os.path.exists("/usr/sbin/nginx") else None
     uwsgi_site = Site("uwsgi", workdir) if ({"http", "ws"} & only) and "uwsgi" in servers and os.path.exists(UWSGI) \
         else None
@@ -72,6 +74,10 @@ def main():
             from bench.kernels import measure_kernels
 
             measure_kernels(results, workdir, 3 if q else 10, 3 if q else args.users)
+        if "hundred" in only:  # a hundred idle users with the default settings (issue 33)
+            from bench.hundred import measure_hundred
+
+            measure_hundred(results, workdir, 5 if q else args.hundred, 3 if q else 10)
         if "http" in only:
             if "waitress" in servers:
                 measure_http(results, waitress_site, 80 if q else 800)

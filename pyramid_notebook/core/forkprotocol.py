@@ -70,8 +70,8 @@ def short_path(dir_fd: int, name: str) -> str:
     return f"/proc/self/fd/{dir_fd}/{name}"
 
 
-def request(folder: str, python: str, message: dict, timeout: float = 10.0) -> dict:
-    """Send ``message`` to the fork server of ``python`` under ``folder``; return its answer.
+def request(folder: str, python: str, message: dict, timeout: float = 10.0, name: str = "") -> dict:
+    """Send ``message`` to the fork server of ``python`` (or on the socket ``name``) under ``folder``; its answer.
 
     Raises :class:`ForkServerError` when there is no server or it does not answer in time.
     """
@@ -82,7 +82,7 @@ def request(folder: str, python: str, message: dict, timeout: float = 10.0) -> d
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
-            s.connect(short_path(dir_fd, socket_name(python)))
+            s.connect(short_path(dir_fd, name or socket_name(python)))
             s.sendall(json.dumps(message).encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):

@@ -33,6 +33,8 @@ PID_FILE_NAME = "notebook.pid"
 CONTEXT_FILE_NAME = "context.json"
 STDOUT_LOG = "notebook.stdout.log"
 STDERR_LOG = "notebook.stderr.log"
+#: The server's kernels forked from the site's kernel zygote, ``{kernel id: pid}`` (not its descendants).
+FORKED_KERNELS_FILE = "forked-kernels.json"
 #: What the old layout kept in the user's folder, besides the pid file.
 LEGACY_STATE = (CONTEXT_FILE_NAME, STDOUT_LOG, STDERR_LOG, ".jupyter", ".ipython")
 #: Where a name that already exists in the state folder is moved instead.

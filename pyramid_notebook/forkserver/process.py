@@ -14,6 +14,7 @@ import time
 
 from pyramid_notebook.core.statefolder import STDERR_LOG, STDOUT_LOG
 from pyramid_notebook.core.forkprotocol import DAEMON_SCRIPT, fingerprint, idle_exit, short_path, socket_name
+from pyramid_notebook.forkserver import page_preload, zygotes
 
 #: Modules a notebook server needs, imported once before any fork.
 PRELOAD = ("notebook.app", "jupyter_server.serverapp", "jupyter_server.services.kernels.kernelmanager",
@@ -32,6 +33,12 @@ PRELOAD_OPTIONAL = ("jupyterlab.labapp", "jupyterlab.handlers.announcements", "j
                     # then shares these pages with every user's server (pyramid_notebook.kernel_fork).
                     "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger", "debugpy",
                     "sqlite3", "pdb", "pydoc", "pyramid_notebook.server.kernel_provisioner")
+
+#: The fork server's folder, opened once (``[fd]``): its sockets are named relative to it.
+DIR_FD = []
+#: ... and its path (``[path]``), for the notebook servers it forks.
+FOLDER = []
+
 
 def check_pristine() -> list:
     """Reasons why forking now could share state between users (empty when safe)."""
@@ -89,6 +96,7 @@ def serve(folder: str) -> int:
     for name in PRELOAD_OPTIONAL:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    page_preload.warm_page_caches()
     built = fingerprint()
     # Move everything imported so far out of the collector's sight: children's collections then
     # neither scan it (a forked server holds more modules than one that imported what it needed)
@@ -102,6 +110,7 @@ def serve(folder: str) -> int:
         print(f"fork server refuses to serve: importing left {', '.join(problems)}", file=sys.stderr)
         return 1
     dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    DIR_FD[:], FOLDER[:] = [dir_fd], [folder]
     name = socket_name(sys.executable)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # the socket is created 0600: only our uid may even connect
@@ -119,6 +128,7 @@ def serve(folder: str) -> int:
         os.umask(old_umask)
     print(f"fork server {os.getpid()} ready in {time.monotonic() - started:.2f} s: {json.dumps(built)}",
           file=sys.stderr, flush=True)
+    zygotes.prefork(dir_fd, close_in_child=(listener,))
     listener.settimeout(idle_exit())
     while True:
         try:
@@ -127,6 +137,7 @@ def serve(folder: str) -> int:
             conn, stop = None, True
         if conn is None:
             break
+        zygotes.reap()
         with conn:
             try:
                 conn.settimeout(10)
@@ -158,6 +169,11 @@ def _handle(message, built, listener, conn):
         return answer, False
     if op == "stop":
         return {"ok": True, "pid": os.getpid()}, True
+    if op == "zygote":  # a notebook server we forked asks for the site's kernel zygote (forkserver/zygotes.py)
+        if fingerprint() != built:
+            return {"ok": False, "error": "stale"}, False
+        return zygotes.zygote_for(message.get("modules"), DIR_FD[0], message.get("pshell"),
+                                  close_in_child=(listener, conn)), False
     if op != "start":
         return {"ok": False, "error": f"unknown op {op!r}"}, False
     if message.get("python") != built["python"] or fingerprint() != built:
@@ -224,7 +240,11 @@ def _become_daemon(message):  # pragma: no cover - runs in the forked process
     fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     with os.fdopen(fd, "w") as f:
         f.write(f"{os.getpid()}\n")
+    from pyramid_notebook.server import kernel_provisioner
     from pyramid_notebook.server.notebook_daemon import run_notebook
+
+    # Kernels are then forked from the site's zygote, which this fork server forks (forkserver/zygotes.py).
+    kernel_provisioner.FORK_SERVER = (FOLDER[0], socket_name(message["python"]))
 
     code = 0
     try:

@@ -30,7 +30,7 @@ import threading
 
 from jupyter_client.provisioning import LocalProvisioner
 
-from pyramid_notebook.server import kernel_zygote
+from pyramid_notebook.server import forked_kernels, kernel_zygote
 from pyramid_notebook.server.kernel_limits import PROVISIONER_NAME  # noqa: F401 (the entry point's name, setup.py)
 from pyramid_notebook.server.kernel_start import KERNEL_LAUNCHER, LIMIT_EXEC
 
@@ -38,15 +38,23 @@ from pyramid_notebook.server.kernel_start import KERNEL_LAUNCHER, LIMIT_EXEC
 READY_TIMEOUT = 60.0
 #: Seconds a fork request may take.
 FORK_TIMEOUT = 10.0
+#: Seconds a new kernel may take to bind its channels before the server connects them anyway.
+BIND_TIMEOUT = 10.0
+#: The connection file's ports a kernel binds (``transport`` ``ipc``: files named ``<ip>-<port>``).
+CHANNEL_PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 log = logging.getLogger("pyramid_notebook.kernel_zygote")
 
 
 class ZygoteClient:
     """The server's handle on its zygote: fork requests (serialised), replacement, refusal."""
 
-    def __init__(self, modules, sock=None, pid=None):
+    def __init__(self, modules, sock=None, pid=None, shared=False, startup=None):
         self.modules = list(modules)
+        #: The context's startup, to ask the fork server for the site's zygote again (None: never).
+        self.startup = startup
         self.sock, self.pid, self.process = sock, pid, None
+        #: The site's zygote (the fork server's child, serving every server): never ours to kill or reap.
+        self.shared = shared
         self.state = "starting" if sock is not None else "dead"
         self.refusal = ""
         self._lock = threading.Lock()
@@ -70,6 +78,8 @@ class ZygoteClient:
             try:
                 if self.state == "starting":
                     answer = self._recv(READY_TIMEOUT)
+                    if answer.get("error"):  # the site's zygote is stale: ours replaces it
+                        raise ValueError(f"the kernel zygote answered {answer['error']}")
                     if answer.get("refused"):
                         self.state, self.refusal = "refused", answer["refused"]
                         log.warning("pyramid_notebook: kernels start the plain way: the kernel zygote refused its "
@@ -120,6 +130,9 @@ class ZygoteClient:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        if self.shared:  # the site's: other servers' kernels still come from it
+            self.state, self.pid, self.shared = "dead", None, False
+            return
         if self.pid:
             with contextlib.suppress(OSError):
                 os.kill(self.pid, 0)
@@ -129,7 +142,14 @@ class ZygoteClient:
         self.state, self.pid, self.process = "dead", None, None
 
     def replace(self) -> None:
-        """Start a fresh zygote (a new interpreter: this server is no longer fit to fork one)."""
+        """The site's zygote again, if the fork server has one (a new one, after a restart or a deploy);
+        else a fresh zygote of our own (a new interpreter: this server is no longer fit to fork one)."""
+        if FORK_SERVER is not None and self.startup is not None:
+            site = site_zygote(self.modules, self.startup)
+            if site is not None:
+                self.sock, self.pid, self.process, self.shared, self.state = site.sock, site.pid, None, True, "starting"
+                return
+        self.shared = False
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = subprocess.Popen(
@@ -148,19 +168,63 @@ class ZygoteClient:
 
 #: This server's zygote client (see :func:`start`); None: kernels start the plain way.
 CLIENT = None
+#: ``(folder, socket name)`` of the fork server that forked this server (set by it), or None.
+FORK_SERVER = None
+
+
+def site_zygote(modules, startup=""):
+    """A client of the site's zygote, which the fork server forks (or already runs); None if it cannot.
+
+    With a pshell ``startup``, that zygote preloads what building the site's app imports too.
+    """
+    from pyramid_notebook.core.forkprotocol import ForkServerError, request, short_path
+    from pyramid_notebook.server.zygote_probe import pshell_config
+
+    folder, name = FORK_SERVER
+    pshell = pshell_config(startup)
+    message = {"op": "zygote", "modules": modules, "pshell": list(pshell) if pshell else None}
+    try:
+        answer = request(folder, "", message, timeout=FORK_TIMEOUT, name=name)
+    except ForkServerError as e:
+        log.info("pyramid_notebook: no site kernel zygote (%s): this server forks its own", e)
+        return None
+    if not answer.get("ok"):
+        log.info("pyramid_notebook: no site kernel zygote (%s): this server forks its own", answer.get("error"))
+        return None
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        sock.connect(short_path(dir_fd, answer["name"]))
+    except OSError as e:
+        sock.close()
+        log.info("pyramid_notebook: the site kernel zygote did not answer (%s): this server forks its own", e)
+        return None
+    finally:
+        os.close(dir_fd)
+    return ZygoteClient(modules, sock, int(answer["pid"]), shared=True, startup=startup)
 
 
 def start(context: dict):
-    """Fork this server's zygote now, while the daemon is pristine; called before Jupyter starts."""
+    """Connect to the site's zygote, or fork this server's own now, while the daemon is pristine.
+
+    Called before Jupyter starts.
+    """
     global CLIENT
     modules = kernel_zygote.preload_modules(context)
+    CLIENT = site_zygote(modules, context.get("startup") or "") if FORK_SERVER is not None else None
+    if CLIENT is None:
+        CLIENT = own_zygote(modules)
+    forked_kernels.count_in_resource_display()  # after the fork: it imports the server's half
+    return CLIENT
+
+
+def own_zygote(modules):
+    """Fork this server's own zygote (or, when this process cannot, start one)."""
     sock, pid = kernel_zygote.fork_zygote(modules)
     if sock is None:
         log.warning("pyramid_notebook: the kernel zygote is started anew (%s)", pid)
-        CLIENT = ZygoteClient(modules)
-    else:
-        CLIENT = ZygoteClient(modules, sock, pid)
-    return CLIENT
+        return ZygoteClient(modules)
+    return ZygoteClient(modules, sock, pid)
 
 
 def zygote_request(cmd, kw):
@@ -209,6 +273,7 @@ class ZygoteProvisioner(LocalProvisioner):
         if pid is None:
             return await super().launch_kernel(cmd, **kwargs)
         self.forked, self.exit_code, self.pid, self.pgid = True, None, pid, pid
+        forked_kernels.add(self.kernel_id, pid)
         try:
             self.pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -216,7 +281,27 @@ class ZygoteProvisioner(LocalProvisioner):
         except OSError:  # no pidfd on this system (Linux < 5.3): poll the pid (the zygote reaps it at once)
             self.pidfd = None
         self.cwd = kwargs.get("cwd") or os.getcwd()
+        await self._bound()
         return self.connection_info
+
+    async def _bound(self, timeout=BIND_TIMEOUT) -> None:
+        """Return once the kernel has bound its channels (their ipc files exist), or after ``timeout``.
+
+        A forked kernel is launched in a millisecond, and the server then connects its channels
+        straight away: before the kernel has bound them, zmq retries each connection only after its
+        reconnect interval (100 ms), and the kernel's first status can be published before a
+        subscription arrives, which costs the page's first connection a nudge retry (0.5 s), one
+        notebook in three. Waiting here for the bind makes those connections succeed at once.
+        """
+        info = self.connection_info or {}
+        if info.get("transport") != "ipc":
+            return
+        paths = [f"{info['ip']}-{info[name]}" for name in CHANNEL_PORTS if info.get(name)]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not all(os.path.exists(p) for p in paths) and await self.poll() is None:
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.005)
 
     async def poll(self):
         """None while the forked kernel runs, else its exit (1: the zygote reaps it, not us)."""
@@ -245,6 +330,7 @@ class ZygoteProvisioner(LocalProvisioner):
         return self.exit_code
 
     def _forget(self) -> None:
+        forked_kernels.remove(self.kernel_id)
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None

@@ -7,12 +7,12 @@ same for every kernel of every user. The zygote imports all that once; each kern
 user's server: the fork server imported ipykernel and IPython before forking the notebook server
 this zygote was forked from).
 
-Which process: one zygote per notebook server, forked by the daemon
+Which process: under the fork server, one zygote for the whole site
+(:mod:`pyramid_notebook.server.site_zygote`, which uses this module's preload and fork). Otherwise,
+or when the site's zygote cannot be had, one zygote per notebook server, forked by the daemon
 (:func:`fork_zygote`, called by :func:`pyramid_notebook.server.kernel_provisioner.start`) at the one
-moment the server is still pristine (before Jupyter starts a thread or a zmq context), so that its
-kernels are the server's grandchildren: the server's memory display, the operator console's
-per-user memory, Jupyter's process-group signals and ipykernel's parent check see them as they saw
-kernels started by ``Popen``. A replacement (fingerprint changed, zygote died) is a fresh
+moment the server is still pristine (before Jupyter starts a thread or a zmq context); its kernels
+are the server's grandchildren. A replacement (fingerprint changed, zygote died) is a fresh
 interpreter run as ``python -P -m pyramid_notebook.server.kernel_zygote FD PRELOAD_JSON``.
 
 What it holds: the modules of :data:`BASE_PRELOAD` and the site's (``pyramid_notebook.kernel_preload``
@@ -36,13 +36,15 @@ import signal
 import socket
 import sys
 
+from pyramid_notebook.server import loader_cache
+
 #: What every IPython kernel imports (ipykernel's launcher, its kernel, shell and output streams).
 BASE_PRELOAD = ("IPython", "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.iostream",
                 "ipykernel.comm", "zmq.eventloop.zmqstream", "jupyter_client.session", "pyramid_notebook.server.limit_exec",
                 # ...and what its start imports: the debugger (debugpy: some 100 modules), history, help, psutil.
                 "ipykernel.debugger", "debugpy", "sqlite3", "pdb", "pydoc", "psutil")
 #: Imported as well when the startup uses pshell (``pyramid_notebook.core.pshell``): Pyramid's bootstrap.
-PSHELL_PRELOAD = ("pyramid.scripts.pshell", "pyramid.paster")
+PSHELL_PRELOAD = ("pyramid.scripts.pshell", "pyramid.paster", "plaster.loaders")
 #: The kernel's launcher (standalone script), imported under this module name.
 LAUNCHER_MODULE = "pyramid_notebook_private_ipykernel"
 _SERVER_FOLDER = os.path.dirname(os.path.abspath(__file__))
@@ -139,7 +141,8 @@ def fingerprint(modules) -> str:
     return digest.hexdigest()[:16]
 
 
-def _send(sock, message: dict) -> None:
+def send(sock, message: dict) -> None:
+    """One packet of the zygote protocol."""
     sock.send(json.dumps(message).encode())
 
 
@@ -157,10 +160,10 @@ def _safe_path() -> None:
     sys.path[:] = [p for p in sys.path if p and os.path.isabs(p) and os.path.abspath(p) not in drop]
 
 
-def zygote_main(sock, modules) -> int:
-    """In the zygote: preload, say ready or refused, then fork kernels until the server goes."""
+def prepare(keep=()) -> None:
+    """In a new zygote: die with our parent, close what we inherited (but ``keep``), reset signals."""
     _prctl_death_signal()
-    keep = {0, 1, 2, sock.fileno()}
+    keep = {0, 1, 2, *keep}
     for fd in range(3, 1024):
         if fd not in keep:
             with contextlib.suppress(OSError):
@@ -172,15 +175,23 @@ def zygote_main(sock, modules) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    with contextlib.suppress(ImportError):
-        import setproctitle
-
-        setproctitle.setproctitle(f"pyramid-notebook kernel zygote (server {os.getppid()})")
     _safe_path()
     os.chdir("/")
     # As ipykernel sets it before it imports debugpy, which otherwise warns on stderr at import.
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+def preload(modules, more=None) -> tuple:
+    """Import ``modules`` (then those ``more()`` names) and the kernel's launcher.
+
+    ``(refusal or "", missing, fingerprint, every module imported by name)``.
+    """
+    modules = list(modules)
     refusal, missing = load(modules)
+    if not refusal and more is not None:
+        extra = [name for name in more() if name not in sys.modules]
+        refusal, also = load(extra)
+        missing, modules = missing + also, modules + extra
     if not refusal:
         spec = importlib.util.spec_from_file_location(LAUNCHER_MODULE, KERNEL_LAUNCHER)
         launcher = importlib.util.module_from_spec(spec)
@@ -188,14 +199,28 @@ def zygote_main(sock, modules) -> int:
         sys.modules[LAUNCHER_MODULE] = launcher
         refusal = "; ".join(pristine_problems())
     if refusal:
-        _send(sock, {"refused": refusal})
-        return 3
+        return refusal, missing, "", modules
+    loader_cache.warm_config_loaders()
     built = fingerprint(modules)
     import gc
 
     gc.collect()
     gc.freeze()  # what is imported stays out of the kernels' collections: their pages stay shared
-    _send(sock, {"ready": True, "pid": os.getpid(), "missing": missing})
+    return "", missing, built, modules
+
+
+def zygote_main(sock, modules) -> int:
+    """In the zygote: preload, say ready or refused, then fork kernels until the server goes."""
+    prepare(keep=(sock.fileno(),))
+    with contextlib.suppress(ImportError):
+        import setproctitle
+
+        setproctitle.setproctitle(f"pyramid-notebook kernel zygote (server {os.getppid()})")
+    refusal, missing, built, _ = preload(modules)
+    if refusal:
+        send(sock, {"refused": refusal})
+        return 3
+    send(sock, {"ready": True, "pid": os.getpid(), "missing": missing})
     return serve(sock, modules, built)
 
 
@@ -217,15 +242,15 @@ def serve(sock, modules, built) -> int:
         try:
             request = json.loads(data)
             if fingerprint(modules) != built:
-                _send(sock, {"error": "stale"})
+                send(sock, {"error": "stale"})
                 break
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the kernel
                 become_kernel(sock, request, fds)
-            _send(sock, {"pid": pid})
+            send(sock, {"pid": pid})
         except Exception as e:  # a bad request never ends the zygote
             with contextlib.suppress(OSError):
-                _send(sock, {"error": repr(e)})
+                send(sock, {"error": repr(e)})
         finally:
             for fd in fds:
                 os.close(fd)
@@ -236,8 +261,12 @@ def serve(sock, modules, built) -> int:
     return 0
 
 
-def become_kernel(sock, request, fds) -> None:  # pragma: no cover - runs in the forked kernel
-    """In the fork: shed the zygote's state, then run ipykernel as ``python -P private_ipykernel.py …``."""
+def become_kernel(sock, request, fds, server_pidfd=None) -> None:  # pragma: no cover - runs in the forked kernel
+    """In the fork: shed the zygote's state, then run ipykernel as ``python -P private_ipykernel.py …``.
+
+    ``server_pidfd``: the kernel's notebook server, when the zygote is the site's (not the server's):
+    the kernel then ends with its server, whatever becomes of the zygote.
+    """
     code = 1
     try:
         sock.close()
@@ -248,7 +277,9 @@ def become_kernel(sock, request, fds) -> None:  # pragma: no cover - runs in the
         os.setsid()  # its own process group, as jupyter_client starts kernels: interrupts reach its children
         for fd, target in zip(fds, (0, 1, 2)):
             os.dup2(fd, target)
-        os.closerange(3, 65536)  # the request's descriptors and anything else the zygote held
+        if server_pidfd is not None:
+            os.dup2(server_pidfd, 3)
+        os.closerange(3 if server_pidfd is None else 4, 65536)  # the request's descriptors, all the zygote held
         sys.stdin = open(0, "r", closefd=False)
         sys.stdout = open(1, "w", buffering=1, closefd=False)
         sys.stderr = open(2, "w", buffering=1, closefd=False)
@@ -257,7 +288,11 @@ def become_kernel(sock, request, fds) -> None:  # pragma: no cover - runs in the
         # ipykernel's parent check (jupyter_client's launcher sets JPY_PARENT_PID to the server; ipykernel
         # read it when the zygote imported it): the parent is the zygote, which dies with the server; a
         # kernel whose zygote is gone exits, never an orphan.
-        os.environ["JPY_PARENT_PID"] = parent = str(os.getppid())
+        if server_pidfd is None:
+            os.environ["JPY_PARENT_PID"] = parent = str(os.getppid())
+        else:  # the site's zygote may be replaced while its kernels run: they watch their server instead
+            parent = "0"
+            watch_server(3)
         os.umask(int(request.get("umask", 0o022)))
         os.chdir(request["cwd"])
         limit = request.get("limit")
@@ -282,6 +317,18 @@ def become_kernel(sock, request, fds) -> None:  # pragma: no cover - runs in the
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def watch_server(pidfd) -> None:  # pragma: no cover - runs in the forked kernel
+    """End this kernel when the notebook server behind ``pidfd`` ends (a thread, as ipykernel's parent poller)."""
+    import select
+    import threading
+
+    def wait():
+        select.select([pidfd], [], [])
+        os._exit(1)
+
+    threading.Thread(target=wait, name="pyramid-notebook-server-watch", daemon=True).start()
 
 
 def reseed() -> None:

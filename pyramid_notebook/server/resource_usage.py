@@ -24,6 +24,10 @@ def display_config(context) -> dict:
     return {
         "mem_limit": int(context.get("memory_limit") or 0),
         "track_cpu_percent": True,
+        # Its Prometheus gauges are refreshed every second by walking every process of the machine
+        # (psutil's children(recursive=True) reads each /proc/N/stat): nobody scrapes a user's server,
+        # and with a hundred idle users those walks alone kept two cores busy.
+        "enable_prometheus_metrics": False,
         # PSS (memory_full_info) counts the pages a forked server shares with its fork server once.
         "process_memory_metrics": [{"name": "memory_full_info", "attribute": "pss"}]
         if os.path.exists("/proc/self/smaps_rollup") else [{"name": "memory_info", "attribute": "rss"}],

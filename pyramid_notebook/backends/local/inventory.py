@@ -1,7 +1,7 @@
 """Every user's notebook under a notebook folder, for the admin console: state, kernels, memory, CPU, log.
 
 Memory is the notebook server's process plus all its descendants (its kernels, and whatever
-they started): PSS where Linux has it (``memory_full_info``; a forked server shares pages with
+they started) and the kernels it forked from the site's zygote (``forked-kernels.json``): PSS where Linux has it (``memory_full_info``; a forked server shares pages with
 the fork server, counted once across users), else RSS. Each kernel's process is found among the
 server's descendants by its connection file (``kernel-<id>.json`` on its command line), so each
 kernel has its own memory too. CPU % is measured over one short window for all users at once.
@@ -9,6 +9,7 @@ Nothing here is signalled: it only reads.
 """
 import contextlib
 import datetime
+import json
 import os
 import time
 
@@ -66,6 +67,28 @@ def _processes(proc):
         return [proc]
 
 
+def _forked_kernels(state_path, known) -> list:
+    """The server's kernels forked from the site's zygote (not its descendants), and their children.
+
+    Listed by the server (``forked-kernels.json``); a pid counts only while its command line still
+    names the kernel's connection file.
+    """
+    try:
+        with open(os.path.join(state_path, statefolder.FORKED_KERNELS_FILE), encoding="utf-8") as f:
+            listed = json.load(f)
+    except (OSError, ValueError):
+        return []
+    seen, found = {p.pid for p in known}, []
+    for kernel_id, pid in (listed.items() if isinstance(listed, dict) else ()):
+        if not isinstance(pid, int) or pid in seen:
+            continue
+        with contextlib.suppress(psutil.Error):
+            kernel = psutil.Process(pid)
+            if any(f"kernel-{kernel_id}.json" in a for a in kernel.cmdline()):
+                found += [p for p in _processes(kernel) if p.pid not in seen]
+    return found
+
+
 def _kernel_process(processes, kernel_id):
     for p in processes:
         with contextlib.suppress(psutil.Error):
@@ -104,6 +127,7 @@ def describe_user(folder_name, state_path, memory_limit=0) -> tuple:
     row["last_activity"] = report["last_activity"]
     row["answers"] = report["answers"]
     processes = _processes(proc)
+    processes += _forked_kernels(state_path, processes)
     for kernel in report["kernels"]:
         kproc = _kernel_process(processes, kernel["id"])
         kernel["pid"] = kproc.pid if kproc else None
