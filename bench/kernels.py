@@ -8,7 +8,7 @@
   kernel on each (``POST api/kernels``, interleaved) and times it to ``1 + 1``'s result, which the
   kernel answers only once its startup ran; then shuts it down. Target: forked <= 0.25 of plain.
 * memory: ``users`` idle users of each configuration in turn, with the default settings otherwise
-  (fork server, warm kernel, spare kernel, the site's startup), each server with its kernels (and
+  (fork server, warm kernel, no spare kernel, the site's startup), each server with its kernels (and
   zygote) — everything counted: the fork server's PSS is split among the users too. Target: 40 MB
   per user at 100 users.
 """
@@ -129,7 +129,7 @@ def _measure_memory(results, managers, context, users, folder):
     per_user = {}
     for n, (label, manager) in enumerate(managers.items()):
         pids = [_start(manager, f"u{n}-{i}", context)["pid"] for i in range(users)]
-        time.sleep(20)  # idle: warm kernels' startup done, spare kernels (default "always") started
+        time.sleep(20)  # idle: the warm kernels' startup done
         fork_server = read_pid_file(manager.fork_server.pid_file)
         total = sum(_tree_pss(pid) for pid in pids) + (_tree_pss(fork_server) if fork_server else 0)
         per_user[label] = total / users
@@ -138,4 +138,4 @@ def _measure_memory(results, managers, context, users, folder):
         results.add(f"PSS per idle user, {users} users: {label} vs plain", per_user[label], per_user["plain"],
                     unit="MB", ratio=per_user[label] / per_user["plain"], target="<= 40 MB at 100",
                     passed=per_user[label] <= 40,
-                    note="server + warm kernel + spare kernel (+ zygote), fork server's share included")
+                    note="server + warm kernel (+ zygote), fork server's share included")

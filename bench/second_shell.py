@@ -6,15 +6,13 @@ Each round, for one user of the bench app (bench/app.py) under waitress:
 
 * cold: the notebook is not running; click (the launch request) -> redirect -> notebook page ->
   the page's session -> websocket -> ``a + b``'s result (the ``click`` row of bench/run.py);
-* second shell: the server runs with the first page's shell and, as a few seconds after its start
-  with the default ``spare_kernel = always``, its spare kernel (``server/spare_kernel.py``); a click
-  on another page's shell (``?page=N``, a context whose server part is the same, never opened
-  before) -> redirect -> page -> that context's session -> websocket -> ``page``'s result: that
-  context's own kernel (the spare, which ran the context's startup script) answers with its own
-  variable;
-* next shell: once the server has started the next spare, the same with a third page;
-* with ``spare_kernel = true`` (another user, its own server; for comparison, no target): no spare
-  before the first hop, so the first other page's shell starts its own kernel on the click.
+* second shell: the server runs with the first page's shell; a click on another page's shell
+  (``?page=N``, a context whose server part is the same, never opened before) -> redirect -> page
+  -> that context's session -> websocket -> ``page``'s result: that context's own kernel, forked
+  from the site's kernel zygote on the click (the default, ``spare_kernel = false``);
+* next shell: the same with a third page;
+* with ``spare_kernel = always`` (another user, its own server; for comparison, no target): a
+  spare kernel (``server/spare_kernel.py``) ready before the first hop takes the other page's shell.
 
 Then the notebook is shut down and the next round starts. Target: the p50 at most half the cold
 launch's.
@@ -72,30 +70,27 @@ def _spare_ready(site, user):
 
 def measure_second_shell(results, site, n):
     """The other shells' rows, with the cold launch's beside them."""
-    cold, first, later, on_demand = [], [], [], []
+    cold, first, later, spared = [], [], [], []
     for i in range(n):
         page = 100 * (i + 1)
-        # The default (spare_kernel = always): a spare a few seconds after the start, while the user
-        # reads the first page, so the first other page's shell takes it.
+        # The default (spare_kernel = false): each other page's shell forks its kernel on the click.
         cold.append(click_to_result(site, "second", "page=1", "a + b", "'foobar'"))
         pid = site.context("second")["pid"]
-        wait_until(lambda: _spare_ready(site, "second"), 60, 0.05)
         first.append(click_to_result(site, "second", f"page={page}", "page", str(page)))
-        # The user reads that page a few seconds; meanwhile the server starts the next spare.
-        wait_until(lambda: _spare_ready(site, "second"), 60, 0.05)
         later.append(click_to_result(site, "second", f"page={page + 1}", "page", str(page + 1)))
         assert site.context("second")["pid"] == pid, "another shell restarted the server"
         site.session("second").get(site.url + "/notebook/shutdown", allow_redirects=False)
-        # spare_kernel = true (another user, its own server): no spare before the first hop, so the
-        # first other shell starts its own kernel (Python, IPython, the startup script).
-        click_to_result(site, "ondemand", "page=1&spare=true", "a + b", "'foobar'")
-        on_demand.append(click_to_result(site, "ondemand", f"page={page}&spare=true", "page", str(page)))
-        site.session("ondemand").get(site.url + "/notebook/shutdown", allow_redirects=False)
+        # spare_kernel = always (another user, its own server): a spare is ready before the first hop,
+        # as a few seconds after the start, while the user reads the first page.
+        click_to_result(site, "spare", "page=1&spare=always", "a + b", "'foobar'")
+        wait_until(lambda: _spare_ready(site, "spare"), 60, 0.05)
+        spared.append(click_to_result(site, "spare", f"page={page}&spare=always", "page", str(page)))
+        site.session("spare").get(site.url + "/notebook/shutdown", allow_redirects=False)
     c = stats([ms(x) for x in cold])
     results.add("cold launch: click -> first result", c)
-    for label, values, target in (("second page's shell (default, spare)", first, True),
-                                  ("next page's shell (the next spare)", later, True),
-                                  ("second page's shell, spare_kernel = true", on_demand, False)):
+    for label, values, target in (("second page's shell (default: its kernel forked on the click)", first, True),
+                                  ("next page's shell (default)", later, True),
+                                  ("second page's shell, spare_kernel = always (the spare)", spared, False)):
         s = stats([ms(x) for x in values])
         ratio = s["median"] / c["median"]
         if target:
@@ -103,7 +98,7 @@ def measure_second_shell(results, site, n):
                         note="p50; baseline: the cold launch above, same run")
         else:
             results.add(f"{label}: click -> answer", s, c, ratio=ratio,
-                        note="p50; not the default: its kernel starts on the click (for comparison)")
+                        note="p50; not the default: a kernel started ahead (for comparison)")
 
 
 def main():

@@ -98,8 +98,8 @@ def write_demo_ini(tmp_path, notebook_folder, **extra_settings):
         # would import Jupyter beside each first launch for nothing. test_forkserver and
         # test_progress test it; the shipped INI files (accel.ini, development.ini, ...) run with it.
         "pyramid_notebook.fork_server": "false",
-        # Likewise the spare kernel (default ``always``): an idle kernel per server for tests that
-        # never open another shell. test_shells tests it, with the default too.
+        # The spare kernel after a second shell (default ``false``): the shells' tests expect one.
+        # test_shells tests the default too.
         "pyramid_notebook.spare_kernel": "true",
         # Likewise compressing Notebook's whole static folder at each site's start (default on):
         # minutes of CPU per test site. test_preload tests it, with the default.

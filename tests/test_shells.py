@@ -228,23 +228,20 @@ def test_after_a_second_shell_a_spare_kernel_takes_the_next_one(demo_server):
     wait_for(lambda: (spare() or spare_id) != spare_id, timeout=60, message="the next spare kernel")
 
 
-def test_by_default_a_spare_kernel_is_ready_for_the_first_other_shell(make_demo_server):
-    """The default (``always``): the tests' INI pins ``true``, this one leaves the setting empty."""
+def test_by_default_each_shell_starts_its_own_kernel(make_demo_server):
+    """The default (``false``, issue 33): no spare; the other shell's kernel is forked on the click.
+    The tests' INI pins ``true``, this one leaves the setting empty."""
     server = make_demo_server(**{"pyramid_notebook.spare_kernel": ""})
     base = server.url
     s = login(base)
     first = notebook_name(launch(s, base, "/shell1"))
-
-    def spare():
-        kernels = {k["id"] for k in s.get(base + "/notebook/api/kernels").json()}
-        left = kernels - set(sessions(s, base).values())
-        return left.pop() if left else None
-
-    spare_id = wait_for(spare, timeout=60, message="a spare kernel without any other shell opened")
+    assert server.manager.get_notebook_status("user")["spare_kernel"] is False
     second = notebook_name(launch(s, base, "/shell2"))
     kernels = sessions(s, base)
-    assert kernels[second] == spare_id and kernels[first] != spare_id
-    kernel = channel(s, server, spare_id)
+    assert kernels[second] != kernels[first]
+    assert {k["id"] for k in s.get(base + "/notebook/api/kernels").json()} == set(kernels.values()), \
+        "no kernel but the two shells'"
+    kernel = channel(s, server, kernels[second])
     try:
         assert kernel.execute("a + b") == "'foobar'"
     finally:
@@ -261,6 +258,6 @@ def test_spare_kernel_setting():
         return parse_settings({"pyramid_notebook.notebook_folder": "/tmp/notebooks",
                                "pyramid_notebook.spare_kernel": value}).spare_kernel
 
-    assert (parse("always"), parse("true"), parse("off"), parse("")) == ("always", True, False, "always")
+    assert (parse("always"), parse("true"), parse("off"), parse("")) == ("always", True, False, False)
     with pytest.raises(ConfigurationError, match="true, false or always"):
         parse("sometimes")

@@ -55,7 +55,8 @@ def ours(modules):
 def test_after_the_warm_up_a_first_launch_imports_nothing_more(tmp_path, notebook_folder):
     warmed = first_launch_imports(tmp_path, notebook_folder, **{"pyramid_notebook.warm_up": "true"})
     assert warmed["errors"] == {}, warmed["errors"]
-    assert set(warmed["timings"]) == {"imports", "recipe library", "bundle list", "page templates", "kernel interpreter"}
+    assert set(warmed["timings"]) == {"imports", "recipe library", "bundle list", "page templates", "kernel interpreter",
+                                     "kernel zygote"}
     assert not ours(warmed["new"]), ours(warmed["new"])
     # The control: without the warm-up, the same first launch imports them (the test above would see it).
     os.rename(notebook_folder, notebook_folder + "-warm")
@@ -81,6 +82,19 @@ def test_the_warm_up_runs_at_start_without_a_request(make_demo_server, notebook_
     assert notebook_bundles(server.app.registry)
     wait_for(lambda: server.manager.fork_server.ping(), timeout=120, message="the fork server")
     assert server.manager.list_notebooks() == [] or not any(r.get("alive") for r in server.manager.list_notebooks())
+    # The site's kernel zygote is forked (issue 33): the first launch's kernel comes from it.
+    import psutil
+
+    from pyramid_notebook.core.process import read_pid_file
+    from tests.helpers import login
+    from tests.test_private_kernels import launch, start_kernel
+    from tests.test_site_zygote import kernel_process, title
+
+    fork_server = psutil.Process(read_pid_file(server.manager.fork_server.pid_file))
+    (zygote,) = [p for p in fork_server.children() if "kernel zygote (site" in title(p)]
+    s = login(server.url)
+    launch(s, server.url)
+    assert kernel_process(start_kernel(s, server.url, "first.ipynb")).parent().pid == zygote.pid
 
 
 def test_no_warm_up_for_a_site_that_turned_it_off(make_demo_server):
@@ -97,7 +111,8 @@ def test_a_failing_step_is_recorded_and_never_stops_the_site(make_demo_server, m
     assert state.wait(240)
     assert set(state.errors) == {"kernel interpreter"} and "no_such_module_for_the_warm_up" in \
         state.errors["kernel interpreter"]
-    assert set(state.timings) == {"imports", "recipe library", "bundle list", "page templates", "kernel interpreter"}
+    assert set(state.timings) == {"imports", "recipe library", "bundle list", "page templates", "kernel interpreter",
+                                     "kernel zygote"}
 
 
 def test_disabled_extensions_are_left_out_of_the_notebook_page(make_demo_server):

@@ -145,5 +145,9 @@ class NotebookBackend(abc.ABC):
         """Called once the site's WSGI app exists (Pyramid's ``ApplicationCreated``): start, in the
         background, whatever makes the first launch fast. Must return at once. Nothing by default."""
 
+    def warm_kernels(self, context) -> None:
+        """Called by the site's warm-up at start with a context like its shells': prepare, now, what
+        their kernels will need (the local backend: the site's kernel zygote). Nothing by default."""
+
     def close(self) -> None:
         """Stop what :meth:`on_site_start` started in this process (users' notebooks keep running)."""

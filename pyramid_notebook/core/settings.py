@@ -74,7 +74,7 @@ class NotebookSettings:
     kernel_idle_timeout: int = 3600
     #: A kernel started ahead for the next shell: ``"always"`` (default) from a few seconds after
     #: the server's start, ``True`` once the user opened a second shell in the server, ``False`` never.
-    spare_kernel: object = "always"
+    spare_kernel: object = False
     #: How many users may have a notebook running at once.
     max_notebooks: int = 20
     #: Where the notebook's "Shut down and return to site" control goes; empty: the

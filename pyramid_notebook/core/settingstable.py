@@ -136,18 +136,19 @@ SETTINGS = (
         culling (tabs open or not) applies instead.
         """),
     _entry(
-        '``pyramid_notebook.spare_kernel`` (default ``always``)',
+        '``pyramid_notebook.spare_kernel`` (default ``false``)',
         """
         The server keeps one kernel started ahead (with no startup script), and the next shell the
         user opens takes it: it runs that shell's startup script and is that shell's kernel, so opening
         another page's shell does not wait for a Python process to start
-        (``pyramid_notebook/server/spare_kernel.py``). ``always``: the first spare starts a few seconds
-        after the server (after the first shell's kernel), so that even the first other page's shell
-        finds one, at the price of one more idle kernel per user (about 50 MB; culled like any kernel
-        by ``kernel_idle_timeout``; with ``warm_kernel = false`` it waits for a second shell, as
-        ``true``: no kernel starts before the user asks for one). ``true``: the first spare starts only
-        once the user has opened a second shell, so a user who never does never has one. ``false``:
-        every shell starts its own kernel.
+        (``pyramid_notebook/server/spare_kernel.py``). ``false`` (the default): every shell starts its
+        own kernel, which, forked from the site's kernel zygote (``kernel_fork``), answers as soon as a
+        spare would (docs/performance.rst). ``always``: the first spare starts a few seconds after the
+        server (after the first shell's kernel), so that even the first other page's shell finds one,
+        at the price of one more idle kernel per user (about 35 MB; culled like any kernel by
+        ``kernel_idle_timeout``; with ``warm_kernel = false`` it waits for a second shell, as ``true``:
+        no kernel starts before the user asks for one): for ``kernel_fork = false``. ``true``: the
+        first spare starts only once the user has opened a second shell.
         """),
     _entry(
         '``pyramid_notebook.max_notebooks`` (default ``20``)',

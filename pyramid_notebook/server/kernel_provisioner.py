@@ -30,6 +30,7 @@ import threading
 
 from jupyter_client.provisioning import LocalProvisioner
 
+from pyramid_notebook.core.kernelpreload import site_preload
 from pyramid_notebook.server import forked_kernels, kernel_zygote
 from pyramid_notebook.server.kernel_limits import PROVISIONER_NAME  # noqa: F401 (the entry point's name, setup.py)
 from pyramid_notebook.server.kernel_start import KERNEL_LAUNCHER, LIMIT_EXEC
@@ -48,10 +49,10 @@ log = logging.getLogger("pyramid_notebook.kernel_zygote")
 class ZygoteClient:
     """The server's handle on its zygote: fork requests (serialised), replacement, refusal."""
 
-    def __init__(self, modules, sock=None, pid=None, shared=False, startup=None):
+    def __init__(self, modules, sock=None, pid=None, shared=False, context=None):
         self.modules = list(modules)
-        #: The context's startup, to ask the fork server for the site's zygote again (None: never).
-        self.startup = startup
+        #: The server's context, to ask the fork server for the site's zygote again (None: never).
+        self.context = context
         self.sock, self.pid, self.process = sock, pid, None
         #: The site's zygote (the fork server's child, serving every server): never ours to kill or reap.
         self.shared = shared
@@ -144,8 +145,8 @@ class ZygoteClient:
     def replace(self) -> None:
         """The site's zygote again, if the fork server has one (a new one, after a restart or a deploy);
         else a fresh zygote of our own (a new interpreter: this server is no longer fit to fork one)."""
-        if FORK_SERVER is not None and self.startup is not None:
-            site = site_zygote(self.modules, self.startup)
+        if FORK_SERVER is not None and self.context is not None:
+            site = site_zygote(self.context)
             if site is not None:
                 self.sock, self.pid, self.process, self.shared, self.state = site.sock, site.pid, None, True, "starting"
                 return
@@ -172,17 +173,14 @@ CLIENT = None
 FORK_SERVER = None
 
 
-def site_zygote(modules, startup=""):
-    """A client of the site's zygote, which the fork server forks (or already runs); None if it cannot.
-
-    With a pshell ``startup``, that zygote preloads what building the site's app imports too.
-    """
+def site_zygote(context):
+    """A client of the site's zygote for ``context``, which the fork server forks (or already runs); None
+    if it cannot. With a pshell startup, that zygote preloads what building the site's app imports too."""
     from pyramid_notebook.core.forkprotocol import ForkServerError, request, short_path
-    from pyramid_notebook.server.zygote_probe import pshell_config
 
     folder, name = FORK_SERVER
-    pshell = pshell_config(startup)
-    message = {"op": "zygote", "modules": modules, "pshell": list(pshell) if pshell else None}
+    modules, pshell = site_preload(context)
+    message = {"op": "zygote", "modules": modules, "pshell": pshell}
     try:
         answer = request(folder, "", message, timeout=FORK_TIMEOUT, name=name)
     except ForkServerError as e:
@@ -201,7 +199,7 @@ def site_zygote(modules, startup=""):
         return None
     finally:
         os.close(dir_fd)
-    return ZygoteClient(modules, sock, int(answer["pid"]), shared=True, startup=startup)
+    return ZygoteClient(modules, sock, int(answer["pid"]), shared=True, context=context)
 
 
 def start(context: dict):
@@ -211,7 +209,7 @@ def start(context: dict):
     """
     global CLIENT
     modules = kernel_zygote.preload_modules(context)
-    CLIENT = site_zygote(modules, context.get("startup") or "") if FORK_SERVER is not None else None
+    CLIENT = site_zygote(context) if FORK_SERVER is not None else None
     if CLIENT is None:
         CLIENT = own_zygote(modules)
     forked_kernels.count_in_resource_display()  # after the fork: it imports the server's half

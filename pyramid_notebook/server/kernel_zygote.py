@@ -26,7 +26,6 @@ Its protocol (``SOCK_SEQPACKET`` socket pair with the server): the zygote first 
 (``argv``, ``env``, ``cwd``, ``umask``, ``limit``, ``title``) carrying the kernel's stdin, stdout and
 stderr as ``SCM_RIGHTS`` descriptors, answered ``{"pid": N}`` or ``{"error": "stale"}``.
 """
-import ast
 import contextlib
 import importlib
 import importlib.util
@@ -36,44 +35,15 @@ import signal
 import socket
 import sys
 
+from pyramid_notebook.core.kernelpreload import BASE_PRELOAD, PSHELL_PRELOAD, found_in_startup, preload_modules  # noqa: F401
 from pyramid_notebook.server import loader_cache
 
-#: What every IPython kernel imports (ipykernel's launcher, its kernel, shell and output streams).
-BASE_PRELOAD = ("IPython", "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.iostream",
-                "ipykernel.comm", "zmq.eventloop.zmqstream", "jupyter_client.session", "pyramid_notebook.server.limit_exec",
-                # ...and what its start imports: the debugger (debugpy: some 100 modules), history, help, psutil.
-                "ipykernel.debugger", "debugpy", "sqlite3", "pdb", "pydoc", "psutil")
-#: Imported as well when the startup uses pshell (``pyramid_notebook.core.pshell``): Pyramid's bootstrap.
-PSHELL_PRELOAD = ("pyramid.scripts.pshell", "pyramid.paster", "plaster.loaders")
 #: The kernel's launcher (standalone script), imported under this module name.
 LAUNCHER_MODULE = "pyramid_notebook_private_ipykernel"
 _SERVER_FOLDER = os.path.dirname(os.path.abspath(__file__))
 KERNEL_LAUNCHER = os.path.join(_SERVER_FOLDER, "private_ipykernel.py")
 #: Largest packet of the protocol (a request carries the kernel's environment).
 MAX_PACKET = 1 << 20
-
-
-def found_in_startup(startup: str) -> list:
-    """Absolute module names the startup script imports at its top level (best effort, never raises)."""
-    try:
-        tree = ast.parse(startup or "")
-    except (SyntaxError, ValueError):
-        return []
-    names = []
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            names.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            names.append(node.module)
-    if "pyramid_notebook.core.pshell" in names:
-        names.extend(PSHELL_PRELOAD)
-    return names
-
-
-def preload_modules(context: dict) -> list:
-    """The modules a zygote for ``context`` imports: :data:`BASE_PRELOAD`, the site's setting, the startup's."""
-    names = list(BASE_PRELOAD) + list(context.get("kernel_preload") or []) + found_in_startup(context.get("startup"))
-    return list(dict.fromkeys(n for n in names if isinstance(n, str) and n))
 
 
 def _sockets() -> set:

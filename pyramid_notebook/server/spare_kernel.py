@@ -10,10 +10,12 @@ the shell's startup script runs in it, and the session is made with it; another 
 few seconds later, when the page has loaded. The spare is culled like any kernel (``kernel_idle_timeout``); the next shell then
 starts its kernel the usual way and the spare comes back after it.
 
-``always`` by default: even the first other page's shell finds a spare, at the price of one
-more idle kernel per user (about 50 MB) until it is culled. ``true`` (``pyramid_notebook.spare_kernel``
-or the context's ``spare_kernel``) starts the first spare only once the user opened a second
-shell, so a user who never does never has one; ``false`` turns it off. The server reads
+Off by default since kernels are forked from the site's zygote (issue 33): a shell whose kernel is
+forked on the click answers as soon as one that takes a spare (0.19 against 0.21 s, docs/performance.rst),
+and the spare cost one more idle kernel per user. ``always``: even the first other page's shell finds a
+spare, at the price of that kernel until it is culled. ``true`` (``pyramid_notebook.spare_kernel`` or the
+context's ``spare_kernel``) starts the first spare only once the user opened a second shell, so a user
+who never does never has one; ``false`` (the default) turns it off. The server reads
 ``PyramidNotebook.spare_kernel`` from its Jupyter config.
 """
 import asyncio
@@ -26,7 +28,7 @@ SPARE_ENV = "PYRAMID_NOTEBOOK_SPARE_KERNEL"
 #: Seconds after a shell opened before the next spare starts: the shell's page loads meanwhile.
 REFILL_DELAY = 3.0
 #: ``spare_kernel`` of a context that does not say (``NotebookSettings.spare_kernel``'s default).
-DEFAULT_SPARE = "always"
+DEFAULT_SPARE = False
 #: Seconds a shell waits for the spare to be ready and run its startup script.
 CLAIM_TIMEOUT = 60.0
 
@@ -37,7 +39,7 @@ START_DELAY = 5.0
 
 
 def policy(serverapp):
-    """``PyramidNotebook.spare_kernel`` of the server's config: ``"always"`` (default), ``True`` or ``False``."""
+    """``PyramidNotebook.spare_kernel`` of the server's config: ``"always"``, ``True`` or ``False`` (default)."""
     section = serverapp.config.get("PyramidNotebook") or {}
     value = section.get("spare_kernel", DEFAULT_SPARE)
     return "always" if value == "always" else bool(value)

@@ -16,7 +16,6 @@ zygote (:mod:`pyramid_notebook.server.site_zygote`) imports them once instead, f
 Nothing is probed for a startup that is not pshell's, and ``pyramid_notebook.kernel_preload``
 still adds modules by name.
 """
-import ast
 import contextlib
 import json
 import os
@@ -26,25 +25,6 @@ import sys
 PROBE_TIMEOUT = 60.0
 #: Module names never preloaded: a test-suite's, and what only a command line runs.
 SKIPPED_PARTS = ("tests", "test", "conftest", "__main__")
-
-
-def pshell_config(startup: str):
-    """``(config_uri, folder)`` of the startup's ``load_pshell`` call (see ``core/startup.py``), or None."""
-    try:
-        tree = ast.parse(startup or "")
-    except (SyntaxError, ValueError):
-        return None
-    folder = ""
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
-        constants = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-        if name == "change_directory" and constants:
-            folder = constants[0]
-        elif name == "load_pshell" and constants:
-            return constants[-1], folder
-    return None
 
 
 def in_fork(work, timeout=PROBE_TIMEOUT):

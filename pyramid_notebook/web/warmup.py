@@ -11,7 +11,9 @@ first kernel websocket), created the recipe library, read Notebook's files for
 the bundle list, and its kernel was the first process in a while to import ipykernel (after a deploy
 into a new environment: the first to compile its bytecode). Nothing else on a launch's path is done
 once per process but the pages' Jinja2 templates (the progress page is a first launch's answer),
-compiled here too, and every notebook server, forked or not, pays its own start alike.
+compiled here too, and every notebook server, forked or not, pays its own start alike. With
+``pyramid_notebook.config_file`` set, the site's kernel zygote is forked too (the backend's
+``warm_kernels``): the first launch's kernel is forked from a zygote that has imported the site.
 
 :func:`includeme` subscribes ``_on_site_start`` to ``ApplicationCreated``: start-up never waits
 (one daemonic thread at nice 19); nothing happens with ``pyramid_notebook.warm_up = false`` or before
@@ -92,7 +94,19 @@ def steps(registry) -> list:
              ("bundle list", lambda: notebook_bundles(registry)), ("page templates", compile_all)]
     if settings.backend != "jupyterhub":  # the hub's kernels run elsewhere
         found.append(("kernel interpreter", lambda: _kernel_interpreter(settings.python)))
+    if settings.config_file and getattr(registry, "pyramid_notebook_manager", None) is not None:
+        found.append(("kernel zygote", lambda: _kernel_zygote(registry, settings.config_file)))
     return found
+
+
+def _kernel_zygote(registry, config_file):
+    """The site's kernel zygote for a pshell shell of ``config_file`` (what the shells' startup scripts are),
+    forked and preloaded before the first click asks for a kernel."""
+    from pyramid_notebook.core.startup import make_startup
+
+    nb = {}
+    make_startup(nb, config_file)
+    registry.pyramid_notebook_manager.warm_kernels(nb)
 
 
 def warm_up(registry) -> WarmUp:

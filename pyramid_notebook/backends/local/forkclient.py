@@ -242,6 +242,12 @@ class ForkServerClient:
             with open(self.pid_file, "w") as f:
                 f.write(f"{self._spawned.pid}\n")
 
+    def zygote(self, modules, pshell, timeout=10.0) -> dict:
+        """Ask the fork server for the site's kernel zygote of ``modules`` and ``pshell`` (forked now if it
+        has none); its answer (``{"ok": true, "name", "pid"}``). See ``forkserver/zygotes.py``."""
+        return request(self.folder, self.python, {"op": "zygote", "modules": modules, "pshell": pshell},
+                       timeout=timeout)
+
     def wait_until_ready(self, timeout=60.0):
         """Block until the fork server answers (tests and benchmarks); return its ping answer."""
         deadline = time.monotonic() + timeout

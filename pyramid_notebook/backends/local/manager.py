@@ -9,6 +9,7 @@ import time
 
 import urllib3
 
+from pyramid_notebook.core.kernelpreload import site_preload
 from pyramid_notebook.core import contextfile, paths
 from pyramid_notebook.core.pools import close_idle
 from pyramid_notebook.core import statefolder
@@ -27,6 +28,8 @@ from pyramid_notebook.core.names import username_to_folder_name
 
 DAEMON_SCRIPT = paths.DAEMON_SCRIPT
 LOCK_FOLDER = ".locks"
+#: Seconds the warm-up waits for the fork server (it imports Jupyter meanwhile) before forking the zygote.
+WARM_TIMEOUT = 180.0
 #: Folder in ``notebook_folder`` with one private state folder per user (see :mod:`pyramid_notebook.core.statefolder`).
 STATE_FOLDER = statefolder.STATE_FOLDER
 #: Context keys the manager and daemon add; they never count as a context change.
@@ -117,6 +120,17 @@ class NotebookManager(StartWait, NotebookBackend):
         """
         if self.fork_server is not None:
             self.fork_server.watch()
+
+    def warm_kernels(self, context) -> None:
+        """Have the fork server fork the site's kernel zygote for ``context`` now (once it is up), so that
+        the first launch's kernel is forked from a zygote that has already imported the site."""
+        if self.fork_server is None or not context.get("kernel_fork", self.kernel_fork):
+            return
+        modules, pshell = site_preload(dict(context, kernel_preload=context.get("kernel_preload", self.kernel_preload)))
+        self.fork_server.wait_until_ready(timeout=WARM_TIMEOUT)
+        answer = self.fork_server.zygote(modules, pshell)
+        if not answer.get("ok"):
+            raise ForkServerError(f"the fork server forked no kernel zygote: {answer.get('error')}")
 
     def close(self) -> None:
         """Stop :meth:`on_site_start`'s watcher thread (the fork server and notebooks keep running)."""
