@@ -175,3 +175,66 @@ def test_a_restarted_fork_server_forks_the_sites_zygote_before_the_first_launch(
     start_kernel(s, site.url, "two.ipynb")  # the old zygote is gone: this one may start the plain way
     later = kernel_process(start_kernel(s, site.url, "three.ipynb"))
     assert later.parent().pid == zygote.pid
+
+
+def test_a_kernel_of_the_sites_zygote_is_interrupted_restarted_limited_and_audited(make_demo_server, notebook_folder):
+    from pyramid_notebook.core import audit
+    from tests.helpers import run_cell
+
+    site = make_demo_server(**{"pyramid_notebook.fork_server": "true", "pyramid_notebook.memory_limit": "400M"})
+    s = login(site.url)
+    launch(s, site.url)
+    kernel_id = start_kernel(s, site.url, "managed.ipynb")
+    kernel = kernel_process(kernel_id)
+    zygote = kernel.parent()
+    assert "kernel zygote (site" in title(zygote)
+    ch = pserve_kernel_channel(s, site, kernel_id)
+    try:
+        error, out = run_cell(ch, "import resource; resource.getrlimit(resource.RLIMIT_DATA)")
+        assert (error, out) == (None, "(419430400, 419430400)"), out
+        assert run_cell(ch, "big = bytearray(1200 * 1024 * 1024)")[0] == "MemoryError"
+        msg_id = ch.send("shell", "execute_request", {"code": "import time; time.sleep(120)", "silent": False,
+                                                       "store_history": False, "user_expressions": {},
+                                                       "allow_stdin": False, "stop_on_error": True})
+        replies = ch.replies(msg_id)
+        for kind, content, _, _ in replies:
+            if kind == "status" and content["execution_state"] == "busy":
+                break
+        r = s.post(f"{site.url}/notebook/api/kernels/{kernel_id}/interrupt", headers=browser_headers(s, site.url))
+        assert r.status_code == 204, r.text
+        errors = []
+        for kind, content, _, _ in replies:
+            if kind == "error":
+                errors.append(content["ename"])
+            if kind == "status" and content["execution_state"] == "idle":
+                break
+        assert errors == ["KeyboardInterrupt"]
+    finally:
+        ch.close()
+    r = s.post(f"{site.url}/notebook/api/kernels/{kernel_id}/restart", headers=browser_headers(s, site.url))
+    assert r.status_code == 200, r.text
+    wait_for(lambda: gone(kernel.pid), message="the old kernel ended")
+    again = kernel_process(kernel_id)
+    assert again.pid != kernel.pid and again.parent().pid == zygote.pid
+    ch = pserve_kernel_channel(s, site, kernel_id)
+    try:
+        assert ch.execute("type(registry).__name__") == "'Registry'", "the startup ran again after the restart"
+        ch.execute("audited = 6 * 7")
+    finally:
+        ch.close()
+    stream = os.path.join(notebook_folder, ".state", "user", audit.AUDIT_FILE_NAME)
+    codes = [r.get("code") for r in audit.read_records(stream) if r.get("kind") == "execute"]
+    assert "audited = 6 * 7" in codes and "import time; time.sleep(120)" in codes
+
+
+def test_an_idle_kernel_of_the_sites_zygote_is_culled(make_demo_server):
+    site = make_demo_server(**{"pyramid_notebook.fork_server": "true", "pyramid_notebook.kernel_idle_timeout": "2"})
+    s = login(site.url)
+    launch(s, site.url)
+    kernel_id = start_kernel(s, site.url, "left.ipynb")
+    kernel = kernel_process(kernel_id)
+    assert "kernel zygote (site" in title(kernel.parent())
+    # Nobody connects to it: Jupyter's culling shuts it down, and its process (not the server's child) ends.
+    wait_for(lambda: kernel_id not in [k["id"] for k in s.get(site.url + "/notebook/api/kernels").json()],
+             timeout=60, message="the idle kernel is culled")
+    wait_for(lambda: gone(kernel.pid), message="the culled kernel's process ended")

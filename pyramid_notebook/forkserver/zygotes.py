@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 import socket
-import sys
 
+from pyramid_notebook.core.forking import fork_running
 from pyramid_notebook.core.forkprotocol import short_path
 
 #: What the fork server remembers of the zygotes asked for (in its folder): forked again at its next start.
@@ -67,23 +67,15 @@ def zygote_for(modules, dir_fd, pshell=None, close_in_child=()) -> dict:
         listener.listen(64)
     finally:
         os.umask(old_umask)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the zygote
-        code = 1
-        try:
-            for closing in close_in_child:
-                closing.close()
-            from pyramid_notebook.server.site_zygote import site_main
 
-            code = site_main(listener, dir_fd, name, modules, pshell=pshell, title=key)
-        except BaseException:
-            import traceback
+    def zygote():  # pragma: no cover - runs in the zygote
+        for closing in close_in_child:
+            closing.close()
+        from pyramid_notebook.server.site_zygote import site_main
 
-            traceback.print_exc()
-        finally:
-            os._exit(code)
+        return site_main(listener, dir_fd, name, modules, pshell=pshell, title=key)
+
+    pid = fork_running(zygote)
     listener.close()
     ZYGOTES[key] = (pid, name)
     _remember(dir_fd, [modules, pshell])

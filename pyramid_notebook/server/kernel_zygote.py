@@ -15,8 +15,8 @@ moment the server is still pristine (before Jupyter starts a thread or a zmq con
 are the server's grandchildren. A replacement (fingerprint changed, zygote died) is a fresh
 interpreter run as ``python -P -m pyramid_notebook.server.kernel_zygote FD PRELOAD_JSON``.
 
-What it holds: the modules of :data:`BASE_PRELOAD` and the site's (``pyramid_notebook.kernel_preload``
-and the modules the context's startup script imports, :func:`preload_modules`); no thread, no zmq
+What it holds: the modules of ``core.kernelpreload.BASE_PRELOAD`` and the site's (``pyramid_notebook.kernel_preload``
+and the modules the context's startup script imports, ``preload_modules``); no thread, no zmq
 context, no socket but its own, no database connection. A preload that leaves one behind is
 refused with a message naming the module (:func:`load`), and the server starts its kernels the
 plain way.
@@ -35,6 +35,7 @@ import signal
 import socket
 import sys
 
+from pyramid_notebook.core.forking import fork_running
 from pyramid_notebook.core.kernelpreload import BASE_PRELOAD, PSHELL_PRELOAD, found_in_startup, preload_modules  # noqa: F401
 from pyramid_notebook.server import loader_cache
 
@@ -321,20 +322,12 @@ def fork_zygote(modules):
     if problems:
         return None, "this process already holds " + " and ".join(problems)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the zygote
-        code = 1
-        try:
-            ours.close()
-            code = zygote_main(theirs, modules)
-        except BaseException:
-            import traceback
 
-            traceback.print_exc()
-        finally:
-            os._exit(code)
+    def zygote():  # pragma: no cover - runs in the zygote
+        ours.close()
+        return zygote_main(theirs, modules)
+
+    pid = fork_running(zygote)
     theirs.close()
     return ours, pid
 

@@ -21,6 +21,8 @@ import json
 import os
 import sys
 
+from pyramid_notebook.core.forking import fork_running
+
 #: Seconds a probe may take before it is killed (the zygote then preloads only what it was told).
 PROBE_TIMEOUT = 60.0
 #: Module names never preloaded: a test-suite's, and what only a command line runs.
@@ -33,22 +35,14 @@ def in_fork(work, timeout=PROBE_TIMEOUT):
     import signal
 
     read_end, write_end = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the probe
-        code = 1
-        try:
-            os.close(read_end)
-            with os.fdopen(write_end, "w") as answer:
-                json.dump(work(), answer)
-            code = 0
-        except BaseException:
-            import traceback
 
-            traceback.print_exc()
-        finally:
-            os._exit(code)
+    def probe():  # pragma: no cover - runs in the probe
+        os.close(read_end)
+        with os.fdopen(write_end, "w") as answer:
+            json.dump(work(), answer)
+        return 0
+
+    pid = fork_running(probe)
     os.close(write_end)
     data = b""
     try:
