@@ -1,6 +1,6 @@
 """A forked notebook server's own memory after start and after a page (issue 33, "a hundred users").
 
-    .venv/bin/python -m bench.servers [--servers 5] [--settle 10] [--no-page]
+    .venv/bin/python -m bench.servers [--servers 5] [--settle 10] [--no-page] [--output FILE]
 
 ``--servers`` users' servers per side, started interleaved (the first side alternating) with the
 default settings otherwise (fork server, warm kernel, spare kernel, kernels forked from the zygote,
@@ -165,6 +165,7 @@ def run(servers=5, settle=10.0, page=True):
               f"{medians[1] / medians[0]:8.2f}")
     for label in labels:
         print(f"{label}: fork server (paid once per site) RSS {forkers[label][0]:.1f} MB, USS {forkers[label][1]:.1f} MB")
+        rows[label]["fork server RSS, USS (MB)"] = list(forkers[label])
     return rows
 
 
@@ -191,8 +192,14 @@ def main(argv=None):
     parser.add_argument("--servers", type=int, default=5, help="servers per side (default 5)")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds idle before each reading (default 10)")
     parser.add_argument("--no-page", action="store_true", help="skip the page loads (and their rows)")
+    parser.add_argument("--output", default="", help="also write the samples as JSON to this file")
     args = parser.parse_args(argv)
-    run(args.servers, args.settle, page=not args.no_page)
+    rows = run(args.servers, args.settle, page=not args.no_page)
+    if args.output:
+        import json
+
+        with open(args.output, "w") as f:
+            json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "servers": args.servers, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

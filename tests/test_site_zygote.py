@@ -238,3 +238,26 @@ def test_an_idle_kernel_of_the_sites_zygote_is_culled(make_demo_server):
     wait_for(lambda: kernel_id not in [k["id"] for k in s.get(site.url + "/notebook/api/kernels").json()],
              timeout=60, message="the idle kernel is culled")
     wait_for(lambda: gone(kernel.pid), message="the culled kernel's process ended")
+
+
+def test_two_users_kernels_from_the_sites_zygote_share_no_state(site):
+    from tests.helpers import run_cell
+
+    channels = []
+    for user in ("user", "user2"):
+        s = login(site.url, user)
+        launch(s, site.url)
+        channels.append(pserve_kernel_channel(s, site, start_kernel(s, site.url, "state.ipynb"), username=user))
+    a, b = channels
+    draw = ("import random, tempfile, os; f = tempfile.NamedTemporaryFile(delete=False); "
+            "(random.random(), random.getrandbits(64), os.path.basename(f.name), os.getpid())")
+    try:
+        a.execute("shared = 'only in the first'")
+        assert run_cell(b, "shared")[0] == "NameError"
+        assert a.execute(draw) != b.execute(draw), "random numbers, temporary names and pids differ"
+        # Each in its own user's folder, with its own database session (the zygote opened none).
+        assert a.execute("os.getcwd()") != b.execute("os.getcwd()")
+        assert a.execute("request.dbsession.get_bind().pool.checkedout()") == "0"
+    finally:
+        a.close()
+        b.close()

@@ -4,7 +4,7 @@ server before it forks, so that those pages are shared by every user's server in
 The first notebook page makes a fresh server import some 195 more modules: Jupyter's REST handlers,
 and for ``GET api/nbconvert`` (File › Save and Export Notebook As) nbconvert with every exporter
 (bleach, bs4, mistune…), for ``lab/api/translations`` babel's locale data. Preloaded here they cost
-the fork server 12.6 MB once and save each server 8.6 MB of PSS after its first page (USS 41 against
+the fork server about 12.6 MB once and save each server about 8.5 MB of PSS after its first page (USS 41 against
 51 MB: ``bench/servers.py``, docs/performance.rst). Extensions were measured too and are not where
 a server's memory is (``jupyter_lsp`` off: 0.5 MB).
 
