@@ -50,9 +50,10 @@ def includeme(config):
     config.action(SETTINGS_ACTION, register)
     # The backend's background start-up (the local backend's fork server) once the app exists, so
     # that the first click after the site starts, or after a deploy, is as fast as the rest.
-    from pyramid.events import ApplicationCreated
+    # Not in a notebook kernel that bootstraps the site (web/sitestart.py).
+    from pyramid_notebook.web.sitestart import subscribe
 
-    config.add_subscriber(_on_site_start, ApplicationCreated)
+    subscribe(config, _on_site_start)
     # A view's Refusal is answered as it is (a 403 of ours is not the site's forbidden view's login page).
     from pyramid_notebook.core.pages import Refusal, refusal_view
 

@@ -488,3 +488,24 @@ def socket_inodes(pid) -> set:
         if target.startswith("socket:"):
             inodes.add(target)
     return inodes
+
+
+def interrupt_a_long_cell(ch, session, base_url, kernel_id, headers) -> list:
+    """Run a two-minute cell on ``ch``, interrupt the kernel through the notebook's REST API as the
+    page's Interrupt button does, and return the error names the cell ended with."""
+    msg_id = ch.send("shell", "execute_request", {"code": "import time; time.sleep(120)", "silent": False,
+                                                   "store_history": False, "user_expressions": {},
+                                                   "allow_stdin": False, "stop_on_error": True})
+    replies = ch.replies(msg_id)
+    for kind, content, _, _ in replies:
+        if kind == "status" and content["execution_state"] == "busy":
+            break
+    r = session.post(f"{base_url}/notebook/api/kernels/{kernel_id}/interrupt", headers=headers)
+    assert r.status_code == 204, r.text
+    errors = []
+    for kind, content, _, _ in replies:
+        if kind == "error":
+            errors.append(content["ename"])
+        if kind == "status" and content["execution_state"] == "idle":
+            break
+    return errors

@@ -10,7 +10,7 @@ import signal
 import psutil
 
 from pyramid_notebook.core import audit
-from tests.helpers import login, pserve_kernel_channel, run_cell, socket_inodes, wait_for
+from tests.helpers import interrupt_a_long_cell, login, pserve_kernel_channel, run_cell, socket_inodes, wait_for
 from tests.test_private_kernels import browser_headers, launch, start_kernel
 
 channel = pserve_kernel_channel
@@ -70,22 +70,7 @@ def test_a_forked_kernel_runs_the_startup_and_is_interrupted_restarted_and_audit
         assert ch.execute("os.getpid()") == str(kernel_process(demo_server, kernel_id).pid)
         ch.execute("marker = 'before restart'")
         # Interrupt: SIGINT to the forked kernel stops a long cell.
-        msg_id = ch.send("shell", "execute_request", {"code": "import time; time.sleep(120)", "silent": False,
-                                                       "store_history": False, "user_expressions": {},
-                                                       "allow_stdin": False, "stop_on_error": True})
-        replies = ch.replies(msg_id)
-        for kind, content, _, _ in replies:
-            if kind == "status" and content["execution_state"] == "busy":
-                break
-        r = s.post(f"{base}/notebook/api/kernels/{kernel_id}/interrupt", headers=browser_headers(s, base))
-        assert r.status_code == 204, r.text
-        errors = []
-        for kind, content, _, _ in replies:
-            if kind == "error":
-                errors.append(content["ename"])
-            if kind == "status" and content["execution_state"] == "idle":
-                break
-        assert errors == ["KeyboardInterrupt"]
+        assert interrupt_a_long_cell(ch, s, base, kernel_id, browser_headers(s, base)) == ["KeyboardInterrupt"]
     finally:
         ch.close()
     old_pid = kernel_process(demo_server, kernel_id).pid

@@ -13,6 +13,7 @@ import requests
 
 from pyramid_notebook.notebookmanager import NotebookManager, NotebookStartError
 from pyramid_notebook.backends.local.ports import NoFreePort
+from pyramid_notebook.core.inkernel import MARK_LINE
 from tests.helpers import daemons_under, wait_for
 
 CONTEXT = {"context_hash": "one", "greeting": "Hello *you*", "startup": "x = 42\n", "notebook_path": "/notebook/"}
@@ -46,7 +47,8 @@ def test_spawn_and_stop(manager):
     startup = os.path.join(state, ".ipython", "profile_default", "startup", "00-pyramid-notebook.py")
     assert "JPY_SESSION_NAME" in open(startup).read()
     contexts = os.path.join(state, ".ipython", "pyramid_notebook_contexts")
-    assert open(os.path.join(contexts, "default.py")).read() == "x = 42\n"
+    # First the line that marks a kernel (core/inkernel.py), then the context's own script.
+    assert open(os.path.join(contexts, "default.py")).read() == MARK_LINE + "x = 42\n"
 
     assert manager.stop_notebook("alice") is True
     assert not manager.is_running("alice")

@@ -7,13 +7,14 @@ start hanging.
 """
 import os
 import signal
+import threading
 
 import psutil
 import pytest
 
 from pyramid_notebook.backends.local.inventory import inventory
 from pyramid_notebook.core.process import read_pid_file
-from tests.helpers import login, pserve_kernel_channel, wait_for
+from tests.helpers import interrupt_a_long_cell, login, pserve_kernel_channel, wait_for
 from tests.test_private_kernels import browser_headers, launch, start_kernel
 
 pytestmark = pytest.mark.timeout(300)
@@ -193,22 +194,7 @@ def test_a_kernel_of_the_sites_zygote_is_interrupted_restarted_limited_and_audit
         error, out = run_cell(ch, "import resource; resource.getrlimit(resource.RLIMIT_DATA)")
         assert (error, out) == (None, "(419430400, 419430400)"), out
         assert run_cell(ch, "big = bytearray(1200 * 1024 * 1024)")[0] == "MemoryError"
-        msg_id = ch.send("shell", "execute_request", {"code": "import time; time.sleep(120)", "silent": False,
-                                                       "store_history": False, "user_expressions": {},
-                                                       "allow_stdin": False, "stop_on_error": True})
-        replies = ch.replies(msg_id)
-        for kind, content, _, _ in replies:
-            if kind == "status" and content["execution_state"] == "busy":
-                break
-        r = s.post(f"{site.url}/notebook/api/kernels/{kernel_id}/interrupt", headers=browser_headers(s, site.url))
-        assert r.status_code == 204, r.text
-        errors = []
-        for kind, content, _, _ in replies:
-            if kind == "error":
-                errors.append(content["ename"])
-            if kind == "status" and content["execution_state"] == "idle":
-                break
-        assert errors == ["KeyboardInterrupt"]
+        assert interrupt_a_long_cell(ch, s, site.url, kernel_id, browser_headers(s, site.url)) == ["KeyboardInterrupt"]
     finally:
         ch.close()
     r = s.post(f"{site.url}/notebook/api/kernels/{kernel_id}/restart", headers=browser_headers(s, site.url))
@@ -261,3 +247,23 @@ def test_two_users_kernels_from_the_sites_zygote_share_no_state(site):
     finally:
         a.close()
         b.close()
+
+
+def test_a_kernel_that_bootstraps_the_site_starts_none_of_its_web_side_work(make_demo_server):
+    """A kernel builds the site's app as pshell does, and the site's start-time work ran in it too: a fork
+    server watcher per kernel, which spawned a fork server nobody stopped once the site's had stopped,
+    and an audit verification and a warm-up per user (core/inkernel.py, web/sitestart.py)."""
+    site = make_demo_server(**{"pyramid_notebook.fork_server": "true", "pyramid_notebook.warm_up": "true"})
+    in_site = {t.name for t in threading.enumerate()}
+    assert {"pyramid_notebook fork server watcher", "pyramid_notebook audit trails"} <= in_site
+    assert hasattr(site.app.registry, "pyramid_notebook_warmup"), "the site itself warms up"
+    s = login(site.url)
+    launch(s, site.url)
+    ch = pserve_kernel_channel(s, site, start_kernel(s, site.url, "site.ipynb"))
+    try:
+        assert ch.execute("type(registry).__name__") == "'Registry'", "the kernel bootstrapped the site"
+        assert ch.execute("import threading; sorted(t.name for t in threading.enumerate() "
+                          "if t.name.startswith('pyramid_notebook '))") == "[]"
+        assert ch.execute("hasattr(registry, 'pyramid_notebook_warmup')") == "False"
+    finally:
+        ch.close()

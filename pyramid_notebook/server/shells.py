@@ -30,6 +30,7 @@ import re
 from pyramid_notebook.core.contextparts import (
     SHELLS_ENDPOINT, SHELLS_PROOF_HEADER, context_digest, default_notebook_name, shells_proof,
 )
+from pyramid_notebook.core.inkernel import MARK_LINE
 from pyramid_notebook.server.kernel_start import ENTER_FOLDER
 from pyramid_notebook.server.spare_kernel import DEFAULT_SPARE
 from pyramid_notebook.server.config import (  # noqa: F401 (culling_config, WELCOME: importable from here too)
@@ -112,7 +113,8 @@ def register(ipython_dir: str, root_dir: str, part: dict) -> str:
     if not _DIGEST.match(digest):  # a daemon started by hand: no hash, or one of its own making
         digest = "default"
     folder = install(ipython_dir)
-    write_private(os.path.join(folder, digest + ".py"), part.get("startup") or "")
+    # Its first line marks the kernel (core/inkernel.py): the site it bootstraps starts no web-side work.
+    write_private(os.path.join(folder, digest + ".py"), MARK_LINE + (part.get("startup") or ""))
     write_private(os.path.join(folder, LAST_FILE), digest)
     name = default_notebook_name(part)
     write_default_notebook(os.path.join(root_dir, name), part.get("greeting") or "")

@@ -69,6 +69,9 @@ def _build_app(config_uri, folder) -> list:  # pragma: no cover - runs in the pr
     """In the probe: what building the site's app imports, in import order."""
     import importlib
 
+    from pyramid_notebook.core.inkernel import mark
+
+    mark()  # building the app here starts none of the site's web-side work (core/inkernel.py)
     before = set(sys.modules)
     if folder:
         os.chdir(folder)

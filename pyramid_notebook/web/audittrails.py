@@ -16,9 +16,8 @@ import os
 import threading
 import weakref
 
-from pyramid.events import ApplicationCreated
-
 from pyramid_notebook.core.auditindex import audit_index
+from pyramid_notebook.web.sitestart import subscribe
 
 logger = logging.getLogger(__name__)
 
@@ -91,4 +90,4 @@ def _on_site_start(event):
 
 def includeme(config):
     """Verify the trails in the background from the site's start (included by the audit review)."""
-    config.add_subscriber(_on_site_start, ApplicationCreated)
+    subscribe(config, _on_site_start)

@@ -37,7 +37,7 @@ import re
 import subprocess
 import sys
 
-from pyramid.events import ApplicationCreated
+from pyramid_notebook.web.sitestart import subscribe
 from pyramid.interfaces import IRoutesMapper
 
 from pyramid_notebook.core.origin import route_to_alt_domain
@@ -301,4 +301,4 @@ def page_files(registry) -> list:
 
 def includeme(config):
     """At site start, :func:`_on_site_start`."""
-    config.add_subscriber(_on_site_start, ApplicationCreated)
+    subscribe(config, _on_site_start)

@@ -358,7 +358,6 @@ def _on_site_start(event):
 
 def includeme(config):
     """The shares' routes and views, when anyone may share."""
-    from pyramid.events import ApplicationCreated
     from sqlalchemy.exc import SQLAlchemyError
 
     settings = config.get_settings()
@@ -379,5 +378,7 @@ def includeme(config):
     for name, _ in ROUTES:
         config.add_exception_view(unavailable_view, context=SQLAlchemyError, route_name=name)
     config.include("pyramid_notebook.web.joining")
-    config.add_subscriber(_on_site_start, ApplicationCreated)
+    from pyramid_notebook.web.sitestart import subscribe
+
+    subscribe(config, _on_site_start)
     config.action(("pyramid_notebook.shares-first",), lambda: _routes_first(config), order=3)

@@ -29,7 +29,7 @@ import subprocess
 import threading
 import time
 
-from pyramid.events import ApplicationCreated
+from pyramid_notebook.web.sitestart import subscribe
 
 logger = logging.getLogger(__name__)
 
@@ -145,4 +145,4 @@ def _on_site_start(event):
 
 def includeme(config):
     """At site start (``ApplicationCreated``), :func:`warm_up` unless the site turned it off."""
-    config.add_subscriber(_on_site_start, ApplicationCreated)
+    subscribe(config, _on_site_start)
