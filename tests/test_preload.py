@@ -169,7 +169,7 @@ def test_the_bundles_are_compressed_at_site_start(make_demo_server, notebook_fol
 
 @pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)), reason="needs chromium")
 def test_browser_preloads_while_starting_then_runs_a_cell(browser, make_demo_server):
-    from tests.test_browser import log_in, run_in_last_cell, wait_for_output
+    from tests.test_browser import _text_on_page, log_in, run_in_last_cell, wait_for_output
 
     server = make_demo_server(**{"pyramid_notebook.progress_page": "true"})
     log_in(browser, server.url)
@@ -183,7 +183,10 @@ def test_browser_preloads_while_starting_then_runs_a_cell(browser, make_demo_ser
     wait_for(lambda: {server.url + u for u in preloaded} <= set(browser.driver.execute_script(fetched)),
              timeout=60, message="the preloaded bundles downloaded during the start")
     go_on()
-    assert browser.is_text_present("a test variable", wait_time=90)
+    # The progress page gives way to the notebook page: splinter's is_text_present raised reading a body
+    # the navigation had just replaced.
+    wait_for(lambda: _text_on_page(browser, "a test variable"), timeout=90, interval=0.2,
+             message="the notebook page's greeting")
     run_in_last_cell(browser, 'print("Output of a + b is", a + b)')
     wait_for_output(browser, "Output of a + b is foobar")
     # Never more than a visit: the notebook page itself loaded every preloaded URL.

@@ -95,6 +95,30 @@ def test_static_files_come_from_disk_as_jupyter_would_send_them(demo_server):
     assert s2.get(demo_server.url + "/notebook/static/favicons/favicon.ico").status_code == 502
 
 
+def test_lab_extensions_files_are_immutable_under_the_base_url(demo_server):
+    """Their names are content hashes: a second visit takes them from the browser's cache, without
+    revalidating each (Jupyter's list named them without the base URL, so nothing matched)."""
+    s = login(demo_server.url)
+    launch(s, demo_server.url)
+    context = wait_for(lambda: (user_context(demo_server) or {}).get("static_files") and user_context(demo_server),
+                       timeout=30)
+    page = s.get(demo_server.url + "/notebook/notebooks/" + context["notebook_name"])
+    entry = re.search(r'"load": "(static/remoteEntry\.[0-9a-f]+\.js)", "name": "pyramid-notebook-shutdown"',
+                      page.text) or re.search(r'"name": "pyramid-notebook-shutdown"[^}]*"load": "(static/[^"]+)"',
+                                              page.text)
+    assert entry, "the page names the extension's entry"
+    path = "/notebook/lab/extensions/pyramid-notebook-shutdown/" + entry.group(1)
+    r = s.get(demo_server.url + path)
+    assert r.status_code == 200 and not relayed_by_jupyter(r)
+    assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    jupyter = requests.get(f"http://127.0.0.1:{context['http_port']}{path}",
+                           headers={"Authorization": "token " + context["token"]})
+    assert jupyter.headers["Cache-Control"] == r.headers["Cache-Control"], "Jupyter itself says the same"
+    # Not every file of an extension: its package.json is not named by its content.
+    r = s.get(demo_server.url + "/notebook/lab/extensions/pyramid-notebook-shutdown/package.json")
+    assert r.headers["Cache-Control"] == "no-cache"
+
+
 def test_user_files_come_from_disk_as_jupyter_would_send_them(demo_server):
     s = login(demo_server.url)
     launch(s, demo_server.url)

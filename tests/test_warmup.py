@@ -91,7 +91,9 @@ def test_the_warm_up_runs_at_start_without_a_request(make_demo_server, notebook_
     from tests.test_site_zygote import kernel_process, title
 
     fork_server = psutil.Process(read_pid_file(server.manager.fork_server.pid_file))
-    (zygote,) = [p for p in fork_server.children() if "kernel zygote (site" in title(p)]
+    # Forked as the warm-up's last step: it takes its title a moment later (a loaded machine: longer).
+    (zygote,) = wait_for(lambda: [p for p in fork_server.children() if "kernel zygote (site" in title(p)],
+                         timeout=60, message="the site's zygote, a child of the fork server")
     s = login(server.url)
     launch(s, server.url)
     assert kernel_process(start_kernel(s, server.url, "first.ipynb")).parent().pid == zygote.pid

@@ -122,6 +122,25 @@ def _files_route(serverapp):
     }
 
 
+def immutable_under_base_url(serverapp) -> list:
+    """Jupyter's immutable static prefixes, each lab extension's also under the server's base URL.
+
+    jupyterlab_server marks every lab extension's ``static`` folder immutable (its files are named by
+    their content hash) as ``/lab/extensions/<name>/static``, without the base URL, so under a base
+    URL such as ``/notebook/`` no request matched it: every notebook page, even a second visit,
+    revalidated the extensions' files (some 14, two waves of round trips). Set on the server's own
+    settings too, so that Jupyter's handler and the site's answer agree.
+    """
+    from jupyter_server.utils import url_path_join
+
+    settings = serverapp.web_app.settings
+    found = list(settings.get("static_immutable_cache", []))
+    base = serverapp.base_url
+    fixed = list(dict.fromkeys(found + [url_path_join(base, p) for p in found if not p.startswith(base)]))
+    settings["static_immutable_cache"] = fixed
+    return fixed
+
+
 def static_routes(serverapp) -> dict:
     """The server's static file routes: ``{"routes": [...], "immutable": [...]}``.
 
@@ -134,7 +153,7 @@ def static_routes(serverapp) -> dict:
     routes.append(_files_route(serverapp))
     return {
         "routes": [r for r in routes if r],
-        "immutable": list(serverapp.web_app.settings.get("static_immutable_cache", [])),
+        "immutable": immutable_under_base_url(serverapp),
     }
 
 

@@ -37,7 +37,6 @@ import re
 import subprocess
 import sys
 
-from pyramid_notebook.web.sitestart import subscribe
 from pyramid.interfaces import IRoutesMapper
 
 from pyramid_notebook.core.origin import route_to_alt_domain
@@ -46,6 +45,7 @@ from pyramid_notebook.core.context import STATIC_FILES_KEY
 from pyramid_notebook.relays.compress import cache_for, compressible, precompress
 from pyramid_notebook.relays.static import static_file_response
 from pyramid_notebook.web.permission import PolicyFailed, permits
+from pyramid_notebook.web.sitestart import subscribe
 
 logger = logging.getLogger(__name__)
 
