@@ -49,6 +49,20 @@ def _requests(chrome) -> list:
             for r in rows if r["start"] >= first]
 
 
+def _quiet(chrome, quiet=1.0, timeout=120.0) -> None:
+    """Until the page has started no request for ``quiet`` seconds: a visit's lazily loaded chunks are
+    then in the cache, not cancelled by the next navigation (the next visit would download them)."""
+    seen = [None, time.monotonic()]
+
+    def still():
+        count = chrome.js("return performance.getEntriesByType('resource').length")
+        if count != seen[0]:
+            seen[:] = [count, time.monotonic()]
+        return time.monotonic() - seen[1] >= quiet
+
+    wait_until(still, timeout, interval=0.1, message="the page's requests to end")
+
+
 def visit(chrome, network, action) -> dict:
     """One visit until the kernel is idle: its seconds and its requests."""
     chrome.network(network)
@@ -58,7 +72,9 @@ def visit(chrome, network, action) -> dict:
         action()
         wait_until(lambda: chrome.js(IDLE), 300, message="the kernel to be idle")
         idle = time.perf_counter() - started
-        return {"idle_s": round(idle, 3), "requests": _requests(chrome)}
+        requests = _requests(chrome)
+        _quiet(chrome)  # not measured
+        return {"idle_s": round(idle, 3), "requests": requests}
     finally:
         chrome.network("loopback")
 
