@@ -20,7 +20,8 @@ Rows, each on ``slow`` (20 Mbit/s down, 5 up, 40 ms) and ``fast`` (100 Mbit/s, 1
 * ``floor`` (issue 34, ``bench/browser_floor.py``): a cold click on a site up for ``--settle``
   seconds against the same profile's warm second visit, the first click ``--first-after`` seconds
   after a fresh site started, a warm visit straight to Jupyter, bytes; ``--floor-sides`` adds the
-  first click without the warm-up and a lighter page (``disabled_extensions``).
+  first click without the warm-up, a lighter page (``disabled_extensions``) and the launch's progress
+  page (``progress``).
 
 Every comparison runs interleaved in one run; medians are printed with the ratio. The machine is
 shared: absolute times drift, ratios less.
@@ -301,7 +302,7 @@ def main():
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--first-after", type=float, default=8.0)
     parser.add_argument("--settle", type=float, default=120.0, help="floor: seconds the long-running site runs first")
-    parser.add_argument("--floor-sides", default="", help="floor: extra sides, warmup-off,light")
+    parser.add_argument("--floor-sides", default="", help="floor: extra sides, warmup-off,light,progress")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "browser-results.json"))
     args = parser.parse_args()
     rows, networks = args.rows.split(","), args.networks.split(",")

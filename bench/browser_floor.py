@@ -14,7 +14,13 @@ DevTools network emulation (``slow``: 20 Mbit/s down, 5 up, 40 ms), each sample 
 * ``direct``: a second visit of the same notebook straight from a plain ``jupyter notebook``;
 * optional sides (``--floor-sides``): ``first-warmup-off`` (the first click on a fresh site with
   ``pyramid_notebook.warm_up = false``), ``light`` (a warm visit on a site with
-  ``pyramid_notebook.disabled_extensions`` set to :data:`LIGHT`).
+  ``pyramid_notebook.disabled_extensions`` set to :data:`LIGHT`), ``progress`` (cold and warm on a
+  site with the launch's progress page, ``progress-cold`` and ``progress-warm``).
+
+Each site is visited once before the measured visits (not measured): the notebook page reports what
+it loaded, as on any site that has been used (``web/pagefiles.py``). The ``first`` sides are a
+restart of the site after a deploy: a new site process on the first site's compression cache folder,
+which keeps its compressed copies and what its pages reported, as the notebook folder does.
 
 Each visit also records where the page's time went: Chromium's ``Performance.getMetrics``
 (``ScriptDuration``: compiling and running JavaScript; ``TaskDuration``: all main-thread work).
@@ -73,6 +79,8 @@ def _cold_and_warm(results, site, network, sample, side_cold="cold", side_warm="
     _stop_user(site)
     chrome = Chromium()
     try:
+        # The site's pages on the same link: their prefetches (preload_links) are not a loopback's.
+        chrome.network(network)
         log_in(chrome, site)
         idle, result, http, ws, m = _visit(chrome, network, _click_shell(chrome))
         _record(results, network=network, sample=sample, side=side_cold, idle_s=idle, result_s=result,
@@ -92,6 +100,7 @@ def _first_click(results, workdir, network, sample, after, side, **settings):
     site = Site(workdir, **settings)
     chrome = Chromium()
     try:
+        chrome.network(network)
         log_in(chrome, site)
         late = time.perf_counter() - site.started
         wait_until(lambda: time.perf_counter() - site.started >= after, after + 60, interval=0.05)
@@ -121,34 +130,52 @@ def _direct_warm(results, jupyter, notebook, network, sample):
         chrome.quit()
 
 
+def _first_visit(site):
+    """One launch (not measured): the page reports what it loaded; the user's notebook is made."""
+    from bench.browser import log_in
+    from bench.chrome import IDLE
+
+    setup = Chromium()
+    try:
+        log_in(setup, site)
+        setup.browser.find_by_id("shell2").click()
+        wait_until(lambda: setup.js(IDLE), 300, message="the first launch")
+        reports = os.path.join(site.folder, ".compress-cache")
+        wait_until(lambda: any(n.startswith("page-files-") for n in os.listdir(reports)), 60,
+                   message="the notebook page's report")
+    finally:
+        setup.quit()
+
+
 def measure_floor(results, workdir, networks, samples, after, settle, sides=()):
     """Every side of the row, interleaved per sample; the long-running sites start first."""
-    from bench.browser import PlainJupyter, Site, log_in
-    from bench.chrome import IDLE
+    from bench.browser import PlainJupyter, Site
 
     site = Site(workdir)
     light = Site(workdir, **{"pyramid_notebook.disabled_extensions": " ".join(LIGHT)}) if "light" in sides else None
+    paged = Site(workdir, **{"pyramid_notebook.progress_page": "true"}) if "progress" in sides else None
     jupyter = None
     try:
-        setup = Chromium()
-        try:  # one launch (not measured), for the direct side's copy of the user's notebook
-            log_in(setup, site)
-            setup.browser.find_by_id("shell2").click()
-            wait_until(lambda: setup.js(IDLE), 300, message="the first launch")
-        finally:
-            setup.quit()
+        for each in (site, light, paged):
+            if each is not None:
+                _first_visit(each)
         notebook = site.context()["notebook_name"]
+        cache = {"pyramid_notebook.compress_cache": os.path.join(site.folder, ".compress-cache")}
         jupyter = PlainJupyter(workdir, os.path.join(site.folder, "user", notebook))
         wait_until(lambda: time.perf_counter() - site.started >= settle, settle + 60, interval=0.5,
                    message="the site to have run for --settle seconds")
         for network in networks:
             for sample in range(samples):
                 sides_now = [("cold", lambda: _cold_and_warm(results, site, network, sample)),
-                             ("first", lambda: _first_click(results, workdir, network, sample, after, "first"))]
+                             ("first", lambda: _first_click(results, workdir, network, sample, after, "first",
+                                                            **cache))]
                 if "warmup-off" in sides:
                     sides_now.append(("first-warmup-off", lambda: _first_click(
                         results, workdir, network, sample, after, "first-warmup-off",
-                        **{"pyramid_notebook.warm_up": "false"})))
+                        **{"pyramid_notebook.warm_up": "false"}, **cache)))
+                if paged is not None:
+                    sides_now.append(("progress", lambda: _cold_and_warm(results, paged, network, sample,
+                                                                         "progress-cold", "progress-warm")))
                 sides_now.append(("direct", lambda: _direct_warm(results, jupyter, notebook, network, sample)))
                 if light is not None:
                     sides_now.append(("light", lambda: _cold_and_warm(results, light, network, sample, "light-cold",
@@ -162,8 +189,9 @@ def measure_floor(results, workdir, networks, samples, after, settle, sides=()):
                         print(json.dumps(results[-1]), flush=True)
     finally:
         site.stop()
-        if light is not None:
-            light.stop()
+        for each in (light, paged):
+            if each is not None:
+                each.stop()
         if jupyter is not None:
             jupyter.stop()
 
@@ -175,7 +203,8 @@ def floor_summary(results) -> list:
     lines = []
     for network in sorted({r["network"] for r in results if r["row"] == "floor"}):
         med = {}
-        for side in ("cold", "warm", "first", "first-warmup-off", "direct", "light-cold", "light-warm"):
+        for side in ("cold", "warm", "first", "first-warmup-off", "direct", "light-cold", "light-warm",
+                     "progress-cold", "progress-warm"):
             rows = [r for r in results if r["row"] == "floor" and r["network"] == network and r["side"] == side]
             if rows:
                 med[side] = {k: statistics.median(r[k] for r in rows) for k in ("result_s", "idle_s", "http_bytes")}
@@ -184,5 +213,6 @@ def floor_summary(results) -> list:
         lines.append(f"floor {network}: cold/warm {ratio('cold', 'warm')} (idle {ratio('cold', 'warm', 'idle_s')};"
                      f" target <= 1.5), first/cold {ratio('first', 'cold')} (target <= 1.10), first without"
                      f" warm-up/cold {ratio('first-warmup-off', 'cold')}, warm site/direct {ratio('warm', 'direct')}"
-                     f" (target <= 1.0), light warm/warm {ratio('light-warm', 'warm')} (<= 0.9 to be the default)")
+                     f" (target <= 1.0), light warm/warm {ratio('light-warm', 'warm')} (<= 0.9 to be the default),"
+                     f" with the progress page cold/warm {ratio('progress-cold', 'progress-warm')}")
     return lines

@@ -1,13 +1,17 @@
 """Where a cold click's time goes: every request of a notebook page, cold and warm, on a slow link.
 
-    .venv/bin/python bench/waterfall.py [--settle 60] [--network slow] [--output FILE.json]
+    .venv/bin/python bench/waterfall.py [--settle 60] [--network slow] [--progress-page] [--learn]
+                                        [--output FILE.json]
 
 The demo site (bench/browser.py's ``Site``), a fresh Chromium profile: a click on Shell 2 with the
 user's server stopped (``cold``), then the same profile's second visit (``warm``), then its third with
 the user's server stopped again (``restart``: what a cold click would be if the browser already had
 every file the page loads, the bound of any preloading), each until the notebook's kernel is idle. For each request from the notebook page's own on: when it started and
 finished (seconds after the page's request), its status, bytes on the wire, whether the browser's
-cache answered it, its type and URL. What it showed is in docs/performance.rst ("Cold visits at the
+cache answered it, its type and URL. ``--progress-page`` turns on the launch's progress page (the
+demo's development.ini does), whose preloads then run while the server starts; ``--learn`` first lets
+one fresh profile visit the notebook, untimed, so that the site has learned what a notebook page
+loads (``web/pagefiles.py``: a team mate's earlier visit), as any site that has been used has. What it showed is in docs/performance.rst ("Cold visits at the
 warm floor"): which waves of requests a cold visit waits for that a warm one does not.
 """
 import argparse
@@ -45,8 +49,9 @@ def _requests(chrome) -> list:
     first = next((r["start"] for r in rows if r.get("type") == "Document" and "/notebooks/" in r["url"]), None)
     if first is None:
         return []
+    # From the click on: the progress page's preloads, if any, start before the notebook page (< 0).
     return [dict(r, start=round(r["start"] - first, 3), end=round(r.get("end", r["start"]) - first, 3))
-            for r in rows if r["start"] >= first]
+            for r in rows]
 
 
 def _quiet(chrome, quiet=1.0, timeout=120.0) -> None:
@@ -88,23 +93,43 @@ def summary(sample, side, result) -> dict:
             "static_from_network": len(network), "static_bytes": sum(r.get("bytes") or 0 for r in network)}
 
 
+def _learn(site, network) -> None:
+    """A fresh profile's visit, untimed, until its page has reported what it loaded."""
+    reports = os.path.join(site.folder, ".compress-cache")
+    chrome = Chromium()
+    try:
+        log_in(chrome, site)
+        visit(chrome, network, _click_shell(chrome))
+        wait_until(lambda: os.path.isdir(reports) and any(n.startswith("page-files-") for n in os.listdir(reports)),
+                   60, message="the notebook page's report")
+    finally:
+        chrome.quit()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--settle", type=float, default=60.0, help="seconds the site runs before the cold click")
     parser.add_argument("--network", default="slow")
     parser.add_argument("--samples", type=int, default=1, help="cold, warm and restart visits, each a fresh profile")
+    parser.add_argument("--progress-page", action="store_true", help="the launch answers with its progress page")
+    parser.add_argument("--learn", action="store_true", help="an untimed visit first, whose page the site learns")
     parser.add_argument("--output")
     args = parser.parse_args()
-    site = Site(tempfile.mkdtemp(prefix="waterfall-"))
+    settings = {"pyramid_notebook.progress_page": "true"} if args.progress_page else {}
+    site = Site(tempfile.mkdtemp(prefix="waterfall-"), **settings)
     visits, rows = [], []
     try:
         # The measurement's premise, not a synchronisation: a site up for a while (its fork server,
         # warm-up and compression done), as the issue's cold click is defined.
         time.sleep(args.settle)
+        if args.learn:
+            _learn(site, args.network)
         for sample in range(args.samples):
             _stop_user(site)
             chrome = Chromium()
             try:
+                # The site's pages on the same link: their prefetches (preload_links) are not a loopback's.
+                chrome.network(args.network)
                 log_in(chrome, site)
                 for side in ("cold", "warm", "restart"):
                     if side != "cold":
@@ -124,8 +149,8 @@ def main():
         print(f"{side}: median {statistics.median(times):.2f} s to the kernel idle ({len(times)} samples)")
     if args.output:
         with open(args.output, "w") as f:
-            json.dump({"network": args.network, "settle_s": args.settle, "summary": rows, "visits": visits}, f,
-                      indent=1)
+            json.dump({"network": args.network, "settle_s": args.settle, "progress_page": args.progress_page,
+                       "learn": args.learn, "summary": rows, "visits": visits}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pyramid.response import Response
 
 from pyramid_notebook import preload_links
 from pyramid_notebook.relays import compress
-from pyramid_notebook.web import preload
+from pyramid_notebook.web import bundles as first_bundles, preload
 from tests.browser import CHROMEDRIVER, CHROMIUM
 from tests.conftest import write_demo_ini
 from tests.helpers import CLICK, login, serve_on_free_port, stop_process, wait_for
@@ -29,7 +29,7 @@ LINK = re.compile(r'<link rel="(preload|prefetch)" href="([^"]+)" as="(\w+)"( cr
 
 def installed_bundles():
     """The bundles of the notebook package the demo's servers run (this interpreter's)."""
-    found = preload.bundles_in(preload._package_folder_of(sys.executable))
+    found = first_bundles.bundles_in(first_bundles.package_folder_of(sys.executable))
     assert {b.name.split(".")[0] for b in found} >= {"main", "notebook_core"}, found
     return found
 
@@ -167,31 +167,107 @@ def test_the_bundles_are_compressed_at_site_start(make_demo_server, notebook_fol
     assert not os.path.exists(cache_folder) or not any(files for _, _, files in os.walk(cache_folder))
 
 
-@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)), reason="needs chromium")
-def test_browser_preloads_while_starting_then_runs_a_cell(browser, make_demo_server):
-    from tests.test_browser import _text_on_page, log_in, run_in_last_cell, wait_for_output
+REPORT = "/notebook/api/pyramid-notebook/page-files"
+#: The notebook page's Resource Timing: each file's URL and whether it came over the network.
+RESOURCES = "return performance.getEntriesByType('resource').map(e => [e.name, e.transferSize, e.responseEnd])"
 
-    server = make_demo_server(**{"pyramid_notebook.progress_page": "true"})
-    log_in(browser, server.url)
-    go_on = hold_start(server.manager, "user")
+
+def preloading_progress_page(browser, server, go_on):
+    """Click the shell while the user's server is held in its start: the progress page's preloaded URLs,
+    once the browser has every one of them."""
     browser.find_by_id("shell2").click()
     wait_for(lambda: "Starting your notebook" in browser.html, timeout=30, message="the progress page")
-    preloaded = [href for _, href, _, _ in LINK.findall(browser.html)]
-    assert preloaded
-    fetched = "return performance.getEntriesByType('resource').filter(e => e.responseEnd > 0).map(e => e.name)"
-    # Every bundle downloaded while the server is held in its start.
-    wait_for(lambda: {server.url + u for u in preloaded} <= set(browser.driver.execute_script(fetched)),
-             timeout=60, message="the preloaded bundles downloaded during the start")
+    preloaded = [server.url + href for _, href, _, _ in LINK.findall(browser.html)]
+    wait_for(lambda: set(preloaded) <= {n for n, _, end in browser.driver.execute_script(RESOURCES) if end > 0},
+             timeout=60, message="the preloaded files downloaded during the start")
     go_on()
+    return preloaded
+
+
+def notebook_page_runs_a_cell(browser):
+    from tests.test_browser import _text_on_page, run_in_last_cell, wait_for_output
+
     # The progress page gives way to the notebook page: splinter's is_text_present raised reading a body
     # the navigation had just replaced.
     wait_for(lambda: _text_on_page(browser, "a test variable"), timeout=90, interval=0.2,
              message="the notebook page's greeting")
     run_in_last_cell(browser, 'print("Output of a + b is", a + b)')
     wait_for_output(browser, "Output of a + b is foobar")
+
+
+@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)), reason="needs chromium")
+def test_the_page_reports_what_it_loaded_and_a_cold_click_preloads_all_of_it(browser, make_demo_server):
+    from tests.test_browser import log_in
+
+    server = make_demo_server(**{"pyramid_notebook.progress_page": "true"})
+    bundles = installed_bundles()
+    log_in(browser, server.url)
+    # A first cold click: the site knows the first bundles only.
+    preloaded = preloading_progress_page(browser, server, hold_start(server.manager, "user"))
+    assert len(preloaded) == len(bundles), preloaded
+    notebook_page_runs_a_cell(browser)
     # Never more than a visit: the notebook page itself loaded every preloaded URL.
-    loaded = set(browser.driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)"))
-    assert {server.url + u for u in preloaded} <= loaded, sorted(loaded)
+    assert set(preloaded) <= {name for name, *_ in browser.driver.execute_script(RESOURCES)}
+    # The page tells the site what else it loaded, once it has settled.
+    wait_for(lambda: preload.learned_files(server.app.registry), timeout=60, message="the page's report")
+    learned_paths = {f.url: f.path for f in preload.learned_files(server.app.registry)}
+    learned = list(learned_paths)
+    assert len(learned) > 20 and any(u.startswith("lab/extensions/pyramid-notebook-shutdown/") for u in learned)
+    assert all(u.startswith(("static/", "lab/extensions/")) for u in learned), learned
+
+    # The next cold click, after a deploy's restart of the server and with an empty browser cache.
+    server.manager.stop_notebook("user")
+    browser.visit(server.url + "/")
+    browser.driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+    s = login(server.url)
+    go_on = hold_start(server.manager, "user")
+    page = s.get(server.url + "/shell2", headers=HTML, allow_redirects=False, timeout=30)
+    links = LINK.findall(page.text)
+    assert [href for _, href, *_ in links[len(bundles):]] == ["/notebook/" + u for u in learned]
+    for _, href, kind, cors in links[len(bundles):]:
+        # Served while the server is held in its start, compressed when text, with the page's type.
+        r = raw_get(s, server.url + href)
+        assert r.status_code == 200, (href, r.status_code, r.text[:200])
+        path = href.split("?")[0]
+        assert r.headers["Content-Type"] == {"script": "application/javascript", "style": "text/css",
+                                             "font": "font/woff2"}.get(kind, r.headers["Content-Type"]), href
+        assert bool(cors) == (kind == "font")
+        local = learned_paths[href[len("/notebook/"):]]
+        if compress.compressible(r.headers["Content-Type"], local) and os.path.getsize(local) >= compress.MIN_SIZE:
+            assert r.headers["Content-Encoding"] in ("br", "gzip"), href
+        if path.startswith("/notebook/lab/extensions/"):
+            assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable", href
+        with open(local, "rb") as f:
+            assert decoded(r) == f.read(), href
+    preloaded = preloading_progress_page(browser, server, go_on)
+    assert len(preloaded) == len(bundles) + len(learned)
+    notebook_page_runs_a_cell(browser)
+    loaded = {name: size for name, size, _ in browser.driver.execute_script(RESOURCES)}
+    assert set(preloaded) <= set(loaded), sorted(set(preloaded) - set(loaded))
+    # ... and from the browser's cache: each file came over the network once, during the start.
+    assert not [u for u in preloaded if loaded[u] > 0], "fetched again by the notebook page"
+    # A restarted site (a deploy) preloads them from its first click: the list is in the cache folder.
+    restarted = make_demo_server(**{"pyramid_notebook.progress_page": "true"})
+    now = [f.url for f in preload.learned_files(server.app.registry)]
+    assert len(now) > 20 and [f.url for f in preload.learned_files(restarted.app.registry)] == now
+
+
+def test_a_bad_page_report_gets_a_clear_answer(make_demo_server):
+    server = make_demo_server()
+    s = login(server.url)
+    assert s.get(server.url + "/shell1", timeout=120).status_code == 200
+    origin = {"Origin": server.url, "Content-Type": "application/json"}
+    for body, status in ((b"{not json", 400), (b'{"page": "tree/", "files": []}', 400),
+                         (b'{"page": "notebooks/x.ipynb", "files": ["' + b"x" * 200_000 + b'"]}', 413)):
+        r = s.post(server.url + REPORT, data=body, headers=origin, timeout=30)
+        assert r.status_code == status and "Traceback" not in r.text, (body[:40], r.status_code, r.text[:300])
+    assert s.get(server.url + REPORT, timeout=30).status_code == 405
+    assert s.post(server.url + REPORT, data=b'{"page": "notebooks/x.ipynb", "files": []}', timeout=30,
+                  headers={**origin, "Origin": "http://elsewhere.example"}).status_code == 403
+    # Nothing usable: accepted, nothing learned.
+    assert s.post(server.url + REPORT, data=b'{"page": "notebooks/x.ipynb", "files": ["api/kernels"]}',
+                  headers=origin, timeout=30).status_code == 204
+    assert preload.learned_files(server.app.registry) == []
 
 
 def test_gunicorn_sends_103_early_hints(tmp_path, notebook_folder):

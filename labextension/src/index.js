@@ -29,11 +29,13 @@
 //    stream (the supervision schema), which every page keeps open: that open stream is also what
 //    tells the server a watcher's page is still there.
 // 6. "Why do you run this cell?" (sensitive.js): the reason a sensitive cell needs, asked for in a dialog.
+// 7. The files a notebook page loaded (pagefiles.js), posted to the site for the next cold click.
 import { Dialog, ICommandPalette, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { IMainMenu } from '@jupyterlab/mainmenu';
 import { Widget } from '@lumino/widgets';
 
+import { pageFilesPlugin } from './pagefiles';
 import { sensitivePlugin } from './sensitive';
 
 const COMMAND = 'pyramid-notebook:shutdown';
@@ -538,4 +540,4 @@ const watchedPlugin = {
   }
 };
 
-export default [shutdownPlugin, bridgePlugin, publishPlugin, sharePlugin, watchedPlugin, sensitivePlugin];
+export default [shutdownPlugin, bridgePlugin, publishPlugin, sharePlugin, watchedPlugin, sensitivePlugin, pageFilesPlugin];

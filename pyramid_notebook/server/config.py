@@ -83,6 +83,9 @@ def site_server_config(context: dict, base_url: str):
                 "pyramidNotebookRecipesUrl": context.get("recipes_url") or "",
                 # The File menu's "Share…" (issue 31) posts to and lists here; empty: no command.
                 "pyramidNotebookSharesUrl": context.get("shares_url") or "",
+                # The page posts the static files it loaded here (the site preloads them on a cold
+                # click: web/pagefiles.py); empty: it does not.
+                "pyramidNotebookPageFilesUrl": context.get("page_files_url") or "",
             },
             # Who may frame notebook pages (pyramid_notebook.frame_ancestors); replaces Jupyter's
             # default "frame-ancestors 'self'" (JupyterHub's 'none') on every page and API answer.

@@ -172,6 +172,7 @@ def guest_page_config(handler, page_config: dict) -> dict:
             page_config[key] = prefix + value[len(base):]
     page_config["baseUrl"] = prefix
     page_config["pyramidNotebookShutdownUrl"] = ""
+    page_config["pyramidNotebookPageFilesUrl"] = ""  # the owner's pages teach the site what a page loads
     return page_config
 
 

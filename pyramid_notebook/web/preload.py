@@ -1,14 +1,11 @@
-"""The notebook page's bundles fetched before the notebook page: while its server starts, at idle time.
+"""The notebook page's files fetched before the notebook page: while its server starts, at idle time.
 
 A cold click spends its first second launching while the browser sits idle, then Notebook 7's page
-asks for 3 MB of JavaScript. The bundles that page surely loads are known before any notebook server
-runs: ``notebook/templates/notebooks.html`` names ``main.<hash>.js?v=<hash>``, and that file's
-webpack runtime starts by loading a fixed list of chunks (``Promise.all([t.e(1407), ...])``) whose
-file names its chunk table gives (``notebook_core.<hash>.js`` and a few numbered ones). They are
-read once per Jupyter version (the template's and the static folder's modification times) from
-the notebook package the notebook servers run with (``pyramid_notebook.python``'s, asked once when
-it is not the site's own interpreter), and named by the very URLs the notebook page uses (its
-``fullStaticUrl``: ``<notebook_path>static/notebook/``), so the browser's cache serves the page.
+asks for 3 MB of JavaScript, about sixty files in waves. The files named here are the page's first
+bundles, known before any notebook server runs (:mod:`pyramid_notebook.web.bundles`), and every other
+file notebook pages reported loading (:mod:`pyramid_notebook.web.pagefiles`, :func:`report_response`),
+each by the very URL the page uses (below its ``fullStaticUrl``, ``<notebook_path>static/notebook/``,
+or its lab extensions' folders), so the browser's cache serves the page.
 
 * :func:`preload_tags` (the launch's progress page): ``<link rel=preload>``, fetched at once;
 * :func:`preload_links` (site templates, e.g. next to the shell button): ``<link rel=prefetch>``,
@@ -17,149 +14,57 @@ it is not the site's own interpreter), and named by the very URLs the notebook p
   and on the notebook page's own request, where the server offers it (gunicorn's
   ``wsgi.early_hints``; waitress, uWSGI and uvicorn over HTTP/1.1 have no way to send it).
 
-Never more bytes than a visit: only files that page loads, by its URLs; nothing for a user without
+Never more bytes than a visit: only files that page loads, by its URLs (a learned file only when
+most notebook pages loaded it); nothing for a user without
 the shell permission, on the hub backend (its servers' files are not the site's), or when the
 notebook lives on ``alternative_domain`` (the browser caches per site: a prefetch from the site's
 own pages would not be reused there), nor in nginx accel mode (nginx sends static files only on a
 running server's grant: left for later). Until the user's server runs, the site sends these files
-itself (:func:`bundle_response`): a preload during the start is not a 502. At site start they are
-compressed into the cache, then the rest of the static folder (:func:`includeme`,
+itself (:func:`bundle_response`): a preload during the start is not a 502. At site start the first
+bundles are compressed into the cache, then the rest of the static folder (:func:`includeme`,
 ``pyramid_notebook.precompress``).
 """
-import dataclasses
-import functools
 import html
-import importlib.util
 import logging
 import mimetypes
 import os
-import re
-import subprocess
-import sys
 
+from pyramid.httpexceptions import (HTTPBadRequest, HTTPMethodNotAllowed, HTTPNoContent,
+                                    HTTPRequestEntityTooLarge)
 from pyramid.interfaces import IRoutesMapper
 
 from pyramid_notebook.core.origin import route_to_alt_domain
+from pyramid_notebook.core.pages import error_page
 from pyramid_notebook.core.routes import PROXY_ROUTE_NAME
 from pyramid_notebook.core.context import STATIC_FILES_KEY
 from pyramid_notebook.relays.compress import cache_for, compressible, precompress
 from pyramid_notebook.relays.static import static_file_response
+from pyramid_notebook.web.bundles import STATIC_PATH, notebook_bundles, site_package_folder, version_of
+from pyramid_notebook.web.pagefiles import (MAX_BODY, PAGE_FOLDERS, REPORT_PATH, BadReport, TooLarge, checked_report,
+                                            installation_folders, store_for)
 from pyramid_notebook.web.permission import PolicyFailed, permits
 from pyramid_notebook.web.sitestart import subscribe
 
 logger = logging.getLogger(__name__)
 
-#: Where Notebook 7 serves its bundles, below the notebook's base URL (its ``fullStaticUrl``).
-STATIC_PATH = "static/notebook/"
-#: The notebook page's template, and what its tags load from the static folder.
-TEMPLATE = os.path.join("templates", "notebooks.html")
-_TEMPLATE_REF = re.compile(r'(?:src|href)="\{\{\s*page_config\.fullStaticUrl\s*\}\}/([\w.-]+)(\?[\w=&.-]*)?"')
-#: The first chunks main.js's runtime loads, and its chunk file name table (rspack/webpack 5).
-_ENTRY_CHUNKS = re.compile(r"Promise\.all\(\[((?:\w+\.e\(\d+\),?)+)\]\)\.then\(\w+\.bind\(")
-_CHUNK_TABLE = re.compile(r'\.u=\w+=>""\+\(((?:\d+===\w+\?"[\w-]+":)*)\w+\)\+"\."\+\((\{[^{}]*\})\)\[\w+\]'
-                          r'\+"\.js(?:\?v="\+\((\{[^{}]*\})\)\[\w+\])?')
-#: ``as`` of a preload by file type; fonts are fetched in CORS mode, so their preload is ``crossorigin``.
-KINDS = {".js": "script", ".css": "style", ".woff2": "font", ".woff": "font", ".ttf": "font"}
 #: The add-on's shell route and permission (web/routes.py), when the site uses them.
 SHELL_ROUTE_NAME = "notebook_shell"
 SHELL_PERMISSION = "shell"
 
 
-@dataclasses.dataclass(frozen=True)
-class Bundle:
-    """A file the notebook page loads: its name in the static folder, the page's query, its ``as``."""
-
-    name: str
-    query: str
-    kind: str
-    path: str
-
-    @property
-    def crossorigin(self) -> bool:
-        """Fonts are fetched in CORS mode; scripts and styles of this page without (no attribute)."""
-        return self.kind == "font"
+def _page_files(registry):
+    """The site's :class:`~pyramid_notebook.web.pagefiles.PageFiles` (kept in the compression cache's folder)."""
+    cache = cache_for(registry)
+    return store_for(registry, cache.folder if cache is not None else None)
 
 
-def _package_folder_of(python: str):
-    """The ``notebook`` package folder of the interpreter that runs the notebook servers, or None."""
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
-        spec = importlib.util.find_spec("notebook")  # finds, does not import Jupyter
-        return os.path.dirname(spec.origin) if spec and spec.origin else None
-    return _asked_package_folder(os.path.realpath(python))
-
-
-@functools.lru_cache(maxsize=8)
-def _asked_package_folder(python: str):
-    code = "import importlib.util, os; s = importlib.util.find_spec('notebook'); print(os.path.dirname(s.origin))"
-    try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError) as e:
-        logger.warning("No preload links: %s does not say where its notebook package is (%s)", python, e)
-        return None
-    return out.strip() or None
-
-
-def bundles_in(package_folder) -> tuple:
-    """The :class:`Bundle` files the notebook page of the Notebook 7 in ``package_folder`` loads first."""
-    try:
-        key = (os.stat(os.path.join(package_folder, TEMPLATE)).st_mtime_ns,
-               os.stat(os.path.join(package_folder, "static")).st_mtime_ns)
-    except (OSError, TypeError):
-        return ()
-    return _read_bundles(package_folder, key)
-
-
-@functools.lru_cache(maxsize=8)
-def _read_bundles(package_folder: str, key) -> tuple:
-    """Parse the template and main.js once per version (``key``: their folders' modification times)."""
-    static = os.path.join(package_folder, "static")
-    with open(os.path.join(package_folder, TEMPLATE), encoding="utf-8") as f:
-        refs = _TEMPLATE_REF.findall(f.read())
-    names = [(name, query or "") for name, query in refs]
-    for name, _ in list(names):
-        if name.startswith("main.") and name.endswith(".js"):
-            names += _entry_chunk_files(os.path.join(static, name))
-    found = []
-    for name, query in dict.fromkeys(names):
-        path = os.path.join(static, name)
-        kind = KINDS.get(os.path.splitext(name)[1])
-        if kind and os.path.isfile(path):  # a file the page would miss is no reason to fetch anything
-            found.append(Bundle(name, query, kind, path))
-    if not found:
-        logger.warning("No preload links: no bundle found in %s (not Notebook 7's layout?)", package_folder)
-    return tuple(found)
-
-
-def _entry_chunk_files(main_js: str) -> list:
-    """``[(file, query)]``: the chunks main.js loads before anything else, by the URLs it asks for
-    (``?v=<hash>`` in Notebook 7.5+); none if its runtime is not as expected."""
-    try:
-        with open(main_js, encoding="utf-8") as f:
-            source = f.read()
-    except OSError:
+def learned_files(registry) -> list:
+    """The files notebook pages reported loading beyond the bundles (:mod:`pyramid_notebook.web.pagefiles`)."""
+    version = version_of(registry)
+    if version is None:
         return []
-    entry, table = _ENTRY_CHUNKS.search(source), _CHUNK_TABLE.search(source)
-    if not entry or not table:
-        return []
-    named = dict(re.findall(r'(\d+)===\w+\?"([\w-]+)":', table.group(1)))
-    hashes = dict(re.findall(r'(\d+):"([\w-]+)"', table.group(2)))
-    versions = dict(re.findall(r'(\d+):"([\w-]+)"', table.group(3) or ""))
-    files = []
-    for chunk in re.findall(r"\((\d+)\)", entry.group(1)):
-        if chunk in hashes:
-            query = f"?v={versions[chunk]}" if table.group(3) is not None else ""
-            if table.group(3) is None or chunk in versions:
-                files.append((f"{named.get(chunk, chunk)}.{hashes[chunk]}.js", query))
-    return files
-
-
-def notebook_bundles(registry) -> tuple:
-    """The site's :class:`Bundle` files: none for the hub backend or an unconfigured site."""
-    settings = getattr(registry, "pyramid_notebook_settings", None)
-    if settings is None or settings.backend == "jupyterhub":
-        return ()
-    folder = _package_folder_of(settings.python)
-    return bundles_in(folder) if folder else ()
+    first = {STATIC_PATH + b.name + b.query for b in notebook_bundles(registry)}
+    return [f for f in _page_files(registry).listed(version) if f.url not in first]
 
 
 def _notebook_base_path(request) -> str:
@@ -177,8 +82,9 @@ def bundle_urls(request, notebook_path=None) -> list:
         return []  # nginx sends static files only on a running server's grant: a preload would get a 502
     if route_to_alt_domain(request, request.host_url) != request.host_url:
         return []  # the notebook is on another site: the browser's cache there is its own
-    prefix = base.rstrip("/") + "/" + STATIC_PATH
-    return [(prefix + b.name + b.query, b) for b in notebook_bundles(request.registry)]
+    base = base.rstrip("/") + "/"
+    first = [(base + STATIC_PATH + b.name + b.query, b) for b in notebook_bundles(request.registry)]
+    return first + [(base + f.url, f) for f in learned_files(request.registry)]
 
 
 def _accel_mode(request) -> bool:
@@ -260,14 +166,56 @@ def bundle_response(request, notebook_path=None):
     if _accel_mode(request):
         return None
     base = (notebook_path or _notebook_base_path(request)).rstrip("/") + "/"
-    if request.method not in ("GET", "HEAD") or not request.path.startswith(base + STATIC_PATH):
+    if request.method not in ("GET", "HEAD") or not request.path.startswith(tuple(base + f for f in PAGE_FOLDERS)):
         return None
-    name = request.path[len(base + STATIC_PATH):]
-    bundles = {b.name: b for b in notebook_bundles(request.registry)}
-    if name not in bundles:
+    name = request.path[len(base):]
+    bundles = {STATIC_PATH + b.name: b.path for b in notebook_bundles(request.registry)}
+    learned = {f.url.partition("?")[0]: f for f in learned_files(request.registry)}
+    if name in bundles:
+        path, immutable = bundles[name], False
+    elif name in learned:
+        path, immutable = learned[name].path, learned[name].immutable
+    else:
         return None
-    route = {"prefix": base + STATIC_PATH, "roots": [os.path.dirname(bundles[name].path)], "no_cache_paths": []}
-    return static_file_response(request, {STATIC_FILES_KEY: {"routes": [route], "immutable": []}})
+    prefix = base + name.rpartition("/")[0] + "/"
+    route = {"prefix": prefix, "roots": [os.path.dirname(path)], "no_cache_paths": []}
+    return static_file_response(request, {STATIC_FILES_KEY: {"routes": [route], "immutable": [prefix] if immutable else []}})
+
+
+def report_path(notebook_path) -> str:
+    """Where a notebook page posts the files it loaded, below the notebook's base URL."""
+    return (notebook_path or "/").rstrip("/") + "/" + REPORT_PATH
+
+
+def learns_page_files(request) -> bool:
+    """Whether the site learns what its notebook pages load: as it preloads (not on the hub backend,
+    in nginx accel mode, or with the notebook on ``alternative_domain``)."""
+    return bool(version_of(request.registry)) and not _accel_mode(request) and \
+        route_to_alt_domain(request, request.host_url) == request.host_url
+
+
+def report_response(request, context, username):
+    """The answer to a notebook page's report of the files it loaded (``POST`` to :func:`report_path`),
+    or None for any other request. The caller (the notebook's proxy view) checked ``username`` owns
+    the running server ``context`` is of."""
+    base = context.get("notebook_path") or "/"
+    if request.path != report_path(base) or not learns_page_files(request):
+        return None
+    if request.method != "POST":
+        raise error_page(HTTPMethodNotAllowed, "Not allowed", "A notebook page posts the files it loaded here.")
+    if not context.get(STATIC_FILES_KEY):
+        return HTTPNoContent()  # the server publishes no static routes: nothing can be judged, nothing learned
+    settings = request.registry.pyramid_notebook_settings
+    try:
+        found = checked_report(request.body_file.read(MAX_BODY + 1), context, installation_folders(site_package_folder(request.registry)),
+                               (os.path.realpath(settings.notebook_folder),))
+    except BadReport as e:
+        status = HTTPRequestEntityTooLarge if isinstance(e, TooLarge) else HTTPBadRequest
+        raise error_page(status, "Unusable report", str(e)) from None
+    if found:
+        _page_files(request.registry).add(version_of(request.registry), found)
+    logger.debug("%s's notebook page loaded %d files that may be preloaded", username, len(found))
+    return HTTPNoContent()
 
 
 def _on_site_start(event):
@@ -283,20 +231,22 @@ def _on_site_start(event):
 
 
 def page_files(registry) -> list:
-    """``[bundles, the rest]``: the files to compress at start, the page's first bundles first, then
-    every other compressible file of the notebook's static folder (the chunks, styles and fonts the
-    page loads later are among them; which ones depends on what the page does)."""
+    """``[bundles, the rest]``: the files to compress at start, the page's first bundles and the files
+    pages reported loading first (the lab extensions' among them), then every other compressible file
+    of the notebook's static folder (what a page loads only on some action)."""
     bundles = [b.path for b in notebook_bundles(registry)]
     if not bundles:
         return []
+    first = list(dict.fromkeys(bundles + [f.path for f in learned_files(registry)
+                                          if compressible(mimetypes.guess_type(f.path)[0] or "", f.path)]))
     folder = os.path.dirname(bundles[0])
     rest = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if path not in bundles and os.path.isfile(path) and \
+        if path not in first and os.path.isfile(path) and \
                 compressible(mimetypes.guess_type(name)[0] or "", path):
             rest.append(path)
-    return [bundles, rest]
+    return [first, rest]
 
 
 def includeme(config):

@@ -42,7 +42,8 @@ from pyramid_notebook.web import metrics
 from pyramid_notebook.web.intent import require_intent
 from pyramid_notebook.web.limits import check_request_size
 from pyramid_notebook.web.progress import launch_with_progress, wants_progress_page
-from pyramid_notebook.web.preload import bundle_response, send_early_hints
+from pyramid_notebook.web.preload import (bundle_response, learns_page_files, report_path, report_response,
+                                          send_early_hints)
 from pyramid_notebook.web.registry import get_notebook_manager, get_relay
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ def fill_context_defaults(request, notebook_context) -> dict:
             context.setdefault("shares_url", request.route_path("notebook_shares"))
         except KeyError:
             pass
+    if learns_page_files(request):  # the page posts what it loaded, preloaded on the next cold click
+        context.setdefault("page_files_url", report_path(context["notebook_path"]))
     if settings.disabled_extensions:  # left out of the notebook's pages (server/page_config.py)
         context.setdefault("disabled_extensions", list(settings.disabled_extensions))
     if settings.memory_limit:  # enforced on the user's kernels (server/kernel_limits.py)
@@ -329,6 +332,10 @@ def notebook_proxy(request, username):
     if is_server_only_path(request.script_name + request.path_info, context.get("notebook_path") or "/"):
         raise error_page(HTTPNotFound, "Not part of your notebook",
                          "This address is used by the web site itself and is not reachable from a browser.")
+    # What the page loaded, reported by the page for the next cold click's preload (web/pagefiles.py).
+    report = report_response(request, context, username)
+    if report is not None:
+        return report
     # Who is asking, as the site vouches for it: every relay signs it for the notebook server (the
     # browser's own X-Pyramid-Notebook-Person is never relayed). Today the owner is the only person.
     request.environ[PERSON_ENVIRON_KEY] = Person(id=username, name=username, role=OWNER)
