@@ -98,3 +98,22 @@ def test_the_list_survives_a_restart_in_the_cache_folder_and_skips_files_gone(tm
     for name in os.listdir(tmp_path / "cache"):
         (tmp_path / "cache" / name).write_text("{")
     assert PageFiles(str(tmp_path / "cache")).listed("v1") == []
+
+
+def test_the_processes_of_a_web_server_share_the_reports(tmp_path):
+    """gunicorn's or uWSGI's workers: each adds its reports to the file, and reads the others'."""
+    one, two = PageFiles(str(tmp_path)), PageFiles(str(tmp_path))
+    assert one.listed("v1") == two.listed("v1") == []
+    one.add("v1", files("main", "csv-viewer"))
+    assert [f.url for f in two.listed("v1")] == ["main", "csv-viewer"], "the other worker's report"
+    two.add("v1", files("main"))
+    two.add("v1", files("main", "core"))
+    # Three reports in all, whichever worker took them: the same majority in both.
+    assert [f.url for f in one.listed("v1")] == [f.url for f in two.listed("v1")] == ["main"]
+    assert len(json.load(open(one._file("v1")))["reports"]) == 3
+
+
+def test_without_a_folder_the_reports_stay_in_the_process():
+    store = PageFiles()
+    store.add("v1", files("main"))
+    assert [f.url for f in store.listed("v1")] == ["main"]

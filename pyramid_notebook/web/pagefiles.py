@@ -12,9 +12,10 @@ site's proxy view answers that itself; it never reaches Jupyter.
 
 What is listed: a file in more than half of the last :data:`REPORTS` notebook pages' reports, so a
 file one user's own action loads (a CSV viewer, a debugger) is left out once other pages did
-without it. Per Jupyter version (the preload's key: a new Jupyter starts again), per web process,
-kept in the compression cache's folder when the site has one, so a restarted site preloads
-everything from its first click.
+without it. Per Jupyter version (the preload's key: a new Jupyter starts again), kept in the
+compression cache's folder when the site has one: the web server's processes share it, and a
+restarted site preloads everything from its first click. Without that folder, each process keeps
+its own in memory. Each web node learns from the pages it serves (a static file list is no team data).
 
 What may be listed (:func:`checked_report`): a file the reporting user's running server sends
 from its published static routes (never the ``files`` route: the user's own files), versioned
@@ -24,7 +25,9 @@ preload can name; at most :data:`MAX_FILES` per report. A user with the shell pe
 others' browsers fetch at most these files; such a user runs code as the site anyway.
 """
 import collections
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -138,12 +141,17 @@ def _page_file(url, base, context, immutable, allowed, forbidden):
 
 
 class PageFiles:
-    """The last :data:`REPORTS` reports per Jupyter version, in memory and in ``folder`` (if any)."""
+    """The last :data:`REPORTS` reports per Jupyter version, in memory and in ``folder`` (if any).
+
+    Every process of a web server (gunicorn's or uWSGI's workers) shares the file: a report is added
+    to what the file holds (under a lock), and a process reads the file again when it has changed.
+    """
 
     def __init__(self, folder=None):
         self.folder = folder
         self._lock = threading.Lock()
         self._reports = {}  # version -> deque of {url: PageFile}
+        self._stamps = {}  # version -> the file's stamp when last read or written
         self._listed = {}  # version -> the list, until the next report (every preload request asks)
 
     def _file(self, version: str):
@@ -151,11 +159,26 @@ class PageFiles:
             return None
         return os.path.join(self.folder, "page-files-" + hashlib.sha256(version.encode()).hexdigest()[:16] + ".json")
 
+    @staticmethod
+    def _stamp(path):
+        try:
+            st = os.stat(path)
+        except (OSError, TypeError):
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
     def _load(self, version: str):
+        """The reports of ``version``, read again from the file if another process changed it."""
+        path = self._file(version)
+        stamp = self._stamp(path)
         reports = self._reports.get(version)
-        if reports is None:
+        if reports is not None and (stamp is None or stamp == self._stamps.get(version)):
+            return reports
+        if reports is None or stamp is not None:  # (a file gone: what this process holds stays)
             reports = self._reports[version] = collections.deque(maxlen=REPORTS)
-            path = self._file(version)
+        self._stamps[version] = stamp
+        self._listed.pop(version, None)
+        if stamp is not None:
             try:
                 with open(path, encoding="utf-8") as f:
                     for report in json.load(f)["reports"][-REPORTS:]:
@@ -168,11 +191,28 @@ class PageFiles:
 
     def add(self, version: str, report: dict) -> None:
         """Keep one page's ``{url: PageFile}`` (the oldest report goes when there are :data:`REPORTS`)."""
-        with self._lock:
+        with self._lock, self._file_lock(version):
             reports = self._load(version)
             reports.append(report)
             self._listed.pop(version, None)
             self._save(version, reports)
+            self._stamps[version] = self._stamp(self._file(version))
+
+    @contextlib.contextmanager
+    def _file_lock(self, version):
+        """The other processes' reports are not lost between reading the file and writing it."""
+        path = self._file(version)
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except (OSError, TypeError):  # no folder, or an unwritable one: this process's memory only
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def _save(self, version, reports) -> None:
         path = self._file(version)
@@ -181,7 +221,6 @@ class PageFiles:
         data = {"version": version, "reports": [[dataclasses.asdict(f) for f in r.values()] for r in reports]}
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            os.makedirs(self.folder, exist_ok=True)
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(data, f)
             os.replace(tmp, path)
@@ -192,9 +231,9 @@ class PageFiles:
         """The :class:`PageFile` files in more than half of the reports, in the order first reported,
         those still on disk."""
         with self._lock:
+            reports = list(self._load(version))
             listed = self._listed.get(version)
             if listed is None:
-                reports = list(self._load(version))
                 counts = collections.Counter(url for report in reports for url in report)
                 latest = {}
                 for report in reports:

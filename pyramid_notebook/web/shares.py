@@ -43,6 +43,7 @@ from pyramid_notebook.web import guestcalls, permission
 from pyramid_notebook.web.contents import BadPath, validate_path
 from pyramid_notebook.web.intent import browser_intent
 from pyramid_notebook.web.registry import get_notebook_manager
+from pyramid_notebook.web.sitestart import subscribe
 
 logger = logging.getLogger(__name__)
 
@@ -378,7 +379,5 @@ def includeme(config):
     for name, _ in ROUTES:
         config.add_exception_view(unavailable_view, context=SQLAlchemyError, route_name=name)
     config.include("pyramid_notebook.web.joining")
-    from pyramid_notebook.web.sitestart import subscribe
-
     subscribe(config, _on_site_start)
     config.action(("pyramid_notebook.shares-first",), lambda: _routes_first(config), order=3)
