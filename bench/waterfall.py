@@ -4,15 +4,17 @@
                                         [--output FILE.json]
 
 The demo site (bench/browser.py's ``Site``), a fresh Chromium profile: a click on Shell 2 with the
-user's server stopped (``cold``), then the same profile's second visit (``warm``), then its third with
-the user's server stopped again (``restart``: what a cold click would be if the browser already had
-every file the page loads, the bound of any preloading), each until the notebook's kernel is idle. For each request from the notebook page's own on: when it started and
-finished (seconds after the page's request), its status, bytes on the wire, whether the browser's
-cache answered it, its type and URL. ``--progress-page`` turns on the launch's progress page (the
-demo's development.ini does), whose preloads then run while the server starts; ``--learn`` first lets
-one fresh profile visit the notebook, untimed, so that the site has learned what a notebook page
-loads (``web/pagefiles.py``: a team mate's earlier visit), as any site that has been used has. What it showed is in docs/performance.rst ("Cold visits at the
-warm floor"): which waves of requests a cold visit waits for that a warm one does not.
+user's server stopped (``cold``), then the same profile's second visit (``warm``), then its third
+with the user's server stopped again (``restart``: what a cold click would be if the browser already
+had every file the page loads, the bound of any preloading), each until the notebook's kernel is
+idle. For each request from the click on (a progress page's preloads before the notebook page's own,
+at negative times): when it started and finished (seconds after the page's request), its status,
+bytes on the wire, whether the browser's cache answered it, its type and URL. ``--progress-page``
+turns on the launch's progress page (the demo's development.ini does), whose preloads then run while
+the server starts; ``--learn`` first lets one fresh profile visit the notebook, untimed, so that the
+site has learned what a notebook page loads (``web/pagefiles.py``: a team mate's earlier visit), as
+any site that has been used has. What it showed is in docs/performance.rst ("Cold visits at the warm
+floor"): which waves of requests a cold visit waits for that a warm one does not.
 """
 import argparse
 import json

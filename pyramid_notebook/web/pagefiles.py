@@ -1,14 +1,15 @@
 """Every file a notebook page loads, learned from the pages themselves, for the next cold visit.
 
-A cold notebook page fetches about sixty scripts before its first API call, in waves: the shared
-libraries' chunks ``notebook_core`` asks for once it runs, the lab extensions, then the chunks their
-plugins load. Their names are in no one file a site could read ahead (the module federation's
-runtime and the plugins' code decide), so the progress page could preload only the first four
-(:mod:`pyramid_notebook.web.preload`). The page itself knows: the shipped lab extension's
-``page-files`` plugin (``labextension/src/index.js``) posts, once its page has settled, the static
-files the page loaded (Resource Timing lists each, whether from the network or the browser's cache,
-never a file only another page preloaded) to ``<notebook_path>api/pyramid-notebook/page-files``. The
-site's proxy view answers that itself; it never reaches Jupyter.
+A cold notebook page fetches 86 scripts (Notebook 7.6), 56 of them before its first API call, in
+waves: the shared libraries' chunks ``notebook_core`` asks for once it runs, the lab extensions,
+then the chunks their plugins load. Their names are in no one file a site could read ahead (the
+module federation's runtime and the plugins' code decide), so the progress page could preload only
+the first four (:mod:`pyramid_notebook.web.preload`). The page itself knows: the shipped lab
+extension's ``page-files`` plugin (``labextension/src/pagefiles.js``) posts, once its page has
+settled, the static files the page loaded (Resource Timing lists each, whether from the network or
+the browser's cache, never a file only another page preloaded) to
+``<notebook_path>api/pyramid-notebook/page-files``. The site's proxy view answers that itself; it
+never reaches Jupyter.
 
 What is listed: a file in more than half of the last :data:`REPORTS` notebook pages' reports, so a
 file one user's own action loads (a CSV viewer, a debugger) is left out once other pages did
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 #: Below the notebook's base URL: where the page posts its report (the site answers it).
 REPORT_PATH = "api/pyramid-notebook/page-files"
-#: How many reports decide (the last ones, per Jupyter version and process).
+#: How many reports decide (the last ones, per Jupyter version).
 REPORTS = 9
 #: The pages learned from (below the base URL): a launch always opens a notebook page.
 NOTEBOOK_PAGES = "notebooks/"

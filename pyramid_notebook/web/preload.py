@@ -179,7 +179,8 @@ def bundle_response(request, notebook_path=None):
         return None
     prefix = base + name.rpartition("/")[0] + "/"
     route = {"prefix": prefix, "roots": [os.path.dirname(path)], "no_cache_paths": []}
-    return static_file_response(request, {STATIC_FILES_KEY: {"routes": [route], "immutable": [prefix] if immutable else []}})
+    published = {"routes": [route], "immutable": [prefix] if immutable else []}
+    return static_file_response(request, {STATIC_FILES_KEY: published})
 
 
 def report_path(notebook_path) -> str:
@@ -207,7 +208,8 @@ def report_response(request, context, username):
         return HTTPNoContent()  # the server publishes no static routes: nothing can be judged, nothing learned
     settings = request.registry.pyramid_notebook_settings
     try:
-        found = checked_report(request.body_file.read(MAX_BODY + 1), context, installation_folders(site_package_folder(request.registry)),
+        allowed = installation_folders(site_package_folder(request.registry))
+        found = checked_report(request.body_file.read(MAX_BODY + 1), context, allowed,
                                (os.path.realpath(settings.notebook_folder),))
     except BadReport as e:
         status = HTTPRequestEntityTooLarge if isinstance(e, TooLarge) else HTTPBadRequest
